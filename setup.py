@@ -1,0 +1,19 @@
+"""Installs the project's packages so TFX can import user code by dotted path."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tfx-taxi-kfp",
+    version="0.1.0",
+    description="One TFX pipeline run locally with Beam, compiled for Kubeflow Pipelines v2, served by TF Serving.",
+    python_requires=">=3.10,<3.11",
+    # The top-level folder `kubeflow/` holds manifests and the Dockerfile only: the import
+    # name `kubeflow` belongs to the official Kubeflow SDK, so it is never a package here.
+    packages=find_packages(include=["pipeline*", "components*", "schemas*", "serving*"]),
+    package_data={"schemas": ["*/*.pbtxt"]},
+    install_requires=[
+        "tfx[kfp]==1.16.0",
+        "tensorflow-serving-api==2.16.1",
+    ],
+    extras_require={"dev": ["pytest", "ruff", "mypy"]},
+)
