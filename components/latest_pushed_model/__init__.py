@@ -1,0 +1,1 @@
+"""LatestPushedModel: the baseline for model validation, resolved by an ordinary component."""

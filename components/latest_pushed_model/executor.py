@@ -1,0 +1,57 @@
+"""Executor of LatestPushedModel: copies the currently served model out as the baseline."""
+
+import os
+from typing import Any
+
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from components import model_dir as model_dir_lib
+
+CANDIDATE_MODEL_KEY = "candidate_model"
+BASELINE_MODEL_KEY = "baseline_model"
+MODEL_DIR_KEY = "model_dir"
+SOURCE_PROPERTY = "baseline_source"
+VERSION_PROPERTY = "baseline_version"
+SOURCE_PUSHED = "pushed"
+SOURCE_NONE = "none"
+
+
+class Executor(base_executor.BaseExecutor):
+    """Resolves the baseline = the highest complete version in the serving model directory."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        """Copies the served model (or, before any push, the candidate) into the output.
+
+        With no pushed model yet, the candidate is its own baseline: every relative threshold
+        compares equal models and passes, as TFX's rubber stamp does on a first run, while the
+        absolute thresholds still apply. `baseline_source` records which case happened.
+
+        Args:
+          input_dict: `candidate_model` (Model) from the Trainer.
+          output_dict: `baseline_model` (Model).
+          exec_properties: `model_dir`: `<serving_base>/<model_name>`.
+        """
+        model_dir = exec_properties[MODEL_DIR_KEY]
+        baseline = artifact_utils.get_single_instance(output_dict[BASELINE_MODEL_KEY])
+        destination = path_utils.serving_model_dir(baseline.uri)
+        version = model_dir_lib.latest_version(model_dir)
+        if version is None:
+            candidate = artifact_utils.get_single_instance(input_dict[CANDIDATE_MODEL_KEY])
+            source = path_utils.serving_model_path(candidate.uri)
+            baseline.set_string_custom_property(SOURCE_PROPERTY, SOURCE_NONE)
+            logging.info("No model pushed in %s yet: the candidate is its own baseline.", model_dir)
+        else:
+            source = os.path.join(model_dir, str(version))
+            baseline.set_string_custom_property(SOURCE_PROPERTY, SOURCE_PUSHED)
+            baseline.set_string_custom_property(VERSION_PROPERTY, str(version))
+            logging.info("Baseline is pushed version %s from %s.", version, source)
+        io_utils.copy_dir(source, destination)

@@ -1,0 +1,1 @@
+"""Keras trainer for the taxi model: model, distribution strategy, export and TFX run_fn."""

@@ -1,0 +1,68 @@
+"""The Keras binary classifier over transformed taxi features."""
+
+from collections.abc import Sequence
+
+import tf_keras as keras
+
+from components import features
+
+
+def categorical_width(spec: features.FeatureSpec, key: str) -> int:
+    """One-hot width of a transformed categorical feature.
+
+    Args:
+      spec: Feature roles from the schema.
+      key: Raw feature name with role bucketize, vocab or categorical_int.
+
+    Returns:
+      Number of distinct transformed values.
+    """
+    if key in spec.by_role["bucketize"]:
+        return features.BUCKET_COUNT
+    if key in spec.by_role["vocab"]:
+        return features.VOCAB_SIZE + features.OOV_SIZE
+    return spec.categorical_max[key] + 1
+
+
+def build_model(
+    spec: features.FeatureSpec,
+    hidden_units: Sequence[int] = (64,),
+    learning_rate: float = 1e-3,
+) -> keras.Model:
+    """Builds and compiles the classifier: one-hot/z-scored inputs -> Dense(relu)* -> sigmoid.
+
+    Args:
+      spec: Feature roles from the schema (decides the inputs and one-hot widths).
+      hidden_units: Width of each hidden ReLU layer.
+      learning_rate: Adam learning rate.
+
+    Returns:
+      A compiled model taking a dict of rank-1 transformed features and returning P(label=1)
+      with shape [batch, 1].
+    """
+    inputs: dict[str, keras.Input] = {}
+    encoded = []
+    for key in spec.by_role["zscore"]:
+        name = features.transformed_name(key)
+        inputs[name] = keras.Input(shape=(), name=name, dtype="float32")
+        encoded.append(keras.layers.Reshape((1,))(inputs[name]))
+    for role in ("bucketize", "vocab", "categorical_int"):
+        for key in spec.by_role[role]:
+            name = features.transformed_name(key)
+            inputs[name] = keras.Input(shape=(), name=name, dtype="int64")
+            encoded.append(
+                keras.layers.CategoryEncoding(
+                    num_tokens=categorical_width(spec, key), output_mode="one_hot"
+                )(inputs[name])
+            )
+    x = keras.layers.concatenate(encoded)
+    for units in hidden_units:
+        x = keras.layers.Dense(units, activation="relu")(x)
+    output = keras.layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs=inputs, outputs=output)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+    )
+    return model

@@ -1,0 +1,60 @@
+"""Chooses a tf.distribute strategy from the visible devices and the cluster spec."""
+
+import json
+
+import tensorflow as tf
+
+DEFAULT = "default"
+MIRRORED = "mirrored"
+MULTI_WORKER_MIRRORED = "multi_worker_mirrored"
+
+
+def choose_strategy_name(num_gpus: int, tf_config_json: str | None) -> str:
+    """Decides which strategy fits the devices and cluster this process sees.
+
+    Args:
+      num_gpus: Number of GPUs visible to TensorFlow in this process.
+      tf_config_json: The `TF_CONFIG` environment value, or None when unset.
+
+    Returns:
+      `multi_worker_mirrored` when TF_CONFIG names more than one worker (chief included),
+      `mirrored` when at least one GPU is visible, else `default` (one device, no wrapping).
+
+    Raises:
+      ValueError: If TF_CONFIG is set but is not a JSON object with a `cluster` mapping.
+    """
+    if tf_config_json:
+        try:
+            tf_config = json.loads(tf_config_json)
+            cluster = tf_config.get("cluster", {})
+        except (ValueError, AttributeError) as e:
+            raise ValueError(f"TF_CONFIG is not a JSON object: {tf_config_json!r}") from e
+        if not isinstance(cluster, dict):
+            raise ValueError(f"TF_CONFIG.cluster must be a mapping, got {cluster!r}")
+        workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+        if workers > 1:
+            return MULTI_WORKER_MIRRORED
+    if num_gpus > 0:
+        return MIRRORED
+    return DEFAULT
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """Builds the strategy `choose_strategy_name` picked.
+
+    Args:
+      name: One of `default`, `mirrored`, `multi_worker_mirrored`.
+
+    Returns:
+      The strategy instance.
+
+    Raises:
+      ValueError: For an unknown name.
+    """
+    if name == MULTI_WORKER_MIRRORED:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == MIRRORED:
+        return tf.distribute.MirroredStrategy()
+    if name == DEFAULT:
+        return tf.distribute.get_strategy()
+    raise ValueError(f"Unknown distribution strategy {name!r}")

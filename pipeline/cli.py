@@ -1,0 +1,137 @@
+"""Command line: `python -m pipeline.cli run|schema-diff|rollback` (see the Makefile)."""
+
+import argparse
+import csv
+import os
+import sys
+import traceback
+import warnings
+
+from pipeline import config as config_lib
+
+EXIT_CONFIG_ERROR = 2
+EXIT_RUN_FAILED = 1
+
+
+def _sample_rows(data_root: str, count: int = 3) -> list[dict[str, object]]:
+    """First rows of the eval split, as the serving smoke check's requests."""
+    with open(os.path.join(data_root, "eval", "data.csv")) as f:
+        rows = []
+        for row in csv.DictReader(f):
+            rows.append({k: (v if v != "" else None) for k, v in row.items() if k != "tips"})
+            if len(rows) == count:
+                break
+    return rows
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        config = config_lib.load_local_config(args.config, args.set)
+    except config_lib.ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    # Heavy imports after the config is known to be valid, so config errors are instant.
+    from pipeline import data as data_lib
+    from pipeline import local_runner, summary
+
+    log_path = local_runner.configure_logging(os.path.join(config.output_dir, "logs"))
+    print(f"Full log: {log_path}")
+    try:
+        run = local_runner.run_local(config)
+    except data_lib.DataError as e:
+        print(f"data error: {e}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except Exception as e:  # Process boundary: report briefly, full traceback in the log.
+        with open(log_path, "a") as log:
+            traceback.print_exc(file=log)
+        first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"\nPipeline run FAILED: {first_line}", file=sys.stderr)
+        print(f"The failing step is named above; full traceback in {log_path}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    result = summary.summarize_latest_run(os.path.abspath(config.metadata_path), config.settings.pipeline_name)
+    print(f"\nPipeline finished in {run.elapsed_s:.1f}s on data {run.data.version}")
+    print(summary.format_summary(result))
+    if config.serve_after_run and result.pushed_version:
+        from serving import smoke
+
+        answer = smoke.serve_and_predict(
+            os.path.abspath(config.model_dir), config.settings.model_name, _sample_rows(run.data.root)
+        )
+        print(f"\nServed version {answer.get('version')} over gRPC: {answer}")
+    return 0
+
+
+def _schema_diff(args: argparse.Namespace) -> int:
+    import schemas
+    from pipeline import data as data_lib
+    from pipeline import schema_tools
+
+    source = args.data or data_lib.default_source()
+    print(schema_tools.schema_diff_report(source, schemas.schema_path("taxi")))
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    try:
+        config = config_lib.load_local_config(args.config, args.set)
+    except config_lib.ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    from components import model_dir as model_dir_lib
+
+    model_dir = args.model_dir or config.model_dir
+    try:
+        withdrawn = model_dir_lib.roll_back(model_dir, args.to)
+    except ValueError as e:
+        print(f"rollback error: {e}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    print(
+        f"Withdrew versions {withdrawn} from {model_dir} (renamed {model_dir_lib.ROLLED_BACK_PREFIX}<v>); "
+        f"TF Serving now serves version {model_dir_lib.latest_version(model_dir)}."
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the CLI's argument parser."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.cli", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="JSON file with LocalConfig fields")
+        p.add_argument(
+            "--set", action="append", default=[], metavar="FIELD=VALUE",
+            help="override a config field, e.g. settings.train_steps=200 (repeatable)",
+        )
+
+    run = sub.add_parser("run", help="run the pipeline locally with BeamDagRunner")
+    add_config_args(run)
+    run.set_defaults(func=_run)
+    diff = sub.add_parser("schema-diff", help="infer a schema from data and diff it against schemas/")
+    diff.add_argument("--data", default="", help="CSV file or directory (default: the taxi sample)")
+    diff.set_defaults(func=_schema_diff)
+    rollback = sub.add_parser("rollback", help="withdraw the newest pushed version(s)")
+    add_config_args(rollback)
+    rollback.add_argument("--to", type=int, help="version to serve (default: the previous one)")
+    rollback.add_argument("--model-dir", help="model directory (default: from the local config)")
+    rollback.set_defaults(func=_rollback)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI.
+
+    Args:
+      argv: Arguments (default: sys.argv[1:]).
+
+    Returns:
+      Process exit code.
+    """
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The TFMA evaluation config: metrics, slices and blessing thresholds."""
+
+import json
+
+import tensorflow_model_analysis as tfma
+
+from components import features
+from pipeline.config import EvaluationSettings
+
+PREDICTION_KEY = "probabilities"
+CREDIT_CARD_SLICE = {"payment_type": "Credit Card"}
+
+
+def _auc_thresholds(settings: EvaluationSettings) -> tfma.MetricConfig:
+    def threshold(lower_bound: float) -> tfma.MetricThreshold:
+        return tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}),
+            # Relative to the pushed baseline: the candidate may not lose more than the drop.
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -settings.max_auc_drop},
+            ),
+        )
+
+    # Per-slice thresholds only: a plain `threshold` would apply to every slice, including
+    # tiny company/hour slices whose AUC is noise (or undefined with one class).
+    return tfma.MetricConfig(
+        class_name="AUC",
+        per_slice_thresholds=[
+            tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec()], threshold=threshold(settings.min_auc)
+            ),
+            tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec(feature_values=CREDIT_CARD_SLICE)],
+                threshold=threshold(settings.min_auc_credit_card),
+            ),
+        ],
+    )
+
+
+def build_eval_config(settings: EvaluationSettings) -> tfma.EvalConfig:
+    """Builds the Evaluator's config for the candidate and the pushed baseline.
+
+    Args:
+      settings: Thresholds, operating point and slice features.
+
+    Returns:
+      An EvalConfig with AUC, precision/recall at the operating threshold, calibration and
+      counts; overall, per slice feature and on the Credit Card slice; AUC thresholds that
+      must hold overall and on Credit Card, absolutely and against the baseline.
+    """
+    at_threshold = json.dumps({"thresholds": [settings.operating_threshold]})
+    metrics = [
+        tfma.MetricConfig(class_name="ExampleCount"),
+        _auc_thresholds(settings),
+        tfma.MetricConfig(class_name="Precision", config=at_threshold),
+        tfma.MetricConfig(class_name="Recall", config=at_threshold),
+        tfma.MetricConfig(class_name="BinaryAccuracy", config=json.dumps({"threshold": settings.operating_threshold})),
+        tfma.MetricConfig(class_name="Calibration"),
+        tfma.MetricConfig(class_name="MeanLabel"),
+        tfma.MetricConfig(class_name="MeanPrediction"),
+        tfma.MetricConfig(class_name="CalibrationPlot"),
+    ]
+    model_spec = dict(
+        signature_name="serving_default",
+        prediction_key=PREDICTION_KEY,
+        label_key=features.LABEL_KEY,
+        preprocessing_function_names=["transform_features"],
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(name="candidate", **model_spec),
+            tfma.ModelSpec(name="baseline", is_baseline=True, **model_spec),
+        ],
+        slicing_specs=[
+            tfma.SlicingSpec(),
+            tfma.SlicingSpec(feature_values=CREDIT_CARD_SLICE),
+            *(tfma.SlicingSpec(feature_keys=[key]) for key in settings.slice_features),
+        ],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+    )

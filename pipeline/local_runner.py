@@ -1,0 +1,211 @@
+"""Where the pipeline runs locally: TFX's BeamDagRunner with per-component progress."""
+
+import dataclasses
+import hashlib
+import logging as pylogging
+import os
+import sys
+import time
+
+from absl import logging
+from tfx import v1 as tfx
+from tfx.orchestration import metadata
+from tfx.orchestration.beam import beam_dag_runner
+
+import schemas
+from pipeline import config as config_lib
+from pipeline import data as data_lib
+from pipeline import pipeline as pipeline_lib
+
+progress = pylogging.getLogger("pipeline.progress")
+
+
+class _ProgressNodeDoFn(beam_dag_runner.PipelineNodeAsDoFn):
+    """Runs one node like TFX's DoFn, reporting `[i/N] node started/finished (elapsed)`."""
+
+    def _run_node(self) -> None:
+        node_ids = [n.pipeline_node.node_info.id for n in self._pipeline.nodes]
+        position = f"[{node_ids.index(self._node_id) + 1}/{len(node_ids)}]"
+        progress.info("%s %s started", position, self._node_id)
+        start = time.monotonic()
+        try:
+            super()._run_node()
+        except Exception as e:
+            progress.error(
+                "%s %s FAILED after %.1fs: %s", position, self._node_id, time.monotonic() - start, e
+            )
+            raise
+        progress.info(
+            "%s %s finished in %.1fs%s",
+            position,
+            self._node_id,
+            time.monotonic() - start,
+            " (cached)" if self._was_cached() else "",
+        )
+
+    def _was_cached(self) -> bool:
+        """True when the node's latest execution in MLMD reused an earlier result."""
+        with metadata.Metadata(self._mlmd_connection_config) as m:
+            context = m.store.get_context_by_type_and_name(
+                "node", f"{self._pipeline_info.id}.{self._node_id}"
+            )
+            if context is None:
+                return False
+            executions = m.store.get_executions_by_context(context.id)
+        if not executions:
+            return False
+        latest = max(executions, key=lambda e: e.id)
+        return latest.last_known_state == latest.CACHED
+
+
+class ProgressBeamDagRunner(beam_dag_runner.BeamDagRunner):
+    """BeamDagRunner whose nodes report progress as they start and finish."""
+
+    _PIPELINE_NODE_DO_FN_CLS = _ProgressNodeDoFn
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalRun:
+    """What a local run used and where it wrote.
+
+    Attributes:
+      config: The validated local config.
+      data: The prepared data version the run read.
+      elapsed_s: Wall time of the pipeline run.
+    """
+
+    config: config_lib.LocalConfig
+    data: data_lib.PreparedData
+    elapsed_s: float
+
+
+def versioned_schema(output_dir: str) -> str:
+    """Copies the curated schema to a content-addressed path and returns that path.
+
+    ImportSchemaGen's cache key is the schema's path, not its content: a reviewed edit of
+    `schemas/` must change the path, or cached runs would keep validating with the old schema.
+
+    Args:
+      output_dir: The run's output directory.
+
+    Returns:
+      `<output_dir>/schemas/taxi-<sha256 prefix>/schema.pbtxt`.
+    """
+    source = schemas.schema_path("taxi")
+    with open(source, "rb") as f:
+        content = f.read()
+    path = os.path.join(output_dir, "schemas", f"taxi-{hashlib.sha256(content).hexdigest()[:12]}", "schema.pbtxt")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        staging = f"{path}.tmp-{os.getpid()}"
+        with open(staging, "wb") as f:
+            f.write(content)
+        os.replace(staging, path)
+    return os.path.abspath(path)
+
+
+def build_local_pipeline(
+    config: config_lib.LocalConfig, data: data_lib.PreparedData, schema_path: str
+) -> tfx.dsl.Pipeline:
+    """Binds the pipeline definition to the local environment.
+
+    Args:
+      config: Local config.
+      data: Prepared data to read.
+      schema_path: Curated schema file (see `versioned_schema`).
+
+    Returns:
+      The pipeline, with a SQLite MLMD store under the output directory.
+    """
+    settings = config.settings
+    return pipeline_lib.create_pipeline(
+        pipeline_name=settings.pipeline_name,
+        pipeline_root=os.path.abspath(config.pipeline_root),
+        data_root=os.path.abspath(data.root),
+        schema_path=schema_path,
+        model_dir=os.path.abspath(config.model_dir),
+        train_steps=settings.train_steps,
+        eval_steps=settings.eval_steps,
+        hyperparameters=settings.hyperparameters,
+        evaluation=settings.evaluation,
+        anomalies_policy=settings.anomalies_policy,
+        push_provenance={"data_version": data.version, "data_root": os.path.abspath(data.root)},
+        beam_pipeline_args=config.beam_pipeline_args,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            os.path.abspath(config.metadata_path)
+        ),
+        enable_cache=config.enable_cache,
+    )
+
+
+def run_local(config: config_lib.LocalConfig) -> LocalRun:
+    """Prepares the data version and runs the whole pipeline with BeamDagRunner.
+
+    Args:
+      config: Local config.
+
+    Returns:
+      What the run used.
+
+    Raises:
+      data_lib.DataError: If the source data cannot be prepared.
+      Exception: Whatever a failing component raised (e.g. AnomaliesFoundError), after the
+        progress line naming the component.
+    """
+    source = config.source_data or data_lib.default_source()
+    data = data_lib.prepare_time_split(
+        source,
+        config.prepared_data_dir,
+        eval_fraction=config.settings.eval_fraction,
+        max_rows=config.settings.max_rows,
+    )
+    progress.info(
+        "Data %s: %d train rows up to %s, %d eval rows after it (from %s)",
+        data.version,
+        data.train_rows,
+        time.strftime("%Y-%m-%d %H:%M", time.gmtime(data.cutoff_timestamp)),
+        data.eval_rows,
+        source,
+    )
+    pipeline = build_local_pipeline(config, data, versioned_schema(config.output_dir))
+    logging.info("Running pipeline %s with root %s", pipeline.pipeline_info.pipeline_name, config.pipeline_root)
+    start = time.monotonic()
+    ProgressBeamDagRunner().run(pipeline)
+    return LocalRun(config=config, data=data, elapsed_s=time.monotonic() - start)
+
+
+def configure_logging(log_dir: str) -> str:
+    """Sends progress lines to stdout and every INFO log line to a file.
+
+    Args:
+      log_dir: Directory for the run's log file.
+
+    Returns:
+      Path of the log file.
+    """
+    os.makedirs(log_dir, exist_ok=True)
+    path = os.path.join(log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
+    root = pylogging.getLogger()
+    root.setLevel(pylogging.INFO)
+    # An imported library already called basicConfig (a stderr handler on the root logger).
+    for handler in list(root.handlers):
+        if type(handler) is pylogging.StreamHandler:
+            root.removeHandler(handler)
+    file_handler = pylogging.FileHandler(path)
+    file_handler.setFormatter(pylogging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    logging.set_verbosity(logging.INFO)
+    pylogging.captureWarnings(True)
+    tf_logger = pylogging.getLogger("tensorflow")
+    for handler in list(tf_logger.handlers):
+        tf_logger.removeHandler(handler)
+    tf_logger.propagate = True
+    # The console gets progress lines and the summary; library chatter (TF, Beam, TFX) and
+    # tracebacks go to the log file only.
+    logging.get_absl_handler().setLevel(pylogging.CRITICAL)
+    if not progress.handlers:
+        console = pylogging.StreamHandler(sys.stdout)
+        console.setFormatter(pylogging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        progress.addHandler(console)
+    progress.setLevel(pylogging.INFO)
+    return path

@@ -1,0 +1,217 @@
+"""Custom components on tiny real artifacts: anomalies gate, baseline resolver, atomic pusher."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import proto_utils
+
+from components import features
+from components import model_dir as model_dir_lib
+from components.anomalies_gate import component as gate_component
+from components.anomalies_gate import executor as gate
+from components.latest_pushed_model import component as baseline_component
+from components.latest_pushed_model import executor as baseline
+from components.pusher import executor as pusher
+
+
+def _artifact(cls, uri: str, **custom):
+    artifact = cls()
+    artifact.uri = uri
+    for key, value in custom.items():
+        if isinstance(value, int):
+            artifact.set_int_custom_property(key, value)
+        else:
+            artifact.set_string_custom_property(key, value)
+    return artifact
+
+
+def _tiny_saved_model(path: str, constant: float) -> None:
+    module = tf.Module()
+    module.f = tf.function(lambda x: {"y": x * constant}, input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, path, signatures={"serving_default": module.f})
+
+
+# --- AnomaliesGate ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def anomalies_and_schema(tmp_path):
+    """ExampleValidator-shaped artifacts: real TFDV anomalies for a bad eval split."""
+    schema = features.load_schema()
+    anomalies = _artifact(standard_artifacts.ExampleAnomalies, str(tmp_path / "anomalies"))
+    anomalies.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    frames = {
+        "train": pd.DataFrame({"payment_type": ["Cash", "Credit Card"], "trip_start_hour": [1, 2]}),
+        "eval": pd.DataFrame({"payment_type": ["Bitcoin", "Cash"], "trip_start_hour": [99, 2]}),
+    }
+    for split, frame in frames.items():
+        stats = tfdv.generate_statistics_from_dataframe(frame)
+        found = tfdv.validate_statistics(stats, schema, environment="TRAINING")
+        # Only keep the anomalies of the two features the frame has: the test is about them.
+        for name in list(found.anomaly_info):
+            if name not in frame.columns:
+                del found.anomaly_info[name]
+        path = os.path.join(anomalies.uri, f"Split-{split}", "SchemaDiff.pb")
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with open(path, "wb") as f:
+            f.write(found.SerializeToString())
+    schema_artifact = _artifact(standard_artifacts.Schema, str(tmp_path / "schema"))
+    os.makedirs(schema_artifact.uri)
+    with open(os.path.join(schema_artifact.uri, "schema.pbtxt"), "w") as f:
+        f.write("feature { name: 'x' type: INT }\n")
+    return anomalies, schema_artifact
+
+
+def _run_gate(anomalies, schema, policy, out_uri):
+    validated = _artifact(standard_artifacts.Schema, out_uri)
+    gate.Executor().Do(
+        {gate.ANOMALIES_KEY: [anomalies], gate.SCHEMA_KEY: [schema]},
+        {gate.VALIDATED_SCHEMA_KEY: [validated]},
+        {gate.POLICY_KEY: policy},
+    )
+    return validated
+
+
+def test_gate_fails_naming_split_feature_and_reason(anomalies_and_schema, tmp_path) -> None:
+    anomalies, schema = anomalies_and_schema
+    with pytest.raises(gate.AnomaliesFoundError) as error:
+        _run_gate(anomalies, schema, gate.FAIL, str(tmp_path / "out"))
+    message = str(error.value)
+    assert "split 'eval', feature 'payment_type': Unexpected string values" in message
+    assert "split 'eval', feature 'trip_start_hour': Out-of-range values" in message
+    assert "split 'train'" not in message
+    assert not (tmp_path / "out" / "schema.pbtxt").exists()
+
+
+def test_gate_warn_policy_records_anomalies_and_passes_the_schema(anomalies_and_schema, tmp_path) -> None:
+    anomalies, schema = anomalies_and_schema
+    validated = _run_gate(anomalies, schema, gate.WARN, str(tmp_path / "out"))
+    assert validated.get_int_custom_property(gate.ANOMALIES_FOUND_PROPERTY) == 2
+    report = json.loads(validated.get_string_custom_property(gate.REPORT_PROPERTY))
+    assert {(a["split"], a["feature"]) for a in report} == {("eval", "payment_type"), ("eval", "trip_start_hour")}
+    assert (tmp_path / "out" / "schema.pbtxt").read_text() == "feature { name: 'x' type: INT }\n"
+
+
+def test_gate_rejects_unknown_policy_when_the_pipeline_is_built() -> None:
+    channel = standard_artifacts.ExampleAnomalies
+    from tfx import types
+
+    with pytest.raises(ValueError, match="policy must be one of \\('fail', 'warn'\\), got 'ignore'"):
+        gate_component.AnomaliesGate(
+            anomalies=types.Channel(type=channel),
+            schema=types.Channel(type=standard_artifacts.Schema),
+            policy="ignore",
+        )
+
+
+# --- LatestPushedModel ------------------------------------------------------------------------
+
+
+def _resolve(candidate_uri: str, model_dir: str, out_uri: str):
+    candidate = _artifact(standard_artifacts.Model, candidate_uri)
+    out = _artifact(standard_artifacts.Model, out_uri)
+    baseline.Executor().Do(
+        {baseline.CANDIDATE_MODEL_KEY: [candidate]},
+        {baseline.BASELINE_MODEL_KEY: [out]},
+        {baseline.MODEL_DIR_KEY: model_dir},
+    )
+    return out
+
+
+def test_baseline_is_the_candidate_before_any_push(tmp_path) -> None:
+    _tiny_saved_model(str(tmp_path / "candidate" / "Format-Serving"), 1.0)
+    out = _resolve(str(tmp_path / "candidate"), str(tmp_path / "serving" / "m"), str(tmp_path / "out"))
+    assert out.get_string_custom_property(baseline.SOURCE_PROPERTY) == baseline.SOURCE_NONE
+    assert (tmp_path / "out" / "Format-Serving" / "saved_model.pb").exists()
+
+
+def test_baseline_is_the_highest_complete_pushed_version(tmp_path) -> None:
+    _tiny_saved_model(str(tmp_path / "candidate" / "Format-Serving"), 1.0)
+    model_dir = tmp_path / "serving" / "m"
+    _tiny_saved_model(str(model_dir / "100"), 2.0)
+    _tiny_saved_model(str(model_dir / "200"), 3.0)
+    (model_dir / "300").mkdir()  # incomplete: no saved_model.pb
+    _tiny_saved_model(str(model_dir / ".tmp-400-abc"), 4.0)  # staging, not a version
+    out = _resolve(str(tmp_path / "candidate"), str(model_dir), str(tmp_path / "out"))
+    assert out.get_string_custom_property(baseline.VERSION_PROPERTY) == "200"
+    loaded = tf.saved_model.load(str(tmp_path / "out" / "Format-Serving"))
+    assert float(loaded.signatures["serving_default"](tf.constant([1.0]))["y"][0]) == 3.0
+
+
+def test_baseline_component_requires_a_model_dir() -> None:
+    from tfx import types
+
+    with pytest.raises(ValueError, match="needs model_dir"):
+        baseline_component.LatestPushedModel(types.Channel(type=standard_artifacts.Model), "")
+
+
+# --- AtomicPusher -----------------------------------------------------------------------------
+
+
+def _push(tmp_path, model_uri: str, blessed: int, model_dir: str, run: str):
+    model = _artifact(standard_artifacts.Model, model_uri)
+    model.id = 7
+    blessing = _artifact(standard_artifacts.ModelBlessing, str(tmp_path / "blessing"), blessed=blessed)
+    pushed = _artifact(standard_artifacts.PushedModel, str(tmp_path / f"pushed-{run}"))
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=model_dir)
+    )
+    pusher.Executor().Do(
+        {"model": [model], "model_blessing": [blessing]},
+        {"pushed_model": [pushed]},
+        {
+            "push_destination": proto_utils.proto_to_json(destination),
+            "custom_config": json.dumps({"provenance": {"data_version": "taxi-abc"}}),
+        },
+    )
+    return pushed
+
+
+def test_unblessed_model_is_not_pushed_and_recorded_as_outcome(tmp_path) -> None:
+    _tiny_saved_model(str(tmp_path / "model" / "Format-Serving"), 1.0)
+    model_dir = str(tmp_path / "serving" / "m")
+    pushed = _push(tmp_path, str(tmp_path / "model"), 0, model_dir, "a")
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert pushed.get_string_custom_property(pusher.OUTCOME_PROPERTY) == pusher.NOT_BLESSED
+    assert model_dir_lib.list_versions(model_dir) == []
+
+
+def test_blessed_model_appears_complete_with_manifest_and_no_duplicate(tmp_path) -> None:
+    _tiny_saved_model(str(tmp_path / "model" / "Format-Serving"), 1.0)
+    model_dir = tmp_path / "serving" / "m"
+    _tiny_saved_model(str(model_dir / "9999999999"), 0.5)  # an older push with a future clock
+    pushed = _push(tmp_path, str(tmp_path / "model"), 1, str(model_dir), "a")
+    version = pushed.get_string_custom_property("pushed_version")
+    assert version == "10000000000"
+    assert sorted(os.listdir(model_dir)) == ["10000000000", "9999999999"]  # no staging left
+    manifest = model_dir_lib.read_manifest(str(model_dir / version))
+    assert manifest["model_uri"] == str(tmp_path / "model")
+    assert manifest["data_version"] == "taxi-abc" and manifest["version"] == int(version)
+    again = _push(tmp_path, str(tmp_path / "model"), 1, str(model_dir), "b")
+    assert again.get_string_custom_property(pusher.OUTCOME_PROPERTY) == pusher.ALREADY_SERVING
+    assert model_dir_lib.list_versions(str(model_dir)) == [9999999999, 10000000000]
+
+
+def test_next_version_is_strictly_newer() -> None:
+    assert pusher.next_version([], 1700000000.7) == 1700000000
+    assert pusher.next_version([1700000000], 1700000000.2) == 1700000001
+
+
+def test_roll_back_withdraws_newest_versions_without_deleting(tmp_path) -> None:
+    model_dir = tmp_path / "m"
+    for version in (1, 2, 3):
+        _tiny_saved_model(str(model_dir / str(version)), float(version))
+    assert model_dir_lib.roll_back(str(model_dir)) == [3]
+    assert model_dir_lib.latest_version(str(model_dir)) == 2
+    assert (model_dir / "_rolled_back_3" / "saved_model.pb").exists()
+    with pytest.raises(ValueError, match="Version 5 is not in"):
+        model_dir_lib.roll_back(str(model_dir), 5)
+    assert model_dir_lib.roll_back(str(model_dir), 1) == [2]
+    with pytest.raises(ValueError, match="needs an earlier version"):
+        model_dir_lib.roll_back(str(model_dir))

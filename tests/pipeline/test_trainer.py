@@ -1,0 +1,78 @@
+"""Model build, one training step on tiny data, strategy choice and hyperparameters."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import features
+from components.trainer import model, strategy
+from components.trainer.hyperparameters import Hyperparameters
+
+
+def _tiny_batch(spec: features.FeatureSpec, n: int = 8) -> tuple[dict, np.ndarray]:
+    rng = np.random.default_rng(0)
+    batch = {}
+    for key in spec.by_role["zscore"]:
+        batch[features.transformed_name(key)] = rng.normal(size=n).astype("float32")
+    for role in ("bucketize", "vocab", "categorical_int"):
+        for key in spec.by_role[role]:
+            width = model.categorical_width(spec, key)
+            batch[features.transformed_name(key)] = rng.integers(0, width, size=n).astype("int64")
+    labels = (batch["fare_xf"] > 0).astype("int64")
+    return batch, labels
+
+
+def test_default_model_is_dense64_relu_then_sigmoid_and_one_step_lowers_loss() -> None:
+    spec = features.taxi_features()
+    tf.keras.utils.set_random_seed(1)
+    classifier = model.build_model(spec, hidden_units=(64,), learning_rate=0.05)
+    dense = [layer for layer in classifier.layers if layer.__class__.__name__ == "Dense"]
+    assert [(d.units, d.activation.__name__) for d in dense] == [(64, "relu"), (1, "sigmoid")]
+    x, y = _tiny_batch(spec)
+    before = classifier.evaluate(x, y, verbose=0)[0]
+    classifier.train_on_batch(x, y)
+    after = classifier.evaluate(x, y, verbose=0)[0]
+    assert after < before
+    scores = classifier.predict(x, verbose=0)
+    assert scores.shape == (8, 1) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_model_inputs_never_include_the_label_or_its_source() -> None:
+    classifier = model.build_model(features.taxi_features())
+    assert "tips_xf" not in classifier.input_names
+    assert features.LABEL_KEY not in classifier.input_names
+
+
+@pytest.mark.parametrize(
+    ("gpus", "tf_config", "expected"),
+    [
+        (0, None, strategy.DEFAULT),
+        (1, None, strategy.MIRRORED),
+        (4, "", strategy.MIRRORED),
+        (0, json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}), strategy.DEFAULT),
+        (2, json.dumps({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}}), strategy.MULTI_WORKER_MIRRORED),
+        (0, json.dumps({"cluster": {"worker": ["a:1", "b:1"]}}), strategy.MULTI_WORKER_MIRRORED),
+    ],
+)
+def test_strategy_follows_devices_and_cluster(gpus: int, tf_config: str | None, expected: str) -> None:
+    assert strategy.choose_strategy_name(gpus, tf_config) == expected
+
+
+def test_strategy_rejects_malformed_tf_config() -> None:
+    with pytest.raises(ValueError, match="TF_CONFIG is not a JSON object"):
+        strategy.choose_strategy_name(0, "not json")
+
+
+def test_default_strategy_builds_on_cpu() -> None:
+    assert strategy.make_strategy(strategy.DEFAULT).num_replicas_in_sync == 1
+
+
+def test_hyperparameters_round_trip_and_validate() -> None:
+    hp = Hyperparameters(hidden_units=(32, 16), learning_rate=0.01, seed=7)
+    assert Hyperparameters.from_custom_config(json.loads(json.dumps(hp.to_custom_config()))) == hp
+    with pytest.raises(ValueError, match="hidden_units"):
+        Hyperparameters(hidden_units=())
+    with pytest.raises(ValueError, match="learning_rate"):
+        Hyperparameters(learning_rate=2.0)
