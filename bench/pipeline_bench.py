@@ -1,0 +1,113 @@
+"""Benchmarks the project's pipeline against TFX's own taxi example, side by side.
+
+Runs, on this machine and the same data (the taxi sample in the tfx wheel), each cold in a
+fresh root: TFX's `taxi_pipeline_native_keras.py` (1000 train / 150 eval steps, its own
+Beam settings) and this project's `make run` pipeline with the same steps; then the
+project's cached re-run. Prints wall time, CPU time and peak RSS, and the ratios to the
+reference. Usage: `.venv/bin/python bench/pipeline_bench.py [--skip-reference]`.
+"""
+
+import argparse
+import dataclasses
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import tfx
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE_DIR = os.path.join(os.path.dirname(tfx.__file__), "examples", "chicago_taxi_pipeline")
+COLD_TARGET = 0.4
+RERUN_TARGET = 0.25
+
+
+@dataclasses.dataclass
+class Measurement:
+    """One measured command."""
+
+    name: str
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    returncode: int
+
+
+def measure(name: str, command: list[str], env: dict[str, str], log_path: str) -> Measurement:
+    """Runs a command, returning wall time, CPU time of it and its children, and peak RSS.
+
+    Args:
+      name: Label for the table.
+      command: argv to run.
+      env: Its environment.
+      log_path: File receiving its stdout and stderr.
+
+    Returns:
+      The measurement (CPU and RSS from wait4's rusage of the process tree it reaped).
+    """
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - start
+    return Measurement(
+        name=name,
+        wall_s=wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        peak_rss_mb=usage.ru_maxrss / 1024,
+        returncode=os.waitstatus_to_exitcode(status),
+    )
+
+
+def reference_command(home: str) -> tuple[list[str], dict[str, str]]:
+    """Prepares $HOME the way TFX's example expects ($HOME/taxi/...) and returns its command."""
+    data_dir = os.path.join(home, "taxi", "data", "simple")
+    os.makedirs(data_dir)
+    shutil.copy(os.path.join(EXAMPLE_DIR, "data", "simple", "data.csv"), data_dir)
+    shutil.copy(os.path.join(EXAMPLE_DIR, "taxi_utils_native_keras.py"), os.path.join(home, "taxi"))
+    env = {**os.environ, "HOME": home}
+    return [sys.executable, os.path.join(EXAMPLE_DIR, "taxi_pipeline_native_keras.py")], env
+
+
+def main() -> int:
+    """Runs the benchmark and prints the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--skip-reference", action="store_true", help="measure only the project")
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="pipeline-bench-")
+    results = []
+    if not args.skip_reference:
+        command, env = reference_command(os.path.join(workdir, "reference-home"))
+        print("Running TFX's taxi_pipeline_native_keras.py (cold)...", flush=True)
+        results.append(measure("TFX reference (cold)", command, env, os.path.join(workdir, "reference.log")))
+    project = [
+        sys.executable, "-m", "pipeline.cli", "run",
+        "--set", f"output_dir={os.path.join(workdir, 'project')}",
+        "--set", "serve_after_run=false",
+        "--set", "settings.train_steps=1000",
+        "--set", "settings.eval_steps=150",
+    ]
+    print("Running this project's pipeline (cold)...", flush=True)
+    results.append(measure("project (cold)", project, dict(os.environ), os.path.join(workdir, "project-cold.log")))
+    print("Running this project's pipeline again (cached)...", flush=True)
+    results.append(measure("project (cached re-run)", project, dict(os.environ), os.path.join(workdir, "project-rerun.log")))
+
+    reference = results[0] if not args.skip_reference else None
+    print(f"\n{'run':<26}{'wall s':>9}{'CPU s':>9}{'peak RSS MB':>13}{'x reference':>13}{'target':>9}  status")
+    for m in results:
+        ratio = f"{m.wall_s / reference.wall_s:.2f}" if reference and m is not reference else "-"
+        target = "-"
+        if reference and m is not reference:
+            target = f"<={COLD_TARGET}" if "cold" in m.name else f"<={RERUN_TARGET}"
+        status = "ok" if m.returncode == 0 else f"FAILED rc={m.returncode}"
+        print(f"{m.name:<26}{m.wall_s:>9.1f}{m.cpu_s:>9.1f}{m.peak_rss_mb:>13.0f}{ratio:>13}{target:>9}  {status}")
+    print(f"\nLogs in {workdir}")
+    return 0 if all(m.returncode == 0 for m in results) else 1
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    sys.exit(main())
