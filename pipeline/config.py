@@ -74,7 +74,7 @@ class PipelineSettings:
       pipeline_name: TFX pipeline name (MLMD context, KFP pipeline name).
       model_name: Served model name: versions go to `<serving_base>/<model_name>/<version>`.
       train_steps: Trainer training steps.
-      eval_steps: Trainer validation steps per epoch.
+      eval_steps: Trainer validation steps over the whole run (spread over the epochs).
       eval_fraction: Share of the newest rows (by trip_start_timestamp) held out for eval.
       max_rows: Use an evenly spaced subset of this many rows (tests, quick runs); None = all.
       anomalies_policy: `fail` stops the run on data anomalies; `warn` only reports them.

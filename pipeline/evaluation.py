@@ -59,7 +59,6 @@ def build_eval_config(settings: EvaluationSettings) -> tfma.EvalConfig:
         tfma.MetricConfig(class_name="Calibration"),
         tfma.MetricConfig(class_name="MeanLabel"),
         tfma.MetricConfig(class_name="MeanPrediction"),
-        tfma.MetricConfig(class_name="CalibrationPlot"),
     ]
     model_spec = dict(
         signature_name="serving_default",

@@ -56,7 +56,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         epochs=epochs,
         steps_per_epoch=max(1, fn_args.train_steps // epochs),
         validation_data=evaluation,
-        validation_steps=max(1, fn_args.eval_steps),
+        # eval_steps is the validation budget of the whole run, spread over the epochs.
+        validation_steps=max(1, fn_args.eval_steps // epochs),
         callbacks=[
             keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
             keras.callbacks.EarlyStopping(

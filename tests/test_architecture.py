@@ -1,0 +1,100 @@
+"""Dependency direction between folders and the repository's code rules, checked on the AST."""
+
+import ast
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGES = ("schemas", "components", "pipeline", "serving")
+
+
+def _modules(folder: str) -> list[pathlib.Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _top(names: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in names}
+
+
+def test_schemas_depends_on_nothing_but_the_standard_library() -> None:
+    for path in _modules("schemas"):
+        outside = _top(_imports(path)) - set(sys.stdlib_module_names)
+        assert not outside, f"{path.relative_to(ROOT)} imports {outside}"
+
+
+@pytest.mark.parametrize(
+    ("folder", "forbidden"),
+    [
+        ("components", {"pipeline", "kubeflow", "serving"}),
+        ("serving", {"tfx", "pipeline", "components", "kubeflow", "kfp", "apache_beam"}),
+        ("schemas", {"components", "pipeline", "serving"}),
+    ],
+)
+def test_folders_import_only_downstream(folder: str, forbidden: set[str]) -> None:
+    for path in _modules(folder):
+        bad = _top(_imports(path)) & forbidden
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_kubeflow_folder_is_not_a_python_package() -> None:
+    # The import name `kubeflow` belongs to the official Kubeflow SDK.
+    assert not (ROOT / "kubeflow" / "__init__.py").exists()
+    assert not list((ROOT / "kubeflow").rglob("*.py"))
+
+
+def test_no_sys_path_manipulation_anywhere() -> None:
+    for folder in (*PACKAGES, "tests", "bench"):
+        for path in _modules(folder):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and node.attr == "path":
+                    assert not (isinstance(node.value, ast.Name) and node.value.id == "sys"), (
+                        f"{path.relative_to(ROOT)} touches sys.path"
+                    )
+
+
+def test_components_use_no_future_annotations_and_no_module_file() -> None:
+    for path in _modules("components") + _modules("pipeline"):
+        source = path.read_text()
+        assert "from __future__ import annotations" not in source, path
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.keyword):
+                assert node.arg != "module_file", f"{path.relative_to(ROOT)} passes module_file"
+
+
+def test_every_pipeline_node_is_named_and_user_code_is_a_dotted_path(tmp_path) -> None:
+    from components.trainer.hyperparameters import Hyperparameters
+    from pipeline import pipeline as pipeline_lib
+    from pipeline.config import EvaluationSettings
+
+    built = pipeline_lib.create_pipeline(
+        pipeline_name="p",
+        pipeline_root=str(tmp_path),
+        data_root=str(tmp_path / "data"),
+        schema_path=str(tmp_path / "schema.pbtxt"),
+        model_dir=str(tmp_path / "serving" / "m"),
+        train_steps=1,
+        eval_steps=1,
+        hyperparameters=Hyperparameters(),
+        evaluation=EvaluationSettings(),
+    )
+    assert sorted(c.id for c in built.components) == sorted(pipeline_lib.NODE_IDS)
+    by_id = {c.id: c for c in built.components}
+    assert by_id["Transform"].exec_properties["preprocessing_fn"] == "components.transform.preprocessing_fn"
+    assert by_id["Trainer"].exec_properties["run_fn"] == "components.trainer.run.run_fn"
+    assert not by_id["Trainer"].exec_properties.get("module_file")
+    # Transform and Trainer only see the schema the anomalies gate passed on.
+    assert by_id["Transform"].inputs["schema"].producer_component_id == "AnomaliesGate"
+    assert by_id["Trainer"].inputs["schema"].producer_component_id == "AnomaliesGate"
