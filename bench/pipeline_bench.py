@@ -50,7 +50,9 @@ def measure(name: str, command: list[str], env: dict[str, str], log_path: str) -
     """
     start = time.monotonic()
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
+        )
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.monotonic() - start
     return Measurement(
@@ -82,28 +84,50 @@ def main() -> int:
     if not args.skip_reference:
         command, env = reference_command(os.path.join(workdir, "reference-home"))
         print("Running TFX's taxi_pipeline_native_keras.py (cold)...", flush=True)
-        results.append(measure("TFX reference (cold)", command, env, os.path.join(workdir, "reference.log")))
+        results.append(
+            measure("TFX reference (cold)", command, env, os.path.join(workdir, "reference.log"))
+        )
     project = [
-        sys.executable, "-m", "pipeline.cli", "run",
-        "--set", f"output_dir={os.path.join(workdir, 'project')}",
-        "--set", "serve_after_run=false",
-        "--set", "settings.train_steps=1000",
-        "--set", "settings.eval_steps=150",
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "run",
+        "--set",
+        f"output_dir={os.path.join(workdir, 'project')}",
+        "--set",
+        "serve_after_run=false",
+        "--set",
+        "settings.train_steps=1000",
+        "--set",
+        "settings.eval_steps=150",
     ]
     print("Running this project's pipeline (cold)...", flush=True)
-    results.append(measure("project (cold)", project, dict(os.environ), os.path.join(workdir, "project-cold.log")))
+    results.append(
+        measure(
+            "project (cold)", project, dict(os.environ), os.path.join(workdir, "project-cold.log")
+        )
+    )
     print("Running this project's pipeline again (cached)...", flush=True)
-    results.append(measure("project (cached re-run)", project, dict(os.environ), os.path.join(workdir, "project-rerun.log")))
+    results.append(
+        measure(
+            "project (cached re-run)",
+            project,
+            dict(os.environ),
+            os.path.join(workdir, "project-rerun.log"),
+        )
+    )
 
     reference = results[0] if not args.skip_reference else None
-    print(f"\n{'run':<26}{'wall s':>9}{'CPU s':>9}{'peak RSS MB':>13}{'x reference':>13}{'target':>9}  status")
+    columns = f"{'wall s':>9}{'CPU s':>9}{'peak RSS MB':>13}{'x reference':>13}{'target':>9}"
+    print(f"\n{'run':<26}{columns}  status")
     for m in results:
         ratio = f"{m.wall_s / reference.wall_s:.2f}" if reference and m is not reference else "-"
         target = "-"
         if reference and m is not reference:
             target = f"<={COLD_TARGET}" if "cold" in m.name else f"<={RERUN_TARGET}"
         status = "ok" if m.returncode == 0 else f"FAILED rc={m.returncode}"
-        print(f"{m.name:<26}{m.wall_s:>9.1f}{m.cpu_s:>9.1f}{m.peak_rss_mb:>13.0f}{ratio:>13}{target:>9}  {status}")
+        figures = f"{m.wall_s:>9.1f}{m.cpu_s:>9.1f}{m.peak_rss_mb:>13.0f}"
+        print(f"{m.name:<26}{figures}{ratio:>13}{target:>9}  {status}")
     print(f"\nLogs in {workdir}")
     return 0 if all(m.returncode == 0 for m in results) else 1
 

@@ -63,7 +63,11 @@ def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, tf.Tensor]:
             tf.cast(value, tf.int64), 0, spec.categorical_max[key]
         )
     if spec.label_source in inputs:
-        tips = tf.cast(_dense(inputs[spec.label_source], _default_for(inputs[spec.label_source])), tf.float32)
-        fare = tf.cast(_dense(inputs[features.FARE_KEY], _default_for(inputs[features.FARE_KEY])), tf.float32)
+        tips = tf.cast(
+            _dense(inputs[spec.label_source], _default_for(inputs[spec.label_source])), tf.float32
+        )
+        fare = tf.cast(
+            _dense(inputs[features.FARE_KEY], _default_for(inputs[features.FARE_KEY])), tf.float32
+        )
         outputs[features.LABEL_KEY] = tf.cast(tips > features.TIP_FRACTION * fare, tf.int64)
     return outputs

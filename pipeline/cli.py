@@ -48,14 +48,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\nPipeline run FAILED: {first_line}", file=sys.stderr)
         print(f"The failing step is named above; full traceback in {log_path}", file=sys.stderr)
         return EXIT_RUN_FAILED
-    result = summary.summarize_latest_run(os.path.abspath(config.metadata_path), config.settings.pipeline_name)
+    result = summary.summarize_latest_run(
+        os.path.abspath(config.metadata_path), config.settings.pipeline_name
+    )
     print(f"\nPipeline finished in {run.elapsed_s:.1f}s on data {run.data.version}")
     print(summary.format_summary(result))
     if config.serve_after_run and result.pushed_version:
         from serving import smoke
 
         answer = smoke.serve_and_predict(
-            os.path.abspath(config.model_dir), config.settings.model_name, _sample_rows(run.data.root)
+            os.path.abspath(config.model_dir),
+            config.settings.model_name,
+            _sample_rows(run.data.root),
         )
         print(f"\nServed version {answer.get('version')} over gRPC: {answer}")
     return 0
@@ -86,7 +90,8 @@ def _rollback(args: argparse.Namespace) -> int:
         print(f"rollback error: {e}", file=sys.stderr)
         return EXIT_RUN_FAILED
     print(
-        f"Withdrew versions {withdrawn} from {model_dir} (renamed {model_dir_lib.ROLLED_BACK_PREFIX}<v>); "
+        f"Withdrew versions {withdrawn} from {model_dir} "
+        f"(renamed {model_dir_lib.ROLLED_BACK_PREFIX}<v>); "
         f"TF Serving now serves version {model_dir_lib.latest_version(model_dir)}."
     )
     return 0
@@ -100,14 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     def add_config_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="JSON file with LocalConfig fields")
         p.add_argument(
-            "--set", action="append", default=[], metavar="FIELD=VALUE",
+            "--set",
+            action="append",
+            default=[],
+            metavar="FIELD=VALUE",
             help="override a config field, e.g. settings.train_steps=200 (repeatable)",
         )
 
     run = sub.add_parser("run", help="run the pipeline locally with BeamDagRunner")
     add_config_args(run)
     run.set_defaults(func=_run)
-    diff = sub.add_parser("schema-diff", help="infer a schema from data and diff it against schemas/")
+    diff = sub.add_parser(
+        "schema-diff", help="infer a schema from data and diff it against schemas/"
+    )
     diff.add_argument("--data", default="", help="CSV file or directory (default: the taxi sample)")
     diff.set_defaults(func=_schema_diff)
     rollback = sub.add_parser("rollback", help="withdraw the newest pushed version(s)")

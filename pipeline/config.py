@@ -105,7 +105,9 @@ class PipelineSettings:
         _check(self.train_steps >= 1, "train_steps", ">= 1", self.train_steps)
         _check(self.eval_steps >= 1, "eval_steps", ">= 1", self.eval_steps)
         _check(0.0 < self.eval_fraction < 1.0, "eval_fraction", "in (0, 1)", self.eval_fraction)
-        _check(self.max_rows is None or self.max_rows >= 20, "max_rows", ">= 20 or null", self.max_rows)
+        _check(
+            self.max_rows is None or self.max_rows >= 20, "max_rows", ">= 20 or null", self.max_rows
+        )
         _check(
             self.anomalies_policy in ANOMALIES_POLICIES,
             "anomalies_policy",
@@ -148,7 +150,12 @@ class LocalConfig:
             self.beam_running_mode,
         )
         if self.source_data is not None:
-            _check(os.path.exists(self.source_data), "source_data", "an existing path", self.source_data)
+            _check(
+                os.path.exists(self.source_data),
+                "source_data",
+                "an existing path",
+                self.source_data,
+            )
 
     @property
     def pipeline_root(self) -> str:
@@ -187,14 +194,18 @@ def _coerce(field: str, annotation: Any, value: Any) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
+        is_null = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_null and type(None) in args:
+            return None
         non_none = [a for a in args if a is not type(None)]
         return _coerce(field, non_none[0], value)
     try:
         if origin is tuple:
-            items = value if isinstance(value, list | tuple) else [v for v in str(value).split(",") if v]
+            items = (
+                value
+                if isinstance(value, list | tuple)
+                else [v for v in str(value).split(",") if v]
+            )
             return tuple(_coerce(field, args[0], v) for v in items)
         if annotation is bool:
             if isinstance(value, bool):
@@ -244,8 +255,10 @@ def build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
         annotation = hints[name]
         if dataclasses.is_dataclass(annotation):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"Config field {prefix + name!r} must be a mapping, got {value!r}")
-            kwargs[name] = build(annotation, value, f"{prefix}{name}.")
+                raise ConfigError(
+                    f"Config field {prefix + name!r} must be a mapping, got {value!r}"
+                )
+            kwargs[name] = build(typing.cast(type, annotation), value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(prefix + name, annotation, value)
     try:
@@ -295,7 +308,9 @@ def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_local_config(config_file: str | None = None, overrides: list[str] | None = None) -> LocalConfig:
+def load_local_config(
+    config_file: str | None = None, overrides: list[str] | None = None
+) -> LocalConfig:
     """Builds the `local` config from an optional JSON file plus `key=value` overrides.
 
     Args:

@@ -71,7 +71,9 @@ def _source_files(source: str) -> list[str]:
     return files
 
 
-def _read_rows(files: list[str], time_column: str) -> tuple[list[str], list[tuple[int, int, list[str]]]]:
+def _read_rows(
+    files: list[str], time_column: str
+) -> tuple[list[str], list[tuple[int, int, list[str]]]]:
     header: list[str] | None = None
     rows: list[tuple[int, int, list[str]]] = []
     for path in files:
@@ -85,12 +87,15 @@ def _read_rows(files: list[str], time_column: str) -> tuple[list[str], list[tupl
                 if time_column not in header:
                     raise DataError(f"{path} has no {time_column!r} column; columns: {header}")
             elif file_header != header:
-                raise DataError(f"{path} header {file_header} differs from {files[0]} header {header}")
+                raise DataError(
+                    f"{path} header {file_header} differs from {files[0]} header {header}"
+                )
             time_index = header.index(time_column)
             for line_number, row in enumerate(reader, start=2):
                 if len(row) != len(header):
                     raise DataError(
-                        f"{path}:{line_number}: {len(row)} fields, expected {len(header)} ({header})"
+                        f"{path}:{line_number}: {len(row)} fields, "
+                        f"expected {len(header)} ({header})"
                     )
                 try:
                     timestamp = int(row[time_index])

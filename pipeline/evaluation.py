@@ -55,7 +55,10 @@ def build_eval_config(settings: EvaluationSettings) -> tfma.EvalConfig:
         _auc_thresholds(settings),
         tfma.MetricConfig(class_name="Precision", config=at_threshold),
         tfma.MetricConfig(class_name="Recall", config=at_threshold),
-        tfma.MetricConfig(class_name="BinaryAccuracy", config=json.dumps({"threshold": settings.operating_threshold})),
+        tfma.MetricConfig(
+            class_name="BinaryAccuracy",
+            config=json.dumps({"threshold": settings.operating_threshold}),
+        ),
         tfma.MetricConfig(class_name="Calibration"),
         tfma.MetricConfig(class_name="MeanLabel"),
         tfma.MetricConfig(class_name="MeanPrediction"),

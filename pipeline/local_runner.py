@@ -24,6 +24,7 @@ class _ProgressNodeDoFn(beam_dag_runner.PipelineNodeAsDoFn):
     """Runs one node like TFX's DoFn, reporting `[i/N] node started/finished (elapsed)`."""
 
     def _run_node(self) -> None:
+        assert self._pipeline is not None  # BeamDagRunner always passes the pipeline.
         node_ids = [n.pipeline_node.node_info.id for n in self._pipeline.nodes]
         position = f"[{node_ids.index(self._node_id) + 1}/{len(node_ids)}]"
         progress.info("%s %s started", position, self._node_id)
@@ -94,7 +95,9 @@ def versioned_schema(output_dir: str) -> str:
     source = schemas.schema_path("taxi")
     with open(source, "rb") as f:
         content = f.read()
-    path = os.path.join(output_dir, "schemas", f"taxi-{hashlib.sha256(content).hexdigest()[:12]}", "schema.pbtxt")
+    path = os.path.join(
+        output_dir, "schemas", f"taxi-{hashlib.sha256(content).hexdigest()[:12]}", "schema.pbtxt"
+    )
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         staging = f"{path}.tmp-{os.getpid()}"
@@ -168,7 +171,11 @@ def run_local(config: config_lib.LocalConfig) -> LocalRun:
         source,
     )
     pipeline = build_local_pipeline(config, data, versioned_schema(config.output_dir))
-    logging.info("Running pipeline %s with root %s", pipeline.pipeline_info.pipeline_name, config.pipeline_root)
+    logging.info(
+        "Running pipeline %s with root %s",
+        pipeline.pipeline_info.pipeline_name,
+        config.pipeline_root,
+    )
     start = time.monotonic()
     ProgressBeamDagRunner().run(pipeline)
     return LocalRun(config=config, data=data, elapsed_s=time.monotonic() - start)
@@ -192,7 +199,9 @@ def configure_logging(log_dir: str) -> str:
         if type(handler) is pylogging.StreamHandler:
             root.removeHandler(handler)
     file_handler = pylogging.FileHandler(path)
-    file_handler.setFormatter(pylogging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_handler.setFormatter(
+        pylogging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root.addHandler(file_handler)
     logging.set_verbosity(logging.INFO)
     pylogging.captureWarnings(True)

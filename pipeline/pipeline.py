@@ -75,9 +75,9 @@ def create_components(
             ]
         ),
     ).with_id("ExampleGen")
-    statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"]
-    ).with_id("StatisticsGen")
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
+        "StatisticsGen"
+    )
     schema_importer = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id(
         "SchemaImporter"
     )

@@ -18,8 +18,10 @@ def infer_schema(source: str) -> tuple[schema_pb2.Schema, object]:
     Returns:
       The inferred schema and the statistics it came from.
     """
-    files = data_lib._source_files(source)  # noqa: SLF001 - shared CSV discovery
-    stats = tfdv.generate_statistics_from_csv(files[0] if len(files) == 1 else os.path.join(source, "*.csv"))
+    files = data_lib._source_files(source)
+    stats = tfdv.generate_statistics_from_csv(
+        files[0] if len(files) == 1 else os.path.join(source, "*.csv")
+    )
     return tfdv.infer_schema(stats), stats
 
 
@@ -29,7 +31,9 @@ def _describe(feature: schema_pb2.Feature) -> dict[str, str]:
     for domain in ("int_domain", "float_domain"):
         if feature.HasField(domain):
             d = getattr(feature, domain)
-            out["domain"] = f"[{d.min if d.HasField('min') else '-inf'}, {d.max if d.HasField('max') else 'inf'}]"
+            low = d.min if d.HasField("min") else "-inf"
+            high = d.max if d.HasField("max") else "inf"
+            out["domain"] = f"[{low}, {high}]"
     return out
 
 
@@ -81,7 +85,12 @@ def schema_diff_report(source: str, curated_path: str) -> str:
         curated = text_format.Parse(f.read(), schema_pb2.Schema())
     inferred, stats = infer_schema(source)
     anomalies = tfdv.validate_statistics(stats, curated, environment="TRAINING")
-    lines = [f"Curated: {curated_path}", f"Data:    {source}", "", "Schema diff (curated -> inferred):"]
+    lines = [
+        f"Curated: {curated_path}",
+        f"Data:    {source}",
+        "",
+        "Schema diff (curated -> inferred):",
+    ]
     lines += ["  " + line for line in diff_schemas(curated, inferred)] or ["  (no differences)"]
     lines += ["", "Anomalies of the data against the curated schema:"]
     lines += [

@@ -73,7 +73,10 @@ def _outputs_by_node(store: metadata_store.MetadataStore, run_context_id: int) -
         events = store.get_events_by_execution_ids([execution.id])
         by_key: dict[str, list[int]] = {}
         for event in events:
-            if event.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT):
+            if event.type in (
+                metadata_store_pb2.Event.OUTPUT,
+                metadata_store_pb2.Event.DECLARED_OUTPUT,
+            ):
                 by_key.setdefault(event.path.steps[0].key, []).append(event.artifact_id)
         outputs[node_id] = {
             key: list(store.get_artifacts_by_id(ids)) for key, ids in by_key.items()
@@ -118,18 +121,21 @@ def _failed_thresholds(evaluation_uri: str) -> list[str]:
     for per_slice in validation.metric_validations_per_slice:
         where = (
             ", ".join(
-                f"{k.column}={k.bytes_value.decode() if k.HasField('bytes_value') else k.int64_value}"
-                for k in per_slice.slice_key.single_slice_keys
+                f"{k.column}={_slice_value(k)}" for k in per_slice.slice_key.single_slice_keys
             )
             or "overall"
         )
         for failure in per_slice.failures:
             kind = "change vs baseline" if failure.metric_key.is_diff else "value"
             lines.append(
-                f"{failure.metric_key.name} {kind} on {where} = {failure.metric_value.double_value.value:.4f} "
-                f"fails {json.dumps(_threshold_text(failure.metric_threshold))}"
+                f"{failure.metric_key.name} {kind} on {where} = "
+                f"{failure.metric_value.double_value.value:.4f} fails {json.dumps(_threshold_text(failure.metric_threshold))}"
             )
     return lines
+
+
+def _slice_value(key: Any) -> Any:
+    return key.bytes_value.decode() if key.HasField("bytes_value") else key.int64_value
 
 
 def _threshold_text(threshold: Any) -> dict[str, Any]:
@@ -168,7 +174,9 @@ def summarize_latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
 
     for artifact in outputs.get("StatisticsGen", {}).get("statistics", []):
         for split in artifact_utils.decode_split_names(_prop(artifact, "split_names") or "[]"):
-            stats = tfdv.load_stats_binary(os.path.join(artifact.uri, f"Split-{split}", "FeatureStats.pb"))
+            stats = tfdv.load_stats_binary(
+                os.path.join(artifact.uri, f"Split-{split}", "FeatureStats.pb")
+            )
             summary.rows_per_split[split] = int(stats.datasets[0].num_examples)
     for artifact in outputs.get("AnomaliesGate", {}).get("validated_schema", []):
         summary.anomalies = json.loads(_prop(artifact, "anomalies_report") or "[]")
@@ -197,9 +205,13 @@ def format_summary(summary: RunSummary) -> str:
     cached = sorted(n for n, s in summary.node_states.items() if s == "cached")
     lines = [
         f"Run {summary.run_id}",
-        "  rows per split: " + (", ".join(f"{k}={v}" for k, v in sorted(summary.rows_per_split.items())) or "n/a"),
+        "  rows per split: "
+        + (", ".join(f"{k}={v}" for k, v in sorted(summary.rows_per_split.items())) or "n/a"),
         f"  anomalies: {len(summary.anomalies)}"
-        + "".join(f"\n    {a['split']}/{a['feature'] or '<data set>'}: {a['short']}" for a in summary.anomalies),
+        + "".join(
+            f"\n    {a['split']}/{a['feature'] or '<data set>'}: {a['short']}"
+            for a in summary.anomalies
+        ),
         f"  metrics overall:      {metrics_line(summary.metrics_overall)}",
         f"  metrics Credit Card:  {metrics_line(summary.metrics_credit_card)}",
         f"  baseline: {summary.baseline or 'n/a'}",
@@ -209,11 +221,16 @@ def format_summary(summary: RunSummary) -> str:
     elif summary.blessed:
         lines.append("  blessed: yes (every threshold holds overall and on Credit Card)")
     else:
-        lines.append("  blessed: NO, because:" + "".join(f"\n    {r}" for r in summary.failed_thresholds))
+        lines.append(
+            "  blessed: NO, because:" + "".join(f"\n    {r}" for r in summary.failed_thresholds)
+        )
     if summary.pushed_version:
-        lines.append(f"  pushed: version {summary.pushed_version} at {summary.pushed_path} ({summary.push_outcome})")
+        where = f"version {summary.pushed_version} at {summary.pushed_path}"
+        lines.append(f"  pushed: {where} ({summary.push_outcome})")
     else:
         lines.append(f"  pushed: no ({summary.push_outcome or 'the Pusher did not run'})")
     if cached:
-        lines.append(f"  cached steps: {len(cached)}/{len(summary.node_states)} ({', '.join(cached)})")
+        lines.append(
+            f"  cached steps: {len(cached)}/{len(summary.node_states)} ({', '.join(cached)})"
+        )
     return "\n".join(lines)

@@ -92,7 +92,10 @@ def test_every_pipeline_node_is_named_and_user_code_is_a_dotted_path(tmp_path) -
     )
     assert sorted(c.id for c in built.components) == sorted(pipeline_lib.NODE_IDS)
     by_id = {c.id: c for c in built.components}
-    assert by_id["Transform"].exec_properties["preprocessing_fn"] == "components.transform.preprocessing_fn"
+    assert (
+        by_id["Transform"].exec_properties["preprocessing_fn"]
+        == "components.transform.preprocessing_fn"
+    )
     assert by_id["Trainer"].exec_properties["run_fn"] == "components.trainer.run.run_fn"
     assert not by_id["Trainer"].exec_properties.get("module_file")
     # Transform and Trainer only see the schema the anomalies gate passed on.

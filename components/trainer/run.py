@@ -2,6 +2,7 @@
 
 import json
 import os
+
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -48,8 +49,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with strategy.make_strategy(strategy_name).scope():
         classifier = model.build_model(spec, hparams.hidden_units, hparams.learning_rate)
 
-    train = _dataset(fn_args, fn_args.train_files, tf_transform_output, hparams.batch_size, hparams.seed)
-    evaluation = _dataset(fn_args, fn_args.eval_files, tf_transform_output, hparams.batch_size, hparams.seed)
+    train = _dataset(
+        fn_args, fn_args.train_files, tf_transform_output, hparams.batch_size, hparams.seed
+    )
+    evaluation = _dataset(
+        fn_args, fn_args.eval_files, tf_transform_output, hparams.batch_size, hparams.seed
+    )
     epochs = max(1, min(hparams.epochs, fn_args.train_steps))
     history = classifier.fit(
         train,
@@ -72,6 +77,16 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     final = {k: float(v[-1]) for k, v in history.history.items()}
     logging.info("Training finished after %d epochs: %s", len(history.epoch), final)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training_summary.json"), "w") as f:
-        json.dump({"strategy": strategy_name, "epochs_run": len(history.epoch), "final": final,
-                   "hyperparameters": hparams.to_custom_config()["hyperparameters"]}, f, indent=2)
-    export.export_model(classifier, tf_transform_output, fn_args.serving_model_dir, features.load_schema())
+        json.dump(
+            {
+                "strategy": strategy_name,
+                "epochs_run": len(history.epoch),
+                "final": final,
+                "hyperparameters": hparams.to_custom_config()["hyperparameters"],
+            },
+            f,
+            indent=2,
+        )
+    export.export_model(
+        classifier, tf_transform_output, fn_args.serving_model_dir, features.load_schema()
+    )

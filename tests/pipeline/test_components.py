@@ -33,7 +33,9 @@ def _artifact(cls, uri: str, **custom):
 
 def _tiny_saved_model(path: str, constant: float) -> None:
     module = tf.Module()
-    module.f = tf.function(lambda x: {"y": x * constant}, input_signature=[tf.TensorSpec([None], tf.float32)])
+    module.f = tf.function(
+        lambda x: {"y": x * constant}, input_signature=[tf.TensorSpec([None], tf.float32)]
+    )
     tf.saved_model.save(module, path, signatures={"serving_default": module.f})
 
 
@@ -89,12 +91,17 @@ def test_gate_fails_naming_split_feature_and_reason(anomalies_and_schema, tmp_pa
     assert not (tmp_path / "out" / "schema.pbtxt").exists()
 
 
-def test_gate_warn_policy_records_anomalies_and_passes_the_schema(anomalies_and_schema, tmp_path) -> None:
+def test_gate_warn_policy_records_anomalies_and_passes_the_schema(
+    anomalies_and_schema, tmp_path
+) -> None:
     anomalies, schema = anomalies_and_schema
     validated = _run_gate(anomalies, schema, gate.WARN, str(tmp_path / "out"))
     assert validated.get_int_custom_property(gate.ANOMALIES_FOUND_PROPERTY) == 2
     report = json.loads(validated.get_string_custom_property(gate.REPORT_PROPERTY))
-    assert {(a["split"], a["feature"]) for a in report} == {("eval", "payment_type"), ("eval", "trip_start_hour")}
+    assert {(a["split"], a["feature"]) for a in report} == {
+        ("eval", "payment_type"),
+        ("eval", "trip_start_hour"),
+    }
     assert (tmp_path / "out" / "schema.pbtxt").read_text() == "feature { name: 'x' type: INT }\n"
 
 
@@ -102,7 +109,9 @@ def test_gate_rejects_unknown_policy_when_the_pipeline_is_built() -> None:
     channel = standard_artifacts.ExampleAnomalies
     from tfx import types
 
-    with pytest.raises(ValueError, match="policy must be one of \\('fail', 'warn'\\), got 'ignore'"):
+    with pytest.raises(
+        ValueError, match="policy must be one of \\('fail', 'warn'\\), got 'ignore'"
+    ):
         gate_component.AnomaliesGate(
             anomalies=types.Channel(type=channel),
             schema=types.Channel(type=standard_artifacts.Schema),
@@ -126,7 +135,9 @@ def _resolve(candidate_uri: str, model_dir: str, out_uri: str):
 
 def test_baseline_is_the_candidate_before_any_push(tmp_path) -> None:
     _tiny_saved_model(str(tmp_path / "candidate" / "Format-Serving"), 1.0)
-    out = _resolve(str(tmp_path / "candidate"), str(tmp_path / "serving" / "m"), str(tmp_path / "out"))
+    out = _resolve(
+        str(tmp_path / "candidate"), str(tmp_path / "serving" / "m"), str(tmp_path / "out")
+    )
     assert out.get_string_custom_property(baseline.SOURCE_PROPERTY) == baseline.SOURCE_NONE
     assert (tmp_path / "out" / "Format-Serving" / "saved_model.pb").exists()
 
@@ -157,7 +168,9 @@ def test_baseline_component_requires_a_model_dir() -> None:
 def _push(tmp_path, model_uri: str, blessed: int, model_dir: str, run: str):
     model = _artifact(standard_artifacts.Model, model_uri)
     model.id = 7
-    blessing = _artifact(standard_artifacts.ModelBlessing, str(tmp_path / "blessing"), blessed=blessed)
+    blessing = _artifact(
+        standard_artifacts.ModelBlessing, str(tmp_path / "blessing"), blessed=blessed
+    )
     pushed = _artifact(standard_artifacts.PushedModel, str(tmp_path / f"pushed-{run}"))
     destination = pusher_pb2.PushDestination(
         filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=model_dir)

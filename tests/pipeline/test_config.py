@@ -20,7 +20,11 @@ def test_overrides_and_file_are_merged_and_coerced(tmp_path) -> None:
     path.write_text(json.dumps({"settings": {"train_steps": 50, "evaluation": {"min_auc": 0.5}}}))
     config = config_lib.load_local_config(
         str(path),
-        ["settings.eval_steps=7", "settings.hyperparameters.hidden_units=32,8", "enable_cache=false"],
+        [
+            "settings.eval_steps=7",
+            "settings.hyperparameters.hidden_units=32,8",
+            "enable_cache=false",
+        ],
     )
     assert config.settings.train_steps == 50
     assert config.settings.eval_steps == 7
@@ -34,7 +38,10 @@ def test_overrides_and_file_are_merged_and_coerced(tmp_path) -> None:
     [
         ("settings.train_steps=0", "'settings.train_steps'"),
         ("settings.train_steps=abc", "'settings.train_steps'"),
-        ("settings.anomalies_policy=ignore", "'settings.anomalies_policy': expected one of ('fail', 'warn')"),
+        (
+            "settings.anomalies_policy=ignore",
+            "'settings.anomalies_policy': expected one of ('fail', 'warn')",
+        ),
         ("settings.evaluation.min_auc=1.5", "'settings.evaluation.min_auc'"),
         ("settings.model_name=bad/name", "'settings.model_name'"),
         ("settings.hyperparameters.learning_rate=5", "learning_rate must be in (0, 1)"),

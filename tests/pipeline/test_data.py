@@ -29,8 +29,14 @@ def test_eval_rows_are_strictly_later_than_train_rows_even_with_ties(tmp_path) -
     stamps = [500, 100, 800, 900, 300, 800, 200, 1000, 800, 400]
     _write(source / "a.csv", [[t, "10.0", "1.0", "Cash"] for t in stamps])
     prepared = data_lib.prepare_time_split(str(source), str(tmp_path / "out"), eval_fraction=0.2)
-    train = [int(r["trip_start_timestamp"]) for r in _read(os.path.join(prepared.root, "train", "data.csv"))]
-    evaluation = [int(r["trip_start_timestamp"]) for r in _read(os.path.join(prepared.root, "eval", "data.csv"))]
+    train = [
+        int(r["trip_start_timestamp"])
+        for r in _read(os.path.join(prepared.root, "train", "data.csv"))
+    ]
+    evaluation = [
+        int(r["trip_start_timestamp"])
+        for r in _read(os.path.join(prepared.root, "eval", "data.csv"))
+    ]
     assert max(train) < min(evaluation)
     assert sorted(train + evaluation) == sorted(stamps)  # nothing lost
     assert train.count(800) == 3 and prepared.cutoff_timestamp == 800
@@ -54,7 +60,10 @@ def test_max_rows_keeps_an_evenly_spaced_slice_of_the_whole_period(tmp_path) -> 
     _write(source, [[t, "1", "0", "Cash"] for t in range(1000)])
     prepared = data_lib.prepare_time_split(str(source), str(tmp_path / "out"), max_rows=100)
     assert prepared.train_rows + prepared.eval_rows == 100
-    stamps = [int(r["trip_start_timestamp"]) for r in _read(os.path.join(prepared.root, "eval", "data.csv"))]
+    stamps = [
+        int(r["trip_start_timestamp"])
+        for r in _read(os.path.join(prepared.root, "eval", "data.csv"))
+    ]
     assert stamps[-1] >= 980
 
 
@@ -67,7 +76,11 @@ def test_default_source_is_the_sample_inside_the_tfx_wheel() -> None:
 @pytest.mark.parametrize(
     ("rows", "header", "message"),
     [
-        ([["x", "1", "0", "Cash"]], HEADER, "a.csv:2: trip_start_timestamp must be an integer Unix time, got 'x'"),
+        (
+            [["x", "1", "0", "Cash"]],
+            HEADER,
+            "a.csv:2: trip_start_timestamp must be an integer Unix time, got 'x'",
+        ),
         ([["1", "1", "0"]], HEADER, "a.csv:2: 3 fields, expected 4"),
         ([["1", "1"]], ["fare", "tips"], "has no 'trip_start_timestamp' column"),
         ([["1", "1", "0", "Cash"]], HEADER, "Cannot split 1 rows"),

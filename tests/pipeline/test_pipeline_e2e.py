@@ -17,8 +17,16 @@ from pipeline import local_runner, summary
 pytestmark = pytest.mark.slow
 
 NODES = {
-    "ExampleGen", "StatisticsGen", "SchemaImporter", "ExampleValidator", "AnomaliesGate",
-    "Transform", "Trainer", "LatestPushedModel", "Evaluator", "Pusher",
+    "ExampleGen",
+    "StatisticsGen",
+    "SchemaImporter",
+    "ExampleValidator",
+    "AnomaliesGate",
+    "Transform",
+    "Trainer",
+    "LatestPushedModel",
+    "Evaluator",
+    "Pusher",
 }
 
 
@@ -41,7 +49,9 @@ def _config(output_dir: str, **settings) -> config_lib.LocalConfig:
 
 def _run(config: config_lib.LocalConfig) -> tuple[local_runner.LocalRun, summary.RunSummary]:
     run = local_runner.run_local(config)
-    return run, summary.summarize_latest_run(os.path.abspath(config.metadata_path), config.settings.pipeline_name)
+    return run, summary.summarize_latest_run(
+        os.path.abspath(config.metadata_path), config.settings.pipeline_name
+    )
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +158,9 @@ def test_pushed_model_scores_serialized_examples(first) -> None:
     classified = loaded.signatures["classify"](inputs=examples)
     assert classified["classes"].numpy()[0].tolist() == [b"0", b"1"]
     tf.debugging.assert_near(classified["scores"][:, 1], probabilities[:, 0])
-    tf.debugging.assert_near(loaded.signatures["regress"](inputs=examples)["outputs"], probabilities[:, 0])
+    tf.debugging.assert_near(
+        loaded.signatures["regress"](inputs=examples)["outputs"], probabilities[:, 0]
+    )
     saved = saved_model_pb2.SavedModel()
     with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
         saved.ParseFromString(f.read())
@@ -169,12 +181,16 @@ def test_worse_model_than_the_pushed_baseline_is_not_pushed(first, worse) -> Non
     assert worse.node_states["Trainer"] == "complete"
     assert worse.baseline == f"version {result.pushed_version}"
     assert worse.blessed is False
-    assert any("auc change vs baseline on overall" in line for line in worse.failed_thresholds), worse.failed_thresholds
+    assert any("auc change vs baseline on overall" in line for line in worse.failed_thresholds), (
+        worse.failed_thresholds
+    )
     assert worse.push_outcome == "not_blessed" and worse.pushed_version is None
     assert model_dir_lib.list_versions(config.model_dir) == [int(result.pushed_version)]
 
 
-def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(first, worse, tmp_path) -> None:
+def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(
+    first, worse, tmp_path
+) -> None:
     config, run, result = first
     bad_dir = tmp_path / "bad"
     bad_dir.mkdir()
@@ -188,14 +204,18 @@ def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(first,
         writer.writeheader()
         writer.writerows(rows)
     bad = dataclasses.replace(
-        _config(config.output_dir), source_data=str(bad_dir), settings=dataclasses.replace(
-            config.settings, max_rows=None
-        )
+        _config(config.output_dir),
+        source_data=str(bad_dir),
+        settings=dataclasses.replace(config.settings, max_rows=None),
     )
-    with pytest.raises(Exception, match="feature 'payment_type': Unexpected string values") as error:
+    with pytest.raises(
+        Exception, match="feature 'payment_type': Unexpected string values"
+    ) as error:
         local_runner.run_local(bad)
     assert "feature 'trip_start_hour': Out-of-range values" in str(error.value)
-    stopped = summary.summarize_latest_run(os.path.abspath(config.metadata_path), config.settings.pipeline_name)
+    stopped = summary.summarize_latest_run(
+        os.path.abspath(config.metadata_path), config.settings.pipeline_name
+    )
     assert stopped.node_states["AnomaliesGate"] == "failed"
     assert not {"Transform", "Trainer", "Evaluator", "Pusher"} & set(stopped.node_states)
     assert model_dir_lib.list_versions(config.model_dir) == [int(result.pushed_version)]

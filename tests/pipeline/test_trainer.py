@@ -51,12 +51,22 @@ def test_model_inputs_never_include_the_label_or_its_source() -> None:
         (0, None, strategy.DEFAULT),
         (1, None, strategy.MIRRORED),
         (4, "", strategy.MIRRORED),
-        (0, json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}), strategy.DEFAULT),
-        (2, json.dumps({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}}), strategy.MULTI_WORKER_MIRRORED),
+        (
+            0,
+            json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}),
+            strategy.DEFAULT,
+        ),
+        (
+            2,
+            json.dumps({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}}),
+            strategy.MULTI_WORKER_MIRRORED,
+        ),
         (0, json.dumps({"cluster": {"worker": ["a:1", "b:1"]}}), strategy.MULTI_WORKER_MIRRORED),
     ],
 )
-def test_strategy_follows_devices_and_cluster(gpus: int, tf_config: str | None, expected: str) -> None:
+def test_strategy_follows_devices_and_cluster(
+    gpus: int, tf_config: str | None, expected: str
+) -> None:
     assert strategy.choose_strategy_name(gpus, tf_config) == expected
 
 

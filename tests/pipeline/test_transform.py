@@ -43,7 +43,10 @@ def transformed() -> list[dict]:
         _row(40.0, 8.01, "Credit Card", "Zed", 0),  # just above 20%
     ]
     metadata = dataset_metadata.DatasetMetadata(features.load_schema())
-    with tempfile.TemporaryDirectory() as tmp, tft_beam.Context(temp_dir=tmp, force_tf_compat_v1=False):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        tft_beam.Context(temp_dir=tmp, force_tf_compat_v1=False),
+    ):
         (result, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
             transform.preprocessing_fn, output_record_batches=False
         )
@@ -69,7 +72,9 @@ def test_zscore_has_zero_mean_unit_variance(transformed: list[dict]) -> None:
     assert list(np.argsort(fares)) == [0, 1, 2, 3]
 
 
-def test_vocab_maps_frequent_values_first_and_missing_to_its_own_token(transformed: list[dict]) -> None:
+def test_vocab_maps_frequent_values_first_and_missing_to_its_own_token(
+    transformed: list[dict],
+) -> None:
     payment = [int(r["payment_type_xf"]) for r in transformed]
     assert payment[0] == payment[1] == payment[3] == 0  # "Credit Card" is most frequent
     assert payment[2] == 1
