@@ -5,6 +5,7 @@ import csv
 import os
 import sys
 import traceback
+import typing
 import warnings
 
 from pipeline import config as config_lib
@@ -61,7 +62,13 @@ def _run(args: argparse.Namespace) -> int:
             config.settings.model_name,
             _sample_rows(run.data.root),
         )
-        print(f"\nServed version {answer.get('version')} over gRPC: {answer}")
+        scores = [float(score) for score in typing.cast(list, answer["scores"])]
+        latency_ms = float(typing.cast(float, answer["predict_latency_ms"]))
+        print(
+            f"\nServed version {answer['model_version']} with the local TF-Serving-compatible "
+            f"server; gRPC Predict on {len(scores)} eval rows -> P(big tipper) = "
+            f"[{', '.join(f'{score:.3f}' for score in scores)}] in {latency_ms:.1f} ms"
+        )
     return 0
 
 
