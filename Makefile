@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Reproducible, quiet TF: no oneDNN nondeterminism, no CUDA probing noise on CPU machines.
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# 3: the CUDA plugin-registration messages TF prints on CPU-only machines are noise.
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+export PYTHONWARNINGS ?= ignore::FutureWarning
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 export PYTHONDONTWRITEBYTECODE := 1
 
