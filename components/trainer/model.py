@@ -28,6 +28,7 @@ def build_model(
     spec: features.FeatureSpec,
     hidden_units: Sequence[int] = (64,),
     learning_rate: float = 1e-3,
+    steps_per_execution: int = 1,
 ) -> keras.Model:
     """Builds and compiles the classifier: one-hot/z-scored inputs -> Dense(relu)* -> sigmoid.
 
@@ -35,6 +36,7 @@ def build_model(
       spec: Feature roles from the schema (decides the inputs and one-hot widths).
       hidden_units: Width of each hidden ReLU layer.
       learning_rate: Adam learning rate.
+      steps_per_execution: Batches per compiled-graph call (see Hyperparameters).
 
     Returns:
       A compiled model taking a dict of rank-1 transformed features and returning P(label=1)
@@ -64,5 +66,6 @@ def build_model(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_execution,
     )
     return model

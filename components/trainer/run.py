@@ -47,7 +47,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
     logging.info("Training with %s strategy, hyperparameters %s", strategy_name, hparams)
     with strategy.make_strategy(strategy_name).scope():
-        classifier = model.build_model(spec, hparams.hidden_units, hparams.learning_rate)
+        classifier = model.build_model(
+            spec, hparams.hidden_units, hparams.learning_rate, hparams.steps_per_execution
+        )
 
     train = _dataset(
         fn_args, fn_args.train_files, tf_transform_output, hparams.batch_size, hparams.seed

@@ -1,0 +1,181 @@
+"""Container entrypoint of every step on open-source KFP v2: local paths, driver, executor.
+
+KFP's v2 launcher downloads each input artifact from the object store to a local path
+(`gs://b/k` -> `/gcs/b/k`, `s3://` -> `/s3/`, `minio://` -> `/minio/`), runs the container, then
+uploads each output artifact from its local path; it keeps whatever URI the executor reports.
+TFX's `kubeflow_v2_run_executor` would hand the remote URIs to the executor, which TF cannot
+open for `s3://`/`minio://` and which would bypass the launcher's upload. So this entrypoint:
+
+1. rewrites every artifact URI the launcher can mount to that local path;
+2. for a file-based ExampleGen (`--example_gen_driver`), runs TFX's Kubeflow v2 ExampleGen
+   driver first (span, version, fingerprint, resolved split patterns): Vertex AI runs it as the
+   `lifecycle.preCacheCheck` hook, which open-source KFP ignores;
+3. runs TFX's executor entrypoint on the rewritten input;
+4. rewrites the output URIs in the ExecutorOutput back to the remote ones;
+5. exits without interpreter teardown (ML-Metadata/protobuf can crash there after success).
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from absl import logging
+
+# Where the launcher mounts each object-store scheme.
+MOUNT_DIRS = {"gs://": "gcs", "s3://": "s3", "minio://": "minio"}
+# Environment variable naming the filesystem root the mount dirs live under ("/" in a pod).
+MOUNT_ROOT_ENV = "TFX_KFP_MOUNT_ROOT"
+EXAMPLE_GEN_DRIVER_FLAG = "--example_gen_driver"
+
+
+def local_path_for_uri(uri: str, mount_root: str = "/") -> str | None:
+    """Returns where KFP's launcher puts an artifact with this URI, or None if it does not.
+
+    Args:
+      uri: Artifact URI (e.g. `minio://mlpipeline/v2/artifacts/run/task/examples`).
+      mount_root: Root the launcher's `/gcs`, `/s3`, `/minio` directories live under.
+
+    Returns:
+      The local path, or None for URIs the launcher does not download (plain paths).
+    """
+    for prefix, mount in MOUNT_DIRS.items():
+        if uri.startswith(prefix):
+            return os.path.join(mount_root, mount, uri[len(prefix) :])
+    return None
+
+
+def map_artifact_uris(
+    artifacts: dict[str, Any], mapping: Callable[[str], str | None]
+) -> dict[str, str]:
+    """Rewrites `uri`s in an ExecutorInput/ExecutorOutput `artifacts` JSON map in place.
+
+    Args:
+      artifacts: `{key: {"artifacts": [{"uri": ...}, ...]}}`.
+      mapping: Returns the new URI, or None to keep the old one.
+
+    Returns:
+      New URI -> old URI for every rewritten artifact.
+    """
+    reverse = {}
+    for artifact_list in artifacts.values():
+        for artifact in artifact_list.get("artifacts", []):
+            new = mapping(artifact.get("uri", ""))
+            if new is not None:
+                reverse[new] = artifact["uri"]
+                artifact["uri"] = new
+    return reverse
+
+
+def _parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executor_class_path", required=True)
+    parser.add_argument("--json_serialized_invocation_args", required=True)
+    parser.add_argument("--json_serialized_inputs_spec_args", default=None)
+    parser.add_argument(EXAMPLE_GEN_DRIVER_FLAG, action="store_true")
+    return parser.parse_known_args(list(argv))
+
+
+def run(argv: Sequence[str]) -> None:
+    """Runs one step as described in the module docstring.
+
+    Args:
+      argv: Container args: TFX's `--executor_class_path`, `--json_serialized_invocation_args`
+        (the filled `{{$}}`), `--json_serialized_inputs_spec_args`, optionally
+        `--example_gen_driver`, then Beam args.
+
+    Raises:
+      ValueError: If the executor input is not valid ExecutorInput JSON.
+    """
+    # Imported here: TFX is heavy and only needed when a step actually runs.
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+    from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver
+
+    args, beam_args = _parse_args(argv)
+    mount_root = os.environ.get(MOUNT_ROOT_ENV, "/")
+    try:
+        executor_input = json.loads(args.json_serialized_invocation_args)
+    except ValueError as e:
+        raise ValueError(
+            "--json_serialized_invocation_args is not JSON: "
+            f"{args.json_serialized_invocation_args[:200]!r}"
+        ) from e
+    to_remote = map_artifact_uris(
+        executor_input.get("inputs", {}).get("artifacts", {}),
+        lambda uri: local_path_for_uri(uri, mount_root),
+    )
+    to_remote |= map_artifact_uris(
+        executor_input.get("outputs", {}).get("artifacts", {}),
+        lambda uri: local_path_for_uri(uri, mount_root),
+    )
+    args.json_serialized_invocation_args = json.dumps(executor_input)
+    output_file = executor_input["outputs"]["outputFile"]
+
+    driver_artifacts: dict[str, Any] = {}
+    if args.example_gen_driver:
+        logging.info("Running the file-based ExampleGen driver before the executor")
+        driver_input = pipeline_spec_pb2.ExecutorInput()
+        json_format.ParseDict(executor_input, driver_input, ignore_unknown_fields=True)
+        inputs_spec = None
+        if args.json_serialized_inputs_spec_args:
+            inputs_spec = pipeline_spec_pb2.ComponentInputsSpec()
+            json_format.Parse(args.json_serialized_inputs_spec_args, inputs_spec)
+        driver._run_driver(driver_input, inputs_spec)
+        with open(output_file) as f:
+            driver_artifacts = json.load(f).get("artifacts", {})
+
+    kubeflow_v2_run_executor._run_executor(args, beam_args)
+
+    with open(output_file) as f:
+        executor_output = json.load(f)
+    outputs = executor_output.get("artifacts", {})
+    _merge_driver_metadata(outputs, driver_artifacts)
+    map_artifact_uris(outputs, to_remote.get)
+    for artifact_list in outputs.values():
+        for artifact in artifact_list.get("artifacts", []):
+            metadata = artifact.get("metadata", {})
+            for key, value in metadata.items():
+                # E.g. the Evaluator records the model URIs it compared in the blessing.
+                if isinstance(value, str) and value in to_remote:
+                    metadata[key] = to_remote[value]
+    with open(output_file, "w") as f:
+        json.dump(executor_output, f, sort_keys=True)
+    logging.info("Wrote ExecutorOutput with remote URIs to %s", output_file)
+
+
+def _merge_driver_metadata(outputs: dict[str, Any], driver_artifacts: dict[str, Any]) -> None:
+    """Keeps the driver's artifact properties (span, version, input_fingerprint) in the output.
+
+    On Vertex AI the service applies the driver's ExecutorOutput itself; KFP's launcher reads
+    only the final one, which TFX's executor entry writes without them.
+    """
+    for key, driver_list in driver_artifacts.items():
+        produced = outputs.get(key, {}).get("artifacts", [])
+        for artifact, from_driver in zip(produced, driver_list.get("artifacts", []), strict=False):
+            artifact["metadata"] = {
+                **from_driver.get("metadata", {}),
+                **artifact.get("metadata", {}),
+            }
+
+
+def main() -> None:
+    """Console entry: runs the step, then exits at once (no interpreter teardown)."""
+    logging.set_verbosity(logging.INFO)
+    try:
+        run(sys.argv[1:])
+    except BaseException:
+        logging.exception("Step failed")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
