@@ -15,5 +15,5 @@ setup(
         "tfx[kfp]==1.16.0",
         "tensorflow-serving-api==2.16.1",
     ],
-    extras_require={"dev": ["pytest", "ruff", "mypy"]},
+    extras_require={"dev": ["pytest", "ruff", "mypy", "kubernetes-validate"]},
 )

@@ -1,0 +1,1 @@
+"""TF-Serving-compatible local model server, prediction clients and serving utilities."""

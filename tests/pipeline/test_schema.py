@@ -43,7 +43,7 @@ def test_categorical_features_need_a_domain_max() -> None:
         if feature.name == "trip_start_hour":
             feature.ClearField("int_domain")
     with pytest.raises(
-        ValueError, match="categorical_int feature 'trip_start_hour' needs int_domain.max"
+        ValueError, match=r"categorical_int feature .trip_start_hour. needs int_domain\.max"
     ):
         features.feature_spec_from_schema(broken)
 

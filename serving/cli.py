@@ -1,0 +1,153 @@
+"""`python -m serving`: the model server CLI (flags named like tensorflow_model_server's)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+import schemas
+from serving import logs
+from serving.batching import BatchingSettings
+from serving.server import ModelServer
+from serving.settings import (
+    LATEST,
+    SPECIFIC,
+    ModelSettings,
+    ServerSettings,
+    TlsServerSettings,
+    VersionPolicy,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
+    p.add_argument("--port", type=int, default=8500, help="gRPC port")
+    p.add_argument("--rest_api_port", type=int, default=8501, help="REST port (-1 = off)")
+    p.add_argument("--host", default="0.0.0.0", help="interface to bind")
+    p.add_argument("--model_name", default="chicago_taxi")
+    p.add_argument("--model_base_path", help="directory of numeric version folders")
+    p.add_argument("--model_config_file", help="text ModelServerConfig (overrides name/base path)")
+    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0)
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    p.add_argument("--num_versions", type=int, default=1, help="latest-N policy (flag mode)")
+    p.add_argument("--versions", default="", help="comma-separated specific versions (flag mode)")
+    p.add_argument(
+        "--schema", default="", help="schema.pbtxt for input validation ('' = curated taxi)"
+    )
+    p.add_argument("--input_validation", choices=("enforce", "log", "off"), default="enforce")
+    p.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--grpc_max_threads", type=int, default=16)
+    p.add_argument("--enable_batching", action="store_true")
+    p.add_argument("--max_batch_size", type=int, default=128)
+    p.add_argument("--batch_timeout_micros", type=int, default=2000)
+    p.add_argument(
+        "--enable_model_warmup",
+        type=lambda v: v.lower() in ("1", "true", "yes"),
+        default=True,
+        help="replay assets.extra/tf_serving_warmup_requests before serving a version",
+    )
+    p.add_argument(
+        "--monitoring_config_file",
+        default="",
+        help="accepted for TF Serving compatibility: metrics are always on the REST port",
+    )
+    p.add_argument("--drain_seconds", type=float, default=10.0)
+    p.add_argument("--ssl_cert", help="PEM server certificate (enables gRPC TLS)")
+    p.add_argument("--ssl_key", help="PEM server key")
+    p.add_argument("--ssl_client_ca", help="PEM CA for client certificates (mutual TLS)")
+    p.add_argument("--log_level", default="INFO")
+    p.add_argument("--log_format", choices=("json", "text"), default="json")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """Builds ServerSettings from parsed flags.
+
+    Args:
+      args: Flags from `_parser()`.
+
+    Returns:
+      The settings.
+
+    Raises:
+      ValueError: If the flags are inconsistent.
+    """
+    models: tuple[ModelSettings, ...] = ()
+    if not args.model_config_file:
+        if not args.model_base_path:
+            raise ValueError("Give --model_base_path or --model_config_file")
+        if args.versions:
+            policy = VersionPolicy(
+                SPECIFIC, versions=tuple(int(v) for v in args.versions.split(","))
+            )
+        else:
+            policy = VersionPolicy(LATEST, num_versions=args.num_versions)
+        models = (ModelSettings(args.model_name, args.model_base_path, policy),)
+    schema_path: str | None = args.schema
+    if not schema_path and args.input_validation != "off":
+        schema_path = schemas.schema_path("taxi")
+    tls = None
+    if args.ssl_cert or args.ssl_key:
+        if not (args.ssl_cert and args.ssl_key):
+            raise ValueError("--ssl_cert and --ssl_key go together")
+        tls = TlsServerSettings(args.ssl_cert, args.ssl_key, args.ssl_client_ca)
+    return ServerSettings(
+        models=models,
+        model_config_file=args.model_config_file,
+        host=args.host,
+        grpc_port=args.port,
+        rest_port=None if args.rest_api_port < 0 else args.rest_api_port,
+        file_system_poll_s=args.file_system_poll_wait_seconds,
+        model_config_file_poll_s=args.model_config_file_poll_wait_seconds,
+        max_request_bytes=args.max_request_bytes,
+        grpc_max_workers=args.grpc_max_threads,
+        schema_path=schema_path or None,
+        input_validation=args.input_validation,
+        batching=BatchingSettings(args.max_batch_size, args.batch_timeout_micros / 1e6)
+        if args.enable_batching
+        else None,
+        warmup=args.enable_model_warmup,
+        drain_timeout_s=args.drain_seconds,
+        tls=tls,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
+
+    Args:
+      argv: Command-line arguments (default: sys.argv[1:]).
+
+    Returns:
+      Process exit status.
+    """
+    args = _parser().parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    try:
+        settings = settings_from_args(args)
+        server = ModelServer(settings)
+        server.start()
+    except (ValueError, OSError, RuntimeError) as e:
+        logger.error("Cannot start the server: %s", e)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logger.info("Received signal %d: shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""Watches model base paths and manages version lifecycles, policies and labels."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+from serving.errors import ModelLoadError, NotFoundError, ServingError, UnavailableError
+from serving.metrics import ServingMetrics
+from serving.model import ServableVersion
+from serving.settings import ModelSettings, ServerSettings, read_model_config
+
+logger = logging.getLogger(__name__)
+
+UNLOAD_DRAIN_S = 30.0
+
+
+class State(enum.IntEnum):
+    """TF Serving's ModelVersionStatus.State values."""
+
+    UNKNOWN = 0
+    START = 10
+    LOADING = 20
+    AVAILABLE = 30
+    UNLOADING = 40
+    END = 50
+
+
+@dataclasses.dataclass
+class VersionRecord:
+    """What the manager knows about one version."""
+
+    version: int
+    state: State = State.START
+    error: ServingError | None = None
+    fingerprint: tuple[int, int] | None = None
+    servable: ServableVersion | None = None
+    inflight: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionStatus:
+    """A version's state and status, as GetModelStatus reports it."""
+
+    version: int
+    state: State
+    error_code: int
+    error_message: str
+
+
+class _Model:
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.records: dict[int, VersionRecord] = {}
+
+
+def _fingerprint(version_dir: str) -> tuple[int, int] | None:
+    try:
+        stat = tf.io.gfile.stat(os.path.join(version_dir, "saved_model.pb"))
+    except tf.errors.OpError:
+        return None
+    return (int(stat.length), int(stat.mtime_nsec))
+
+
+def list_version_dirs(base_path: str) -> dict[int, str]:
+    """Returns version -> directory for every numeric child holding saved_model.pb.
+
+    Args:
+      base_path: Model base path (may not exist yet).
+
+    Returns:
+      Versions found; non-numeric children (temporary or rolled-back copies) are ignored.
+    """
+    try:
+        children = tf.io.gfile.listdir(base_path)
+    except tf.errors.OpError:
+        return {}
+    found = {}
+    for child in children:
+        name = child.rstrip("/")
+        if name.isdigit():
+            path = os.path.join(base_path, name)
+            if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+                found[int(name)] = path
+    return found
+
+
+class ModelManager:
+    """Loads aspired versions, swaps them in only when fully loaded, unloads drained ones.
+
+    A version becomes AVAILABLE only after its SavedModel loads and its warm-up requests
+    replay. Older versions are unloaded only once a newer aspired one is AVAILABLE, and only
+    after their in-flight requests finish. A version that fails to load is reported (state
+    END with its error) and retried only if its saved_model.pb changes; it is left out of
+    the policy, so the previous version keeps serving.
+    """
+
+    def __init__(self, settings: ServerSettings, metrics: ServingMetrics) -> None:
+        """Creates a manager; nothing loads before `start` or `poll_once`.
+
+        Args:
+          settings: Server settings (models, polling, batching, warm-up).
+          metrics: Where lifecycle metrics go.
+        """
+        self._settings = settings
+        self._metrics = metrics
+        self._lock = threading.Condition()
+        self._models: dict[str, _Model] = {}
+        self._config_mtime: float | None = None
+        models = settings.models
+        if settings.model_config_file:
+            models = read_model_config(settings.model_config_file)
+            self._config_mtime = os.path.getmtime(settings.model_config_file)
+        for model in models:
+            self._models[model.name] = _Model(model)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_config_check = time.monotonic()
+
+    # Lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts the polling thread (first scan immediately)."""
+        self._thread = threading.Thread(target=self._loop, name="model-manager", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops polling and unloads every version after its in-flight requests."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+        with self._lock:
+            records = [(name, r) for name, m in self._models.items() for r in m.records.values()]
+        for name, record in records:
+            if record.servable is not None:
+                self._unload(name, record)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception:
+                logger.exception("Model directory poll failed; retrying")
+            self._stop.wait(self._settings.file_system_poll_s)
+
+    def poll_once(self) -> None:
+        """Re-reads the config if due, then scans every model's base path once."""
+        self._maybe_reload_config()
+        with self._lock:
+            models = list(self._models.values())
+        for model in models:
+            if self._stop.is_set():
+                return
+            self._sync_model(model)
+
+    def _maybe_reload_config(self) -> None:
+        path = self._settings.model_config_file
+        every = self._settings.model_config_file_poll_s
+        if not path or every <= 0 or time.monotonic() - self._last_config_check < every:
+            return
+        self._last_config_check = time.monotonic()
+        try:
+            mtime = os.path.getmtime(path)
+            if mtime == self._config_mtime:
+                return
+            models = read_model_config(path)
+        except (OSError, ValueError) as e:
+            logger.error("Model config %s not reloaded, keeping the current one: %s", path, e)
+            return
+        self._config_mtime = mtime
+        logger.info("Model config %s changed: models %s", path, [m.name for m in models])
+        removed = []
+        with self._lock:
+            wanted = {m.name: m for m in models}
+            for name in list(self._models):
+                if name not in wanted:
+                    removed.append((name, self._models.pop(name)))
+            for name, settings in wanted.items():
+                if name in self._models:
+                    self._models[name].settings = settings
+                else:
+                    self._models[name] = _Model(settings)
+        for name, model in removed:
+            for record in list(model.records.values()):
+                if record.servable is not None:
+                    self._unload(name, record)
+            self._metrics.loaded_versions.labels(name).set(0)
+
+    def _sync_model(self, model: _Model) -> None:
+        name, settings = model.settings.name, model.settings
+        on_disk = list_version_dirs(settings.base_path)
+        candidates = []
+        for version, path in on_disk.items():
+            record = model.records.get(version)
+            if record is not None and record.error is not None:
+                fingerprint = _fingerprint(path)
+                if fingerprint == record.fingerprint:
+                    continue  # failed before and unchanged since: not a candidate
+            candidates.append(version)
+        aspired = settings.version_policy.select(candidates)
+        if not on_disk:
+            with self._lock:
+                loaded = [r.version for r in model.records.values() if r.servable is not None]
+            if loaded:
+                logger.warning(
+                    "No versions under %s for model %s; keeping versions %s loaded",
+                    settings.base_path,
+                    name,
+                    loaded,
+                )
+            return
+        for version in sorted(aspired, reverse=True):
+            with self._lock:
+                record = model.records.get(version)
+                if record is not None and (
+                    record.servable is not None or record.state == State.LOADING
+                ):
+                    continue
+            self._load(model, version, on_disk[version])
+        with self._lock:
+            any_aspired_available = any(
+                model.records.get(v) is not None and model.records[v].state == State.AVAILABLE
+                for v in aspired
+            )
+            to_unload = [
+                r
+                for v, r in model.records.items()
+                if r.servable is not None and r.state == State.AVAILABLE and v not in aspired
+            ]
+        if any_aspired_available:
+            for record in to_unload:
+                self._unload(name, record)
+        with self._lock:
+            # Forget finished versions that left the disk.
+            for version in [
+                v
+                for v, r in model.records.items()
+                if v not in on_disk and r.servable is None and r.state == State.END
+            ]:
+                del model.records[version]
+
+    def _load(self, model: _Model, version: int, path: str) -> None:
+        name = model.settings.name
+        with self._lock:
+            record = VersionRecord(version, State.LOADING, fingerprint=_fingerprint(path))
+            model.records[version] = record
+        logger.info("Loading model %s version %d from %s", name, version, path)
+        servable = ServableVersion(name, version, path, self._settings.batching)
+        start = time.monotonic()
+        try:
+            servable.load(warmup=self._settings.warmup)
+        except ModelLoadError as e:
+            logger.error("Model %s version %d failed to load: %s", name, version, e.message)
+            self._metrics.version_loads.labels(name, "error").inc()
+            with self._lock:
+                record.state, record.error = State.END, e
+            return
+        seconds = time.monotonic() - start
+        self._metrics.version_loads.labels(name, "ok").inc()
+        self._metrics.load_seconds.labels(name).observe(seconds)
+        self._metrics.warmup_requests.labels(name).inc(servable.warmup_requests)
+        with self._lock:
+            record.servable, record.state = servable, State.AVAILABLE
+            self._update_gauge(model)
+            self._lock.notify_all()
+        logger.info(
+            "Model %s version %d AVAILABLE after %.2fs (%d warm-up requests)",
+            name,
+            version,
+            seconds,
+            servable.warmup_requests,
+        )
+
+    def _unload(self, name: str, record: VersionRecord) -> None:
+        with self._lock:
+            record.state = State.UNLOADING
+            model = self._models.get(name)
+            if model is not None:
+                self._update_gauge(model)
+            deadline = time.monotonic() + UNLOAD_DRAIN_S
+            while record.inflight > 0 and time.monotonic() < deadline:
+                self._lock.wait(deadline - time.monotonic())
+            servable, record.servable = record.servable, None
+        if servable is not None:
+            servable.unload()
+        with self._lock:
+            record.state = State.END
+        logger.info("Model %s version %d unloaded", name, record.version)
+
+    def _update_gauge(self, model: _Model) -> None:
+        count = sum(1 for r in model.records.values() if r.state == State.AVAILABLE)
+        self._metrics.loaded_versions.labels(model.settings.name).set(count)
+
+    # Queries ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lease(
+        self, name: str, version: int | None = None, label: str | None = None
+    ) -> Iterator[ServableVersion]:
+        """Holds an AVAILABLE version for one request; unloading waits for the lease to end.
+
+        Args:
+          name: Model name.
+          version: Specific version; None (and no label) means the latest available.
+          label: Version label, e.g. `stable`.
+
+        Yields:
+          The servable.
+
+        Raises:
+          NotFoundError: Unknown model, version or label.
+          UnavailableError: The model is known but no version is AVAILABLE yet.
+        """
+        with self._lock:
+            record = self._resolve(name, version, label)
+            record.inflight += 1
+            servable = record.servable
+        assert servable is not None
+        try:
+            yield servable
+        finally:
+            with self._lock:
+                record.inflight -= 1
+                if record.inflight == 0:
+                    self._lock.notify_all()
+
+    def _resolve(self, name: str, version: int | None, label: str | None) -> VersionRecord:
+        model = self._models.get(name)
+        if label:
+            if model is None:
+                raise NotFoundError(f"Servable not found for request: Latest({name})")
+            labels = model.settings.labels
+            if label not in labels:
+                raise NotFoundError(f"Unrecognized servable version label: {label}")
+            version = labels[label]
+        if version is not None:
+            record = model.records.get(version) if model is not None else None
+            if record is None or record.state != State.AVAILABLE:
+                raise NotFoundError(f"Servable not found for request: Specific({name}, {version})")
+            return record
+        if model is None:
+            raise NotFoundError(f"Servable not found for request: Latest({name})")
+        available = [r for r in model.records.values() if r.state == State.AVAILABLE]
+        if not available:
+            states = {v: r.state.name for v, r in sorted(model.records.items())}
+            raise UnavailableError(
+                f"Model {name} has no version loaded yet"
+                + (
+                    f" (versions: {states})"
+                    if states
+                    else f" (nothing under {model.settings.base_path})"
+                )
+            )
+        return max(available, key=lambda r: r.version)
+
+    def statuses(self, name: str, version: int | None = None) -> list[VersionStatus]:
+        """Returns version states as GetModelStatus reports them.
+
+        Args:
+          name: Model name.
+          version: Only this version; None for all known versions.
+
+        Returns:
+          Statuses, ascending by version.
+
+        Raises:
+          NotFoundError: Unknown model, or no such version, or nothing known about the model yet.
+        """
+        with self._lock:
+            model = self._models.get(name)
+            if model is None or not model.records:
+                raise NotFoundError(f"Could not find any versions of model {name}")
+            records = sorted(model.records.values(), key=lambda r: r.version)
+            if version is not None:
+                records = [r for r in records if r.version == version]
+                if not records:
+                    raise NotFoundError(f"Could not find version {version} of model {name}")
+            return [
+                VersionStatus(
+                    r.version,
+                    r.state,
+                    r.error.code.value if r.error else 0,
+                    r.error.message if r.error else "",
+                )
+                for r in records
+            ]
+
+    def label_version(self, name: str, label: str) -> int:
+        """Returns the version a label points at (NotFoundError if unknown)."""
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                raise NotFoundError(f"Could not find any versions of model {name}")
+            labels = model.settings.labels
+            if label not in labels:
+                raise NotFoundError(f"Unrecognized servable version label: {label}")
+            return labels[label]
+
+    def ready(self) -> bool:
+        """True when every configured model has at least one AVAILABLE version."""
+        with self._lock:
+            return bool(self._models) and all(
+                any(r.state == State.AVAILABLE for r in m.records.values())
+                for m in self._models.values()
+            )
+
+    def wait_until_available(
+        self, name: str, version: int | None = None, timeout_s: float = 60.0
+    ) -> int:
+        """Blocks until a model (or one version of it) is AVAILABLE.
+
+        Args:
+          name: Model name.
+          version: Version to wait for; None = any.
+          timeout_s: Longest wait.
+
+        Returns:
+          The newest AVAILABLE version (or `version`).
+
+        Raises:
+          UnavailableError: On timeout, with the model's version states.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while True:
+                model = self._models.get(name)
+                if model is not None:
+                    ok = [
+                        v
+                        for v, r in model.records.items()
+                        if r.state == State.AVAILABLE and (version is None or v == version)
+                    ]
+                    if ok:
+                        return max(ok)
+                    failed = model.records.get(version) if version is not None else None
+                    if failed is not None and failed.error is not None:
+                        raise UnavailableError(
+                            f"Model {name} version {version} failed to load: {failed.error.message}"
+                        )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    states = (
+                        {}
+                        if model is None
+                        else {
+                            v: (r.state.name, r.error.message if r.error else "")
+                            for v, r in model.records.items()
+                        }
+                    )
+                    raise UnavailableError(
+                        f"Model {name} not AVAILABLE after {timeout_s}s: {states}"
+                    )
+                self._lock.wait(min(remaining, 0.5))

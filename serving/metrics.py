@@ -1,0 +1,98 @@
+"""Prometheus metrics of one server instance (its own registry, exposed on the REST port)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class ServingMetrics:
+    """Request, error, latency and model-lifecycle metrics."""
+
+    def __init__(self) -> None:
+        """Creates the metrics in a fresh registry."""
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "serving_requests",
+            "Requests by model, version, method, protocol and status code.",
+            ["model", "version", "method", "protocol", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "serving_request_latency_seconds",
+            "Request latency by model, version, method and protocol.",
+            ["model", "version", "method", "protocol"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.examples = Counter(
+            "serving_examples",
+            "Examples (first-dimension rows) answered.",
+            ["model", "version", "method"],
+            registry=self.registry,
+        )
+        self.loaded_versions = Gauge(
+            "serving_loaded_versions",
+            "Versions AVAILABLE per model.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.version_loads = Counter(
+            "serving_version_loads",
+            "Version load attempts by outcome (ok, error).",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.load_seconds = Histogram(
+            "serving_version_load_seconds",
+            "Time to load and warm up a version.",
+            ["model"],
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
+            registry=self.registry,
+        )
+        self.warmup_requests = Counter(
+            "serving_warmup_requests",
+            "Warm-up requests replayed.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.validation_failures = Counter(
+            "serving_input_validation_failures",
+            "Requests whose examples violate the schema, by validation mode.",
+            ["model", "mode"],
+            registry=self.registry,
+        )
+        self.inflight = Gauge(
+            "serving_inflight_requests",
+            "Requests being handled.",
+            ["protocol"],
+            registry=self.registry,
+        )
+
+    def observe(
+        self, model: str, version: str, method: str, protocol: str, code: str, seconds: float
+    ) -> None:
+        """Records one finished request."""
+        self.requests.labels(model, version, method, protocol, code).inc()
+        self.latency.labels(model, version, method, protocol).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """Returns the metrics in Prometheus text format."""
+        return generate_latest(self.registry)

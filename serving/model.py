@@ -1,0 +1,304 @@
+"""One loaded model version: load, warm up, run signatures, unload."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from serving import tensors
+from serving.batching import Arrays, BatchingSettings, BatchQueue
+from serving.errors import (
+    Code,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    ModelLoadError,
+    ServingError,
+    error_for_code,
+)
+
+logger = logging.getLogger(__name__)
+
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MAX_WARMUP_RECORDS = 1000
+EXAMPLE_INPUT_NAMES = ("examples", "inputs")
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """dtype (DataType enum) and shape (-1 = any; None = unknown rank) of a signature tensor."""
+
+    dtype: int
+    shape: tuple[int, ...] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SignatureInfo:
+    """What a signature takes and returns.
+
+    Attributes:
+      key: Signature key.
+      method_name: E.g. `tensorflow/serving/predict`.
+      inputs: Input alias to TensorInfo.
+      outputs: Output alias to TensorInfo.
+      batchable: Every input and output has a leading batch dimension.
+    """
+
+    key: str
+    method_name: str
+    inputs: dict[str, TensorInfo]
+    outputs: dict[str, TensorInfo]
+    batchable: bool
+
+    @property
+    def example_input(self) -> str | None:
+        """The input carrying serialized tf.Examples (`examples` or `inputs`, rank-1 string)."""
+        for name in EXAMPLE_INPUT_NAMES:
+            info = self.inputs.get(name)
+            if (
+                info is not None
+                and info.dtype == tf.string.as_datatype_enum
+                and info.shape == (-1,)
+            ):
+                return name
+        return None
+
+
+def _signature_info(key: str, sig: meta_graph_pb2.SignatureDef) -> SignatureInfo:
+    def infos(m: object) -> dict[str, TensorInfo]:
+        return {
+            alias: TensorInfo(t.dtype, tensors.shape_of(t.tensor_shape))
+            for alias, t in m.items()  # type: ignore[attr-defined]
+        }
+
+    inputs, outputs = infos(sig.inputs), infos(sig.outputs)
+    batchable = all(
+        t.shape is not None and len(t.shape) >= 1 and t.shape[0] == -1
+        for t in list(inputs.values()) + list(outputs.values())
+    )
+    return SignatureInfo(key, sig.method_name, inputs, outputs, batchable)
+
+
+def tf_error(e: tf.errors.OpError, context: str) -> ServingError:
+    """Maps a TensorFlow runtime error to a ServingError with the same canonical code."""
+    try:
+        code = Code(e.error_code)
+    except ValueError:
+        code = Code.INTERNAL
+    first_line = (e.message or str(e)).strip().splitlines()[0] if (e.message or str(e)) else ""
+    return error_for_code(code, f"{context}: {first_line}")
+
+
+class ServableVersion:
+    """A SavedModel version with an explicit lifecycle: load -> (ready) -> run -> unload."""
+
+    def __init__(
+        self, name: str, version: int, path: str, batching: BatchingSettings | None
+    ) -> None:
+        """Creates an unloaded version.
+
+        Args:
+          name: Model name.
+          version: Version number.
+          path: SavedModel directory.
+          batching: Server-side batching settings; None disables batching.
+        """
+        self.name = name
+        self.version = version
+        self.path = path
+        self._batching = batching
+        self._loaded: object | None = None
+        self._functions: dict[str, tf.types.experimental.ConcreteFunction] = {}
+        self._signatures: dict[str, SignatureInfo] = {}
+        self._signature_defs: dict[str, meta_graph_pb2.SignatureDef] = {}
+        self._queues: dict[str, BatchQueue] = {}
+        self._lock = threading.Lock()
+        self.warmup_requests = 0
+        self.load_seconds = 0.0
+
+    @property
+    def signature_defs(self) -> dict[str, meta_graph_pb2.SignatureDef]:
+        """Signature key to SignatureDef, as saved in saved_model.pb."""
+        return self._signature_defs
+
+    def load(self, warmup: bool = True) -> None:
+        """Reads saved_model.pb, loads the SavedModel and replays the warm-up requests.
+
+        Args:
+          warmup: Replay `assets.extra/tf_serving_warmup_requests` when present.
+
+        Raises:
+          ModelLoadError: If any step fails; nothing stays half-loaded.
+        """
+        start = time.monotonic()
+        pb_path = os.path.join(self.path, "saved_model.pb")
+        try:
+            with tf.io.gfile.GFile(pb_path, "rb") as f:
+                proto = saved_model_pb2.SavedModel.FromString(f.read())
+        except (OSError, tf.errors.OpError, DecodeError) as e:
+            raise ModelLoadError(f"Cannot read {pb_path}: {e}") from e
+        graphs = [g for g in proto.meta_graphs if "serve" in g.meta_info_def.tags]
+        if not graphs:
+            raise ModelLoadError(f"{self.path} has no MetaGraph tagged 'serve'")
+        # `__saved_model_init_op` and other internal entries are not servable signatures.
+        self._signature_defs = {
+            k: graphs[0].signature_def[k] for k in graphs[0].signature_def if not k.startswith("__")
+        }
+        self._signatures = {k: _signature_info(k, s) for k, s in self._signature_defs.items()}
+        try:
+            loaded = tf.saved_model.load(self.path, tags=["serve"])
+        except Exception as e:
+            raise ModelLoadError(f"Cannot load SavedModel {self.path}: {e}") from e
+        self._loaded = loaded
+        self._functions = {
+            k: loaded.signatures[k] for k in self._signatures if k in loaded.signatures
+        }
+        missing = set(self._signatures) - set(self._functions)
+        if missing:
+            self.unload()
+            raise ModelLoadError(f"{self.path}: signatures {sorted(missing)} cannot be loaded")
+        if self._batching is not None:
+            for key, info in self._signatures.items():
+                if info.batchable:
+                    self._queues[key] = BatchQueue(
+                        f"{self.name}/{self.version}/{key}",
+                        functools.partial(self._call, key),
+                        self._batching,
+                    )
+        if warmup:
+            try:
+                self._warm_up()
+            except ServingError as e:
+                self.unload()
+                raise ModelLoadError(f"Warm-up of {self.path} failed: {e.message}") from e
+        self.load_seconds = time.monotonic() - start
+
+    def _warm_up(self) -> None:
+        path = os.path.join(self.path, WARMUP_FILE)
+        if not tf.io.gfile.exists(path):
+            return
+        count = 0
+        for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            kind = log.WhichOneof("log_type")
+            if kind == "predict_log":
+                request = log.predict_log.request
+                key = request.model_spec.signature_name or "serving_default"
+                inputs = {k: tensors.to_ndarray(v) for k, v in request.inputs.items()}
+                self.run(key, inputs)
+            elif kind in ("classify_log", "regress_log"):
+                request = getattr(log, kind).request
+                key = request.model_spec.signature_name or "serving_default"
+                info = self.signature(key)
+                name = info.example_input or "inputs"
+                serialized = examples_of_input(request.input)
+                self.run(key, {name: np.array(serialized, dtype=object)})
+            else:
+                raise InvalidArgumentError(f"Unsupported warm-up record type {kind}")
+            count += 1
+        self.warmup_requests = count
+        logger.info(
+            "Replayed %d warm-up requests for %s version %d", count, self.name, self.version
+        )
+
+    def signature(self, key: str) -> SignatureInfo:
+        """Returns a signature's description.
+
+        Args:
+          key: Signature key ("" means `serving_default`).
+
+        Returns:
+          The SignatureInfo.
+
+        Raises:
+          FailedPreconditionError: If the model has no such signature.
+        """
+        info = self._signatures.get(key or "serving_default")
+        if info is None:
+            raise FailedPreconditionError(
+                f'Serving signature name: "{key}" not found in signature def'
+            )
+        return info
+
+    def run(self, key: str, inputs: Arrays) -> Arrays:
+        """Runs a signature (through its batch queue when batching is on).
+
+        Args:
+          key: Signature key.
+          inputs: Input alias to array, already checked against the signature.
+
+        Returns:
+          Output alias to array.
+
+        Raises:
+          ServingError: With TensorFlow's status code when the signature fails.
+        """
+        queue = self._queues.get(key)
+        if queue is not None:
+            return queue.submit(inputs)
+        return self._call(key, inputs)
+
+    def _call(self, key: str, inputs: Arrays) -> Arrays:
+        fn = self._functions.get(key)
+        if fn is None:
+            raise FailedPreconditionError(f"Version {self.version} of {self.name} is not loaded")
+        info = self._signatures[key]
+        try:
+            feed = {
+                name: tf.constant(value, dtype=tf.dtypes.as_dtype(info.inputs[name].dtype))
+                for name, value in inputs.items()
+            }
+            outputs = fn(**feed)
+            return {name: value.numpy() for name, value in outputs.items()}
+        except tf.errors.OpError as e:
+            raise tf_error(e, f"Signature {key!r} of {self.name} version {self.version}") from None
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"Signature {key!r}: {e}") from None
+
+    def unload(self) -> None:
+        """Stops batch queues and drops the model; in-flight calls that hold it finish first."""
+        for queue in self._queues.values():
+            queue.close()
+        self._queues = {}
+        self._functions = {}
+        self._loaded = None
+
+
+def examples_of_input(model_input: object) -> list[bytes]:
+    """Serializes the examples of a tensorflow.serving.Input (context merged into each).
+
+    Args:
+      model_input: An `Input` proto with `example_list` or `example_list_with_context`.
+
+    Returns:
+      Serialized tf.Examples.
+
+    Raises:
+      InvalidArgumentError: If the input holds no examples.
+    """
+    kind = model_input.WhichOneof("kind")  # type: ignore[attr-defined]
+    if kind == "example_list":
+        examples = model_input.example_list.examples  # type: ignore[attr-defined]
+        out = [e.SerializeToString() for e in examples]
+    elif kind == "example_list_with_context":
+        lists = model_input.example_list_with_context  # type: ignore[attr-defined]
+        out = []
+        for example in lists.examples:
+            merged = tf.train.Example()
+            merged.CopyFrom(lists.context)
+            merged.MergeFrom(example)
+            out.append(merged.SerializeToString())
+    else:
+        raise InvalidArgumentError("Input is empty: set example_list or example_list_with_context")
+    if not out:
+        raise InvalidArgumentError("Input has no examples")
+    return out

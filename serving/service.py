@@ -1,0 +1,379 @@
+"""Transport-independent request handling shared by the gRPC and REST front ends."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+from serving import tensors
+from serving.errors import FailedPreconditionError, InvalidArgumentError
+from serving.manager import ModelManager, VersionStatus
+from serving.metrics import ServingMetrics
+from serving.model import ServableVersion, SignatureInfo, TensorInfo, examples_of_input
+from serving.validation import ExampleValidator
+
+logger = logging.getLogger(__name__)
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+DEFAULT_SIGNATURE = "serving_default"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Which model, version and signature a request addresses."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+    signature: str = ""
+
+    @classmethod
+    def from_spec(cls, spec: model_pb2.ModelSpec) -> Target:
+        """Reads a ModelSpec."""
+        version = spec.version.value if spec.HasField("version") else None
+        return cls(spec.name, version, spec.version_label or None, spec.signature_name)
+
+    @property
+    def signature_key(self) -> str:
+        """The signature key, `serving_default` when none is given."""
+        return self.signature or DEFAULT_SIGNATURE
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    """Result of running a signature."""
+
+    version: int
+    signature: str
+    values: dict[str, np.ndarray]
+
+
+def _compatible(shape: tuple[int, ...], expected: tuple[int, ...] | None) -> bool:
+    if expected is None:
+        return True
+    return len(shape) == len(expected) and all(
+        e in (-1, s) for s, e in zip(shape, expected, strict=True)
+    )
+
+
+def _fmt_shape(shape: tuple[int, ...] | None) -> str:
+    return "<unknown rank>" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class InferenceService:
+    """Runs Predict, Classify, Regress, metadata and status requests against the manager."""
+
+    def __init__(
+        self,
+        manager: ModelManager,
+        metrics: ServingMetrics,
+        validator: ExampleValidator | None,
+        validation_mode: str,
+    ) -> None:
+        """Creates the service.
+
+        Args:
+          manager: Model versions.
+          metrics: Where validation failures are counted.
+          validator: Schema validator of serialized examples; None disables validation.
+          validation_mode: `enforce`, `log` or `off`.
+        """
+        self._manager = manager
+        self._metrics = metrics
+        self._validator = validator if validation_mode != "off" else None
+        self._mode = validation_mode
+
+    # Core ------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        target: Target,
+        build: Callable[[SignatureInfo], dict[str, np.ndarray]],
+        output_filter: Sequence[str] = (),
+        method: str | None = None,
+    ) -> Outputs:
+        """Checks inputs against the signature, validates examples, and runs the signature.
+
+        Args:
+          target: Model, version or label, and signature.
+          build: Makes the input arrays once the signature is known (see `proto_inputs`,
+            `example_inputs`; REST converts JSON with the signature's dtypes).
+          output_filter: Output aliases to return (empty = all).
+          method: Required signature method name (Classify/Regress), or None.
+
+        Returns:
+          The served version, signature key and output arrays.
+
+        Raises:
+          NotFoundError, UnavailableError, FailedPreconditionError, InvalidArgumentError: See
+            the messages.
+        """
+        with self._manager.lease(target.name, target.version, target.label) as servable:
+            key = target.signature_key
+            info = servable.signature(key)
+            if method is not None and info.method_name != method:
+                raise FailedPreconditionError(
+                    f"Expected {method.rsplit('/', 1)[-1]} signature method_name to be {method}. "
+                    f"Was: {info.method_name}"
+                )
+            arrays = build(info)
+            self._check_inputs(info, arrays)
+            for name in output_filter:
+                if name not in info.outputs:
+                    raise InvalidArgumentError(
+                        f"output tensor alias not found in signature: {name}. Outputs expected "
+                        f"to be in the set {{{','.join(sorted(info.outputs))}}}."
+                    )
+            self._validate(servable, info, arrays)
+            values = servable.run(key, arrays)
+            if output_filter:
+                values = {k: v for k, v in values.items() if k in output_filter}
+            return Outputs(servable.version, key, values)
+
+    @staticmethod
+    def proto_inputs(
+        protos: Mapping[str, object],
+    ) -> Callable[[SignatureInfo], dict[str, np.ndarray]]:
+        """Returns a `build` function converting TensorProtos (dtype-checked) to arrays."""
+        return lambda info: InferenceService._from_protos(info, protos)
+
+    @staticmethod
+    def example_inputs(
+        examples: Sequence[bytes],
+    ) -> Callable[[SignatureInfo], dict[str, np.ndarray]]:
+        """Returns a `build` function feeding serialized examples to the example input."""
+
+        def build(info: SignatureInfo) -> dict[str, np.ndarray]:
+            batch = np.empty(len(examples), dtype=object)
+            batch[:] = list(examples)
+            return {info.example_input or "inputs": batch}
+
+        return build
+
+    @staticmethod
+    def _from_protos(info: SignatureInfo, protos: Mapping[str, object]) -> dict[str, np.ndarray]:
+        arrays = {}
+        for name, proto in protos.items():
+            expected = info.inputs.get(name)
+            if expected is not None and proto.dtype != expected.dtype:  # type: ignore[attr-defined]
+                raise InvalidArgumentError(
+                    f"Input {name!r}: expects {tensors.dtype_name(expected.dtype)} but "
+                    f"{tensors.dtype_name(proto.dtype)} is provided"  # type: ignore[attr-defined]
+                )
+            arrays[name] = tensors.to_ndarray(proto)  # type: ignore[arg-type]
+        return arrays
+
+    @staticmethod
+    def _check_inputs(info: SignatureInfo, arrays: Mapping[str, np.ndarray]) -> None:
+        unknown = sorted(set(arrays) - set(info.inputs))
+        if unknown:
+            raise InvalidArgumentError(
+                f"input tensor alias not found in signature: {unknown[0]}. Inputs expected to "
+                f"be in the set {{{','.join(sorted(info.inputs))}}}."
+            )
+        missing = sorted(set(info.inputs) - set(arrays))
+        if missing:
+            raise InvalidArgumentError(
+                f"Request inputs do not match required inputs for signature {info.key!r}: "
+                f"missing {missing}"
+            )
+        for name, array in arrays.items():
+            expected: TensorInfo = info.inputs[name]
+            if not _compatible(array.shape, expected.shape):
+                raise InvalidArgumentError(
+                    f"Input {name!r}: shape {_fmt_shape(array.shape)} is not compatible with "
+                    f"the signature's {_fmt_shape(expected.shape)}"
+                )
+
+    def _validate(
+        self, servable: ServableVersion, info: SignatureInfo, arrays: Mapping[str, np.ndarray]
+    ) -> None:
+        name = info.example_input
+        if self._validator is None or name is None:
+            return
+        try:
+            self._validator.check(arrays[name], name)
+        except InvalidArgumentError as e:
+            self._metrics.validation_failures.labels(servable.name, self._mode).inc()
+            if self._mode == "enforce":
+                raise
+            logger.warning(
+                "Schema violation (log-only) for %s version %d: %s",
+                servable.name,
+                servable.version,
+                e.message,
+            )
+
+    # gRPC-shaped APIs ------------------------------------------------------------------------
+
+    def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        """Handles a PredictRequest.
+
+        Args:
+          request: The request.
+
+        Returns:
+          The PredictResponse (outputs as TensorProtos).
+
+        Raises:
+          ServingError: See `run`.
+        """
+        target = Target.from_spec(request.model_spec)
+        result = self.run(
+            target, self.proto_inputs(dict(request.inputs)), list(request.output_filter)
+        )
+        response = predict_pb2.PredictResponse()
+        self._fill_spec(response.model_spec, target, result)
+        for name, value in result.values.items():
+            response.outputs[name].CopyFrom(tensors.to_tensor_proto(value))
+        return response
+
+    def classify_serialized(self, target: Target, serialized: Sequence[bytes]) -> Outputs:
+        """Runs a classify signature on serialized examples.
+
+        Args:
+          target: Model and signature (must have method `tensorflow/serving/classify`).
+          serialized: Serialized tf.Examples.
+
+        Returns:
+          Outputs with `classes` and/or `scores`, each [N, K].
+
+        Raises:
+          ServingError: See `run`; FailedPreconditionError if the outputs are not classify-shaped.
+        """
+        result = self._run_examples(target, serialized, CLASSIFY_METHOD)
+        if "classes" not in result.values and "scores" not in result.values:
+            raise FailedPreconditionError("Classify signature has neither 'classes' nor 'scores'")
+        return result
+
+    def regress_serialized(self, target: Target, serialized: Sequence[bytes]) -> Outputs:
+        """Runs a regress signature on serialized examples (output `outputs`, [N] or [N, 1])."""
+        result = self._run_examples(target, serialized, REGRESS_METHOD)
+        if "outputs" not in result.values:
+            raise FailedPreconditionError("Regress signature has no 'outputs'")
+        return result
+
+    def _run_examples(self, target: Target, serialized: Sequence[bytes], method: str) -> Outputs:
+        return self.run(target, self.example_inputs(serialized), method=method)
+
+    def classify(
+        self, request: classification_pb2.ClassificationRequest
+    ) -> classification_pb2.ClassificationResponse:
+        """Handles a ClassificationRequest."""
+        target = Target.from_spec(request.model_spec)
+        result = self.classify_serialized(target, examples_of_input(request.input))
+        response = classification_pb2.ClassificationResponse()
+        self._fill_spec(response.model_spec, target, result)
+        for labels, scores in classification_rows(result.values):
+            row = response.result.classifications.add()
+            for label, score in zip(labels, scores, strict=True):
+                row.classes.add(label=label, score=score)
+        return response
+
+    def regress(
+        self, request: regression_pb2.RegressionRequest
+    ) -> regression_pb2.RegressionResponse:
+        """Handles a RegressionRequest."""
+        target = Target.from_spec(request.model_spec)
+        result = self.regress_serialized(target, examples_of_input(request.input))
+        response = regression_pb2.RegressionResponse()
+        self._fill_spec(response.model_spec, target, result)
+        for value in regression_values(result.values):
+            response.result.regressions.add(value=value)
+        return response
+
+    def metadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """Handles a GetModelMetadataRequest (only the `signature_def` field exists)."""
+        fields = list(request.metadata_field)
+        if not fields:
+            raise InvalidArgumentError(
+                "GetModelMetadataRequest must specify at least one metadata_field"
+            )
+        for field in fields:
+            if field != "signature_def":
+                raise InvalidArgumentError(f"Metadata field {field} is not supported")
+        target = Target.from_spec(request.model_spec)
+        with self._manager.lease(target.name, target.version, target.label) as servable:
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = target.name
+            response.model_spec.version.value = servable.version
+            sig_map = get_model_metadata_pb2.SignatureDefMap()
+            for key, sig in servable.signature_defs.items():
+                sig_map.signature_def[key].CopyFrom(sig)
+            response.metadata["signature_def"].Pack(sig_map)
+            return response
+
+    def status(
+        self, request: get_model_status_pb2.GetModelStatusRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        """Handles a GetModelStatusRequest (all versions unless a version or label is given)."""
+        target = Target.from_spec(request.model_spec)
+        version = target.version
+        if target.label:
+            version = self._manager.label_version(target.name, target.label)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for status in self._manager.statuses(target.name, version):
+            entry = response.model_version_status.add(
+                version=status.version, state=int(status.state)
+            )
+            entry.status.error_code = status.error_code
+            entry.status.error_message = status.error_message
+        return response
+
+    def statuses(self, target: Target) -> list[VersionStatus]:
+        """Returns version statuses for the REST status route."""
+        version = target.version
+        if target.label:
+            version = self._manager.label_version(target.name, target.label)
+        return self._manager.statuses(target.name, version)
+
+    @staticmethod
+    def _fill_spec(spec: model_pb2.ModelSpec, target: Target, result: Outputs) -> None:
+        spec.name = target.name
+        spec.version.value = result.version
+        spec.signature_name = result.signature
+
+
+def classification_rows(
+    values: Mapping[str, np.ndarray],
+) -> Iterable[tuple[list[str], list[float]]]:
+    """Yields (labels, scores) per example from classify outputs ('' / 0.0 when absent)."""
+    classes, scores = values.get("classes"), values.get("scores")
+    rows = len(classes) if classes is not None else len(scores)  # type: ignore[arg-type]
+    for i in range(rows):
+        if classes is not None:
+            labels = [c.decode("utf-8", errors="replace") for c in np.atleast_1d(classes[i])]
+        else:
+            labels = [""] * len(np.atleast_1d(scores[i]))  # type: ignore[index]
+        row_scores = (
+            [float(s) for s in np.atleast_1d(scores[i])]
+            if scores is not None
+            else [0.0] * len(labels)
+        )
+        yield labels, row_scores
+
+
+def regression_values(values: Mapping[str, np.ndarray]) -> list[float]:
+    """Returns one float per example from a regress signature's `outputs`."""
+    outputs = values["outputs"]
+    if outputs.ndim == 2 and outputs.shape[1] == 1:
+        outputs = outputs[:, 0]
+    if outputs.ndim != 1:
+        raise FailedPreconditionError(
+            f"Regress output 'outputs' must be [N] or [N, 1], got {list(outputs.shape)}"
+        )
+    return [float(v) for v in outputs]

@@ -1,0 +1,194 @@
+"""Conversions between TensorProto, numpy arrays and TF Serving's REST JSON values."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving.errors import InvalidArgumentError
+
+# dtypes whose values travel as raw little-endian bytes in `tensor_content`.
+_CONTENT_DTYPES = {
+    types_pb2.DT_FLOAT: np.float32,
+    types_pb2.DT_DOUBLE: np.float64,
+    types_pb2.DT_INT32: np.int32,
+    types_pb2.DT_INT64: np.int64,
+    types_pb2.DT_INT8: np.int8,
+    types_pb2.DT_UINT8: np.uint8,
+    types_pb2.DT_INT16: np.int16,
+    types_pb2.DT_BOOL: np.bool_,
+}
+_NP_TO_DT = {np.dtype(v): k for k, v in _CONTENT_DTYPES.items()}
+
+
+def dtype_name(dtype: int) -> str:
+    """Returns `DT_FLOAT`-style names for DataType enum values."""
+    return str(types_pb2.DataType.Name(dtype))
+
+
+def shape_of(proto: tensor_shape_pb2.TensorShapeProto) -> tuple[int, ...] | None:
+    """Returns a TensorShapeProto as a tuple (-1 = any size), or None for unknown rank."""
+    if proto.unknown_rank:
+        return None
+    return tuple(d.size for d in proto.dim)
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """Returns the value of a TensorProto as a numpy array (bytes objects for strings).
+
+    Args:
+      proto: The tensor.
+
+    Returns:
+      The array.
+
+    Raises:
+      InvalidArgumentError: If the proto's values do not match its shape.
+    """
+    shape = tuple(d.size for d in proto.tensor_shape.dim)
+    try:
+        if proto.dtype == types_pb2.DT_STRING:
+            values = np.empty(len(proto.string_val), dtype=object)
+            values[:] = list(proto.string_val)
+            if not shape and len(values) == 1:
+                return values.reshape(())
+            count = int(np.prod(shape)) if shape else 1
+            if len(values) == 1 and count > 1:
+                values = np.full(count, values[0], dtype=object)
+            return values.reshape(shape)
+        np_type = _CONTENT_DTYPES.get(proto.dtype)
+        if np_type is not None and proto.tensor_content:
+            return np.frombuffer(proto.tensor_content, dtype=np_type).reshape(shape)
+        return tf.make_ndarray(proto)
+    except (ValueError, TypeError) as e:
+        raise InvalidArgumentError(f"Tensor values do not match shape {list(shape)}: {e}") from None
+
+
+def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """Returns a numpy array (or tf.Tensor value) as a TensorProto.
+
+    Args:
+      array: Numeric array, or an object/bytes array for strings.
+
+    Returns:
+      The TensorProto.
+    """
+    array = np.asarray(array)
+    dt = _NP_TO_DT.get(array.dtype)
+    if dt is not None:
+        proto = tensor_pb2.TensorProto(
+            dtype=dt, tensor_content=np.ascontiguousarray(array).tobytes()
+        )
+        proto.tensor_shape.dim.extend(
+            tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape
+        )
+        return proto
+    if array.dtype == object or array.dtype.kind in ("S", "U"):
+        proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
+        proto.tensor_shape.dim.extend(
+            tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape
+        )
+        proto.string_val.extend(
+            v if isinstance(v, bytes) else str(v).encode() for v in array.ravel()
+        )
+        return proto
+    return tf.make_tensor_proto(array)
+
+
+def string_tensor(values: Sequence[bytes]) -> tensor_pb2.TensorProto:
+    """Returns a rank-1 DT_STRING TensorProto, e.g. of serialized tf.Examples."""
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
+    proto.tensor_shape.dim.add(size=len(values))
+    proto.string_val.extend(values)
+    return proto
+
+
+def _decode_json_value(value: object, is_string: bool, where: str) -> object:
+    if isinstance(value, list):
+        return [_decode_json_value(v, is_string, where) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"b64"} and isinstance(value["b64"], str):
+            try:
+                return base64.b64decode(value["b64"], validate=True)
+            except ValueError:
+                raise InvalidArgumentError(f"{where}: invalid base64 in {{'b64': ...}}") from None
+        raise InvalidArgumentError(
+            f"{where}: objects other than {{'b64': ...}} are not tensor values"
+        )
+    if is_string:
+        if isinstance(value, str):
+            return value.encode("utf-8")
+        raise InvalidArgumentError(f"{where}: expected a string, got {json_type(value)}")
+    if isinstance(value, str):
+        raise InvalidArgumentError(f"{where}: expected a number, got a string")
+    return value
+
+
+def json_type(value: object) -> str:
+    """Returns the JSON type name of a decoded JSON value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def from_json(value: object, dtype: int, where: str) -> np.ndarray:
+    """Converts a REST JSON tensor value into an array of the signature's dtype.
+
+    Args:
+      value: Decoded JSON: nested lists of numbers, strings or `{"b64": ...}` objects.
+      dtype: DataType enum value of the signature input.
+      where: Input description for error messages.
+
+    Returns:
+      The array.
+
+    Raises:
+      InvalidArgumentError: If the value has the wrong type or is ragged.
+    """
+    is_string = dtype == types_pb2.DT_STRING
+    decoded = _decode_json_value(value, is_string, where)
+    try:
+        if is_string:
+            array = np.array(decoded, dtype=object)
+            if any(not isinstance(v, bytes) for v in array.ravel()):
+                raise ValueError("ragged")
+            return array
+        np_type = tf.dtypes.as_dtype(dtype).as_numpy_dtype
+        return np.array(decoded, dtype=np_type)
+    except (ValueError, TypeError):
+        raise InvalidArgumentError(
+            f"{where}: cannot convert the JSON value to {dtype_name(dtype)} "
+            "(ragged lists or wrong element types)"
+        ) from None
+
+
+def to_json(array: np.ndarray, name: str) -> object:
+    """Converts an output array into REST JSON (strings as text, `*_bytes` outputs as b64).
+
+    Args:
+      array: Output value.
+      name: Output alias; TF Serving base64-encodes string outputs whose alias ends in `_bytes`.
+
+    Returns:
+      Nested lists (or a scalar) of JSON values.
+    """
+    if array.dtype == object or array.dtype.kind == "S":
+        if name.endswith("_bytes"):
+            encode = lambda b: {"b64": base64.b64encode(b).decode("ascii")}  # noqa: E731
+        else:
+            encode = lambda b: b.decode("utf-8", errors="replace")  # noqa: E731
+        flat = [encode(b if isinstance(b, bytes) else str(b).encode()) for b in array.ravel()]
+        return np.array(flat, dtype=object).reshape(array.shape).tolist()
+    return array.tolist()

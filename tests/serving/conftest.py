@@ -1,0 +1,176 @@
+"""Fixtures: real contract SavedModels, an embedded server, or an external one from env vars."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+import schemas
+from serving import fixture, schema
+from serving.client import ClientSettings, ModelRef, PredictionClient, RestClient
+from serving.examples import ExampleBuilder
+from serving.schema import FeatureSpec
+from serving.server import ModelServer
+from serving.settings import ServerSettings
+
+MODEL = "chicago_taxi"
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where the contract tests send requests, and what they may assume there."""
+
+    grpc: str
+    rest: str
+    model: str
+    embedded: bool
+    labels: dict[str, int]
+    server: ModelServer | None = None
+
+
+@pytest.fixture(scope="session")
+def features() -> tuple[FeatureSpec, ...]:
+    return schema.load_features(schemas.schema_path("taxi"))
+
+
+@pytest.fixture(scope="session")
+def examples(features: tuple[FeatureSpec, ...]) -> list[bytes]:
+    builder = ExampleBuilder(features)
+    return [e.SerializeToString() for e in builder.build_all(fixture.sample_rows())]
+
+
+@pytest.fixture(scope="session")
+def model_library(
+    tmp_path_factory: pytest.TempPathFactory, features: tuple[FeatureSpec, ...]
+) -> dict[int, str]:
+    """Two built versions (different biases), copied into base paths by tests."""
+    root = tmp_path_factory.mktemp("library")
+    return {
+        1: fixture.build_model(str(root / "1"), features, seed=1, bias=-1.0, with_spin=True),
+        2: fixture.build_model(str(root / "2"), features, seed=2, bias=1.0, with_spin=True),
+    }
+
+
+def install_version(library: dict[int, str], source: int, base: str, version: int) -> str:
+    """Copies a library model to `<base>/<version>` atomically (hidden temp name, rename)."""
+    os.makedirs(base, exist_ok=True)
+    final = os.path.join(base, str(version))
+    tmp = os.path.join(base, f".tmp-{version}")
+    shutil.copytree(library[source], tmp)
+    os.rename(tmp, final)
+    return final
+
+
+def server_settings(**overrides: object) -> ServerSettings:
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "grpc_port": 0,
+        "rest_port": 0,
+        "file_system_poll_s": 0.2,
+        "schema_path": schemas.schema_path("taxi"),
+        "drain_timeout_s": 5.0,
+        "max_request_bytes": MAX_REQUEST_BYTES,
+    }
+    values.update(overrides)
+    return ServerSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def embedded(
+    tmp_path_factory: pytest.TempPathFactory, model_library: dict[int, str]
+) -> Iterator[ModelServer]:
+    """Serves versions 1 and 2 (policy all, labels stable=1 canary=2) and an empty model."""
+    root = tmp_path_factory.mktemp("serving")
+    base = str(root / MODEL)
+    install_version(model_library, 1, base, 1)
+    install_version(model_library, 2, base, 2)
+    os.makedirs(root / "pending")
+    config = root / "models.config"
+    config.write_text(
+        f"""model_config_list {{
+  config {{
+    name: "{MODEL}"
+    base_path: "{base}"
+    model_platform: "tensorflow"
+    model_version_policy {{ all {{}} }}
+    version_labels {{ key: "stable" value: 1 }}
+    version_labels {{ key: "canary" value: 2 }}
+  }}
+  config {{
+    name: "pending"
+    base_path: "{root / "pending"}"
+    model_platform: "tensorflow"
+  }}
+}}
+"""
+    )
+    server = ModelServer(server_settings(model_config_file=str(config)))
+    server.start()
+    try:
+        server.manager.wait_until_available(MODEL, 1, 120)
+        server.manager.wait_until_available(MODEL, 2, 120)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest) -> Target:
+    """The embedded server, or an external one: SERVING_TEST_GRPC_ADDR + SERVING_TEST_REST_URL.
+
+    For an external TF Serving also set SERVING_TEST_MODEL (default chicago_taxi) and, to
+    check labels, SERVING_TEST_LABELS="stable=1,canary=2".
+    """
+    grpc_addr = os.environ.get("SERVING_TEST_GRPC_ADDR", "")
+    rest_url = os.environ.get("SERVING_TEST_REST_URL", "")
+    if grpc_addr or rest_url:
+        if not (grpc_addr and rest_url):
+            pytest.fail("Set both SERVING_TEST_GRPC_ADDR and SERVING_TEST_REST_URL")
+        labels = {}
+        for item in filter(None, os.environ.get("SERVING_TEST_LABELS", "").split(",")):
+            key, _, value = item.partition("=")
+            labels[key] = int(value)
+        return Target(
+            grpc_addr,
+            rest_url.rstrip("/"),
+            os.environ.get("SERVING_TEST_MODEL", MODEL),
+            False,
+            labels,
+        )
+    server: ModelServer = request.getfixturevalue("embedded")
+    return Target(
+        f"127.0.0.1:{server.grpc_port}",
+        f"http://127.0.0.1:{server.rest_port}",
+        MODEL,
+        True,
+        {"stable": 1, "canary": 2},
+        server,
+    )
+
+
+@pytest.fixture()
+def grpc_client(target: Target) -> Iterator[PredictionClient]:
+    client = PredictionClient(ClientSettings(target=target.grpc, deadline_s=30.0, max_retries=0))
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def rest_client(target: Target) -> Iterator[RestClient]:
+    client = RestClient(target.rest, timeout_s=30.0)
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def model(target: Target) -> ModelRef:
+    return ModelRef(target.model)
+
+
+def latest_version(client: PredictionClient, model: ModelRef) -> int:
+    return max(s["version"] for s in client.model_status(model) if s["state"] == "AVAILABLE")

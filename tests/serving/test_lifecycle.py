@@ -1,0 +1,281 @@
+"""Graceful drain, client retries, TLS, batching and log-only validation."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.batching import BatchingSettings, BatchQueue
+from serving.client import ClientSettings, ClientTls, ModelRef, PredictionClient
+from serving.errors import Code, InvalidArgumentError, ServingError
+from serving.server import ModelServer
+from serving.settings import ModelSettings, TlsServerSettings
+from tests.serving.conftest import MODEL, install_version, server_settings
+from tests.serving.test_contract import mutate
+
+
+def spin(client: PredictionClient, iterations: int) -> float:
+    result = client.predict_tensors(
+        ModelRef(MODEL), {"iterations": np.array(iterations, np.int64)}, signature="spin"
+    )
+    return float(result.outputs["result"])
+
+
+def test_graceful_shutdown_drains_in_flight(
+    tmp_path: Path, model_library: dict[int, str], examples: list[bytes]
+) -> None:
+    base = str(tmp_path / MODEL)
+    install_version(model_library, 1, base, 1)
+    server = ModelServer(server_settings(models=(ModelSettings(MODEL, base),), drain_timeout_s=20))
+    server.start()
+    try:
+        server.manager.wait_until_available(MODEL, 1, 60)
+        client = PredictionClient(
+            ClientSettings(f"127.0.0.1:{server.grpc_port}", deadline_s=60, max_retries=0)
+        )
+        start = time.perf_counter()
+        spin(client, 5000)
+        iterations = int(5000 * 1.5 / max(time.perf_counter() - start, 1e-3))  # about 1.5 s
+        outcome: dict[str, object] = {}
+
+        def slow() -> None:
+            try:
+                outcome["value"] = spin(client, iterations)
+            except ServingError as e:
+                outcome["error"] = e
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.3)
+        assert server.ready()
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        time.sleep(0.2)
+        assert not server.ready()
+        with pytest.raises(ServingError) as info:  # new requests are refused while draining
+            PredictionClient(
+                ClientSettings(f"127.0.0.1:{server.grpc_port}", deadline_s=5, max_retries=0)
+            ).predict(ModelRef(MODEL), examples)
+        assert info.value.code == Code.UNAVAILABLE
+        thread.join(60)
+        stopper.join(60)
+        assert "error" not in outcome and isinstance(outcome["value"], float)
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_client_retries_only_unavailable(
+    tmp_path: Path, model_library: dict[int, str], examples: list[bytes]
+) -> None:
+    base = str(tmp_path / MODEL)
+    os.makedirs(base)
+    with ModelServer(
+        server_settings(models=(ModelSettings(MODEL, base),), rest_port=None)
+    ) as server:
+        target = f"127.0.0.1:{server.grpc_port}"
+
+        def count(model: str, code: str) -> float:
+            value = server.metrics.registry.get_sample_value(
+                "serving_requests_total",
+                {
+                    "model": model,
+                    "version": "",
+                    "method": "Predict",
+                    "protocol": "grpc",
+                    "code": code,
+                },
+            )
+            return value or 0.0
+
+        client = PredictionClient(
+            ClientSettings(target, deadline_s=10, max_retries=2, backoff_initial_s=0.01)
+        )
+        with pytest.raises(ServingError) as info:
+            client.predict(ModelRef(MODEL), examples)
+        assert info.value.code == Code.UNAVAILABLE and count(MODEL, "UNAVAILABLE") == 3
+        with pytest.raises(ServingError) as info:
+            client.predict(ModelRef("other"), examples)
+        assert info.value.code == Code.NOT_FOUND and count("other", "NOT_FOUND") == 1
+        # A client that keeps retrying gets its answer once the first version loads.
+        patient = PredictionClient(
+            ClientSettings(
+                target, deadline_s=60, max_retries=20, backoff_initial_s=0.1, backoff_max_s=0.5
+            )
+        )
+        threading.Timer(0.3, install_version, (model_library, 1, base, 1)).start()
+        assert patient.predict(ModelRef(MODEL), examples).version == 1
+        client.close()
+        patient.close()
+
+
+def _certificates(directory: Path) -> dict[str, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def make(name: str, issuer: tuple | None, ca: bool, san: bool):  # type: ignore[no-untyped-def]
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer[0].subject if issuer else subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            import ipaddress
+
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+        return cert, key
+
+    ca = make("test-ca", None, True, False)
+    paths = {}
+    for name, (cert, key) in {
+        "ca": ca,
+        "server": make("localhost", ca, False, True),
+        "client": make("client", ca, False, False),
+    }.items():
+        (directory / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (directory / f"{name}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        paths[name] = str(directory / f"{name}.crt")
+        paths[name + "_key"] = str(directory / f"{name}.key")
+    return paths
+
+
+def test_mutual_tls(tmp_path: Path, model_library: dict[int, str], examples: list[bytes]) -> None:
+    base = str(tmp_path / MODEL)
+    install_version(model_library, 1, base, 1)
+    certs = _certificates(tmp_path)
+    tls = TlsServerSettings(certs["server"], certs["server_key"], certs["ca"])
+    with ModelServer(
+        server_settings(models=(ModelSettings(MODEL, base),), rest_port=None, tls=tls)
+    ) as server:
+        server.manager.wait_until_available(MODEL, 1, 60)
+        target = f"localhost:{server.grpc_port}"
+        good = ClientTls(certs["ca"], certs["client"], certs["client_key"])
+        with PredictionClient(
+            ClientSettings(target, deadline_s=10, max_retries=0, tls=good)
+        ) as client:
+            assert client.predict(ModelRef(MODEL), examples).version == 1
+        no_client_cert = ClientTls(certs["ca"])
+        with PredictionClient(
+            ClientSettings(target, deadline_s=5, max_retries=0, tls=no_client_cert)
+        ) as client:
+            with pytest.raises(ServingError) as info:
+                client.predict(ModelRef(MODEL), examples)
+            assert info.value.code == Code.UNAVAILABLE
+        plaintext = PredictionClient(ClientSettings(target, deadline_s=5, max_retries=0))
+        with pytest.raises(ServingError):
+            plaintext.predict(ModelRef(MODEL), examples)
+        plaintext.close()
+
+
+def test_batch_queue_merges_and_isolates_failures() -> None:
+    calls: list[int] = []
+
+    def double(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = arrays["x"]
+        calls.append(len(x))
+        if (x < 0).any():
+            raise InvalidArgumentError("negative")
+        return {"y": x * 2}
+
+    queue = BatchQueue("t", double, BatchingSettings(max_batch_size=64, batch_timeout_s=0.05))
+    results: dict[int, object] = {}
+
+    def submit(i: int) -> None:
+        try:
+            results[i] = queue.submit(
+                {"x": np.array([i, i], dtype=np.int64) * (-1 if i == 5 else 1)}
+            )
+        except InvalidArgumentError as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    queue.close()
+    assert isinstance(results[5], InvalidArgumentError)
+    for i in set(range(16)) - {5}:
+        assert results[i]["y"].tolist() == [2 * i, 2 * i]  # type: ignore[index]
+    assert max(calls) > 2  # some requests were merged
+
+
+def test_server_side_batching_gives_the_same_answers(
+    tmp_path: Path, model_library: dict[int, str], examples: list[bytes]
+) -> None:
+    base = str(tmp_path / MODEL)
+    install_version(model_library, 1, base, 1)
+    batching = BatchingSettings(max_batch_size=32, batch_timeout_s=0.005)
+    with ModelServer(
+        server_settings(models=(ModelSettings(MODEL, base),), rest_port=None, batching=batching)
+    ) as server:
+        server.manager.wait_until_available(MODEL, 1, 60)
+        client = PredictionClient(ClientSettings(f"127.0.0.1:{server.grpc_port}", max_retries=0))
+        expected = [client.predict(ModelRef(MODEL), [e]).outputs["probabilities"] for e in examples]
+        got: dict[int, np.ndarray] = {}
+
+        def one(i: int) -> None:
+            got[i] = client.predict(ModelRef(MODEL), [examples[i % len(examples)]]).outputs[
+                "probabilities"
+            ]
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        for i in range(24):
+            np.testing.assert_allclose(got[i], expected[i % len(examples)], rtol=1e-6)
+        assert client.classify(ModelRef(MODEL), examples).classes
+        client.close()
+
+
+def test_log_only_validation_lets_requests_through(
+    tmp_path: Path, model_library: dict[int, str], examples: list[bytes]
+) -> None:
+    base = str(tmp_path / MODEL)
+    install_version(model_library, 1, base, 1)
+    bad = [mutate(examples[0], trip_start_hour=30)]
+    with ModelServer(
+        server_settings(
+            models=(ModelSettings(MODEL, base),), rest_port=None, input_validation="log"
+        )
+    ) as server:
+        server.manager.wait_until_available(MODEL, 1, 60)
+        with PredictionClient(
+            ClientSettings(f"127.0.0.1:{server.grpc_port}", max_retries=0)
+        ) as client:
+            assert client.predict(ModelRef(MODEL), bad).outputs["probabilities"].shape == (1, 1)
+        value = server.metrics.registry.get_sample_value(
+            "serving_input_validation_failures_total", {"model": MODEL, "mode": "log"}
+        )
+        assert value == 1.0
