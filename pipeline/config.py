@@ -61,9 +61,9 @@ class EvaluationSettings:
     def __post_init__(self) -> None:
         """Validates ranges."""
         for name in ("operating_threshold", "min_auc", "min_auc_credit_card"):
-            _check(0.0 <= getattr(self, name) <= 1.0, name, "in [0, 1]", getattr(self, name))
-        _check(0.0 <= self.max_auc_drop <= 1.0, "max_auc_drop", "in [0, 1]", self.max_auc_drop)
-        _check(bool(self.slice_features), "slice_features", "non-empty", self.slice_features)
+            check_field(0.0 <= getattr(self, name) <= 1.0, name, "in [0, 1]", getattr(self, name))
+        check_field(0.0 <= self.max_auc_drop <= 1.0, "max_auc_drop", "in [0, 1]", self.max_auc_drop)
+        check_field(bool(self.slice_features), "slice_features", "non-empty", self.slice_features)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,19 +96,21 @@ class PipelineSettings:
         """Validates values."""
         for name in ("pipeline_name", "model_name"):
             value = getattr(self, name)
-            _check(
+            check_field(
                 bool(value) and all(c.isalnum() or c in "-_" for c in value),
                 name,
                 "non-empty letters, digits, '-' or '_'",
                 value,
             )
-        _check(self.train_steps >= 1, "train_steps", ">= 1", self.train_steps)
-        _check(self.eval_steps >= 1, "eval_steps", ">= 1", self.eval_steps)
-        _check(0.0 < self.eval_fraction < 1.0, "eval_fraction", "in (0, 1)", self.eval_fraction)
-        _check(
+        check_field(self.train_steps >= 1, "train_steps", ">= 1", self.train_steps)
+        check_field(self.eval_steps >= 1, "eval_steps", ">= 1", self.eval_steps)
+        check_field(
+            0.0 < self.eval_fraction < 1.0, "eval_fraction", "in (0, 1)", self.eval_fraction
+        )
+        check_field(
             self.max_rows is None or self.max_rows >= 20, "max_rows", ">= 20 or null", self.max_rows
         )
-        _check(
+        check_field(
             self.anomalies_policy in ANOMALIES_POLICIES,
             "anomalies_policy",
             f"one of {ANOMALIES_POLICIES}",
@@ -142,15 +144,15 @@ class LocalConfig:
 
     def __post_init__(self) -> None:
         """Validates values."""
-        _check(bool(self.output_dir), "output_dir", "non-empty", self.output_dir)
-        _check(
+        check_field(bool(self.output_dir), "output_dir", "non-empty", self.output_dir)
+        check_field(
             self.beam_running_mode in ("in_memory", "multi_processing", "multi_threading"),
             "beam_running_mode",
             "in_memory, multi_threading or multi_processing",
             self.beam_running_mode,
         )
         if self.source_data is not None:
-            _check(
+            check_field(
                 os.path.exists(self.source_data),
                 "source_data",
                 "an existing path",
@@ -184,7 +186,8 @@ class LocalConfig:
         return [f"--direct_running_mode={self.beam_running_mode}", "--direct_num_workers=0"]
 
 
-def _check(ok: bool, field: str, expected: str, got: Any) -> None:
+def check_field(ok: bool, field: str, expected: str, got: Any) -> None:
+    """Raises ConfigError naming `field` unless `ok`."""
     if not ok:
         raise ConfigError.for_field(field, f"expected {expected}, got {got!r}")
 
@@ -308,27 +311,36 @@ def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_local_config(
-    config_file: str | None = None, overrides: list[str] | None = None
-) -> LocalConfig:
-    """Builds the `local` config from an optional JSON file plus `key=value` overrides.
+def load(cls: type, config_file: str | None = None, overrides: list[str] | None = None) -> Any:
+    """Builds an environment config from an optional JSON file plus `key=value` overrides.
 
     Args:
-      config_file: JSON file with LocalConfig fields (nested objects for `settings`).
+      cls: The environment's config dataclass (LocalConfig, KubeflowConfig).
+      config_file: JSON file with the config's fields (nested objects for nested configs).
       overrides: `field.path=value` strings applied last.
 
     Returns:
       The validated config.
 
     Raises:
-      ConfigError: On unreadable files, unknown fields or invalid values.
+      ConfigError: On an unreadable file, an unknown field or an invalid value, naming it.
     """
-    values: dict[str, Any] = {}
+    values: Any = {}
     if config_file:
         try:
             with open(config_file) as f:
                 values = json.load(f)
         except (OSError, ValueError) as e:
             raise ConfigError(f"Cannot read config file {config_file!r}: {e}") from e
-    values = merge(values, parse_overrides(overrides or []))
-    return build(LocalConfig, values)
+        if not isinstance(values, Mapping):
+            raise ConfigError(
+                f"Config file {config_file!r} must hold a JSON object, got {values!r}"
+            )
+    return build(cls, merge(dict(values), parse_overrides(overrides or [])))
+
+
+def load_local_config(
+    config_file: str | None = None, overrides: list[str] | None = None
+) -> LocalConfig:
+    """Builds the `local` config (see `load`)."""
+    return typing.cast(LocalConfig, load(LocalConfig, config_file, overrides))

@@ -129,7 +129,8 @@ def _failed_thresholds(evaluation_uri: str) -> list[str]:
             kind = "change vs baseline" if failure.metric_key.is_diff else "value"
             lines.append(
                 f"{failure.metric_key.name} {kind} on {where} = "
-                f"{failure.metric_value.double_value.value:.4f} fails {json.dumps(_threshold_text(failure.metric_threshold))}"
+                f"{failure.metric_value.double_value.value:.4f} "
+                f"fails {json.dumps(_threshold_text(failure.metric_threshold))}"
             )
     return lines
 

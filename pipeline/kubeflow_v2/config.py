@@ -1,12 +1,10 @@
 """Typed, validated `kubeflow` environment config: image, storage, Kubernetes pools, resources."""
 
 import dataclasses
-import json
 import re
-from collections.abc import Mapping
-from typing import Any
+import typing
 
-from pipeline.config import ConfigError, PipelineSettings, build, merge, parse_overrides
+from pipeline.config import PipelineSettings, check_field, load
 
 # Schemes the KFP v2 launcher can use as a pipeline root (it maps them to /gcs, /s3, /minio).
 PIPELINE_ROOT_SCHEMES = ("gs://", "s3://", "minio://")
@@ -46,17 +44,17 @@ class TrainerResources:
 
     def __post_init__(self) -> None:
         """Validates values, naming the field."""
-        _check(
+        check_field(
             self.accelerator_count >= 0, "trainer.accelerator_count", ">= 0", self.accelerator_count
         )
-        _check(
+        check_field(
             bool(self.accelerator_type) or self.accelerator_count == 0,
             "trainer.accelerator_type",
             "non-empty when accelerator_count > 0",
             self.accelerator_type,
         )
         for name in ("cpu_limit", "memory_limit_gb", "cpu_request", "memory_request_gb"):
-            _check(getattr(self, name) >= 0, f"trainer.{name}", ">= 0", getattr(self, name))
+            check_field(getattr(self, name) >= 0, f"trainer.{name}", ">= 0", getattr(self, name))
         parse_node_selector(self.node_selector, "trainer.node_selector")
         parse_tolerations(self.tolerations, "trainer.tolerations")
 
@@ -98,19 +96,19 @@ class KubeflowConfig:
 
     def __post_init__(self) -> None:
         """Validates values, naming the field."""
-        _check(
+        check_field(
             bool(_PIPELINE_NAME_RE.match(self.settings.pipeline_name)),
             "settings.pipeline_name",
             "lowercase letters, digits and '-' (KubeflowV2DagRunner's rule)",
             self.settings.pipeline_name,
         )
-        _check(
+        check_field(
             bool(_IMAGE_RE.match(self.image)) and not self.image.endswith(":latest"),
             "image",
             "repo/name:tag or repo/name@sha256:<64 hex>, not :latest",
             self.image,
         )
-        _check(
+        check_field(
             self.pipeline_root.startswith(PIPELINE_ROOT_SCHEMES)
             and len(self.pipeline_root.split("://", 1)[1].strip("/")) > 0,
             "pipeline_root",
@@ -119,13 +117,13 @@ class KubeflowConfig:
         )
         for name in ("data_root", "schema_path", "serving_base"):
             value = getattr(self, name)
-            _check(
+            check_field(
                 value.startswith(EXECUTOR_PATH_SCHEMES),
                 name,
                 "a gs:// URI or an absolute path (e.g. on a mounted PVC)",
                 value,
             )
-        _check(
+        check_field(
             self.beam_running_mode in ("in_memory", "multi_threading", "multi_processing"),
             "beam_running_mode",
             "in_memory, multi_threading or multi_processing",
@@ -166,7 +164,7 @@ def parse_node_selector(pairs: tuple[str, ...], field: str) -> dict[str, str]:
     result: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        _check(bool(sep) and bool(key.strip()), field, "entries like label=value", pair)
+        check_field(bool(sep) and bool(key.strip()), field, "entries like label=value", pair)
         result[key.strip()] = value.strip()
     return result
 
@@ -188,14 +186,14 @@ def parse_tolerations(entries: tuple[str, ...], field: str) -> list[dict[str, st
     result = []
     for entry in entries:
         head, sep, effect = entry.rpartition(":")
-        _check(
+        check_field(
             bool(sep) and effect in TAINT_EFFECTS,
             field,
             f"key[=value]:{'|'.join(TAINT_EFFECTS)}",
             entry,
         )
         key, has_value, value = head.partition("=")
-        _check(bool(key), field, "a non-empty taint key", entry)
+        check_field(bool(key), field, "a non-empty taint key", entry)
         toleration = {"key": key, "operator": "Equal" if has_value else "Exists", "effect": effect}
         if has_value:
             toleration["value"] = value
@@ -219,7 +217,7 @@ def parse_pvc_mounts(entries: tuple[str, ...], field: str) -> list[tuple[str, st
     result = []
     for entry in entries:
         name, sep, path = entry.partition(":")
-        _check(
+        check_field(
             bool(sep) and bool(_K8S_NAME_RE.match(name)) and path.startswith("/"),
             field,
             "entries like pvc-name:/absolute/mount/path",
@@ -232,34 +230,6 @@ def parse_pvc_mounts(entries: tuple[str, ...], field: str) -> list[tuple[str, st
 def load_kubeflow_config(
     config_file: str | None = None, overrides: list[str] | None = None
 ) -> KubeflowConfig:
-    """Builds the `kubeflow` config from an optional JSON file plus `key=value` overrides.
-
-    Args:
-      config_file: JSON file with KubeflowConfig fields (nested objects for `settings`,
-        `trainer`).
-      overrides: `field.path=value` strings applied last (e.g. `trainer.accelerator_count=2`).
-
-    Returns:
-      The validated config.
-
-    Raises:
-      ConfigError: On an unreadable file, an unknown field or an invalid value, naming it.
-    """
-    values: dict[str, Any] = {}
-    if config_file:
-        try:
-            with open(config_file) as f:
-                values = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"Cannot read config file {config_file!r}: {e}") from e
-        if not isinstance(values, Mapping):
-            raise ConfigError(
-                f"Config file {config_file!r} must hold a JSON object, got {values!r}"
-            )
-    values = merge(dict(values), parse_overrides(overrides or []))
-    return build(KubeflowConfig, values)
-
-
-def _check(ok: bool, field: str, expected: str, got: Any) -> None:
-    if not ok:
-        raise ConfigError(f"Invalid config value for {field!r}: expected {expected}, got {got!r}")
+    """Builds the `kubeflow` config (see `pipeline.config.load`), e.g. with overrides such as
+    `trainer.accelerator_count=2`."""
+    return typing.cast(KubeflowConfig, load(KubeflowConfig, config_file, overrides))

@@ -13,21 +13,11 @@ from components import features
 from components import model_dir as model_dir_lib
 from pipeline import config as config_lib
 from pipeline import local_runner, summary
+from pipeline import pipeline as pipeline_lib
 
 pytestmark = pytest.mark.slow
 
-NODES = {
-    "ExampleGen",
-    "StatisticsGen",
-    "SchemaImporter",
-    "ExampleValidator",
-    "AnomaliesGate",
-    "Transform",
-    "Trainer",
-    "LatestPushedModel",
-    "Evaluator",
-    "Pusher",
-}
+NODES = set(pipeline_lib.NODE_IDS)
 
 
 def _config(output_dir: str, **settings) -> config_lib.LocalConfig:
