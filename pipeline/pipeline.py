@@ -12,6 +12,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
 
 from components.anomalies_gate.component import AnomaliesGate
+from components.evaluator.component import BaselineAwareEvaluator
 from components.latest_pushed_model.component import LatestPushedModel
 from components.pusher.component import AtomicPusher
 from components.trainer.hyperparameters import Hyperparameters
@@ -111,7 +112,7 @@ def create_components(
     baseline = LatestPushedModel(
         candidate_model=trainer.outputs["model"], model_dir=model_dir
     ).with_id("LatestPushedModel")
-    evaluator = tfx.components.Evaluator(
+    evaluator = BaselineAwareEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline_model"],

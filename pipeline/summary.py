@@ -29,7 +29,7 @@ class RunSummary:
       metrics_credit_card: The same on payment_type = Credit Card.
       blessed: Evaluator's verdict (None if the Evaluator did not run).
       failed_thresholds: Why the model was not blessed, one line per failed threshold.
-      baseline: `none (first push)` or `version N`.
+      baseline: `none (first push: ...)` or `version N`.
       pushed_version: Version written (or already serving) in the model dir.
       pushed_path: Its directory.
       push_outcome: `pushed`, `already_serving` or `not_blessed`.
@@ -183,7 +183,9 @@ def summarize_latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
         summary.anomalies = json.loads(_prop(artifact, "anomalies_report") or "[]")
     for artifact in outputs.get("LatestPushedModel", {}).get("baseline_model", []):
         version = _prop(artifact, "baseline_version")
-        summary.baseline = f"version {version}" if version else "none (first push)"
+        summary.baseline = (
+            f"version {version}" if version else "none (first push: absolute thresholds only)"
+        )
     for artifact in outputs.get("Evaluator", {}).get("evaluation", []):
         summary.metrics_overall, summary.metrics_credit_card = _slice_metrics(artifact.uri)
         summary.failed_thresholds = _failed_thresholds(artifact.uri)

@@ -31,9 +31,9 @@ class Executor(base_executor.BaseExecutor):
     ) -> None:
         """Copies the served model (or, before any push, the candidate) into the output.
 
-        With no pushed model yet, the candidate is its own baseline: every relative threshold
-        compares equal models and passes, as TFX's rubber stamp does on a first run, while the
-        absolute thresholds still apply. `baseline_source` records which case happened.
+        With no pushed model yet, the candidate stands in (so the output is a loadable model on
+        every orchestrator) and `baseline_source = none` tells BaselineAwareEvaluator to judge
+        the candidate on absolute thresholds alone, as TFX does on a first run.
 
         Args:
           input_dict: `candidate_model` (Model) from the Trainer.

@@ -228,3 +228,18 @@ def test_roll_back_withdraws_newest_versions_without_deleting(tmp_path) -> None:
     assert model_dir_lib.roll_back(str(model_dir), 1) == [2]
     with pytest.raises(ValueError, match="needs an earlier version"):
         model_dir_lib.roll_back(str(model_dir))
+
+
+# --- BaselineAwareEvaluator -------------------------------------------------------------------
+
+
+def test_evaluator_uses_a_baseline_only_when_one_was_served() -> None:
+    from components.evaluator import executor as evaluator
+
+    stand_in = _artifact(standard_artifacts.Model, "/b", baseline_source=baseline.SOURCE_NONE)
+    served = _artifact(standard_artifacts.Model, "/b", baseline_source=baseline.SOURCE_PUSHED)
+    resolved_elsewhere = _artifact(standard_artifacts.Model, "/b")  # e.g. TFX's Resolver
+    assert not evaluator.has_served_baseline([stand_in])
+    assert not evaluator.has_served_baseline([])
+    assert evaluator.has_served_baseline([served])
+    assert evaluator.has_served_baseline([resolved_elsewhere])

@@ -125,7 +125,7 @@ def test_every_component_ran_and_wrote_artifacts(first) -> None:
 def test_model_is_blessed_on_overall_and_credit_card_and_pushed(first) -> None:
     config, run, result = first
     assert result.blessed, result.failed_thresholds
-    assert result.baseline == "none (first push)"
+    assert result.baseline == "none (first push: absolute thresholds only)"
     assert result.metrics_overall["auc"] >= 0.75 and result.metrics_credit_card["auc"] >= 0.5
     assert result.metrics_credit_card["example_count"] < result.metrics_overall["example_count"]
     assert result.push_outcome == "pushed"

@@ -1,0 +1,1 @@
+"""BaselineAwareEvaluator: TFX's Evaluator that skips the baseline when nothing is served yet."""
