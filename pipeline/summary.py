@@ -103,7 +103,10 @@ def _headline(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _slice_metrics(evaluation_uri: str) -> tuple[dict[str, float], dict[str, float]]:
+    # TFMA names metrics by model only when two models were evaluated (with a baseline).
     result = tfma.load_eval_result(evaluation_uri, model_name="candidate")
+    if not result.slicing_metrics:
+        result = tfma.load_eval_result(evaluation_uri)
     overall: dict[str, float] = {}
     credit_card: dict[str, float] = {}
     wanted = tuple(CREDIT_CARD_SLICE.items())

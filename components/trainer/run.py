@@ -8,7 +8,6 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 from tfx import v1 as tfx
-from tfx_bsl.public import tfxio
 
 from components import features
 from components.trainer import export, model, strategy
@@ -16,19 +15,30 @@ from components.trainer.hyperparameters import Hyperparameters
 
 
 def _dataset(
-    fn_args: tfx.components.FnArgs,
-    file_pattern: list[str],
-    tf_transform_output: tft.TFTransformOutput,
-    batch_size: int,
-    seed: int,
+    file_patterns: list[str], feature_spec: dict, batch_size: int, seed: int
 ) -> tf.data.Dataset:
-    return fn_args.data_accessor.tf_dataset_factory(
-        file_pattern,
-        tfxio.TensorFlowDatasetOptions(
-            batch_size=batch_size, label_key=features.LABEL_KEY, shuffle_seed=seed
-        ),
-        tf_transform_output.transformed_metadata.schema,
-    ).repeat()
+    """Reads Transform's GZIP TFRecords of tf.Examples into (features, label) batches.
+
+    A plain tf.data pipeline rather than `fn_args.data_accessor`: with tfx_bsl's dataset
+    factory, `fit` took 36 s for 1000 steps here against 7 s with this one (same data, same
+    model, 50 steps per execution).
+    """
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"No transformed examples match {file_patterns}")
+
+    def parse(serialized: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        return parsed, parsed.pop(features.LABEL_KEY)
+
+    return (
+        tf.data.TFRecordDataset(files, compression_type="GZIP")
+        .shuffle(10_000, seed=seed)
+        .repeat()
+        .batch(batch_size, drop_remainder=True)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -51,12 +61,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             spec, hparams.hidden_units, hparams.learning_rate, hparams.steps_per_execution
         )
 
-    train = _dataset(
-        fn_args, fn_args.train_files, tf_transform_output, hparams.batch_size, hparams.seed
-    )
-    evaluation = _dataset(
-        fn_args, fn_args.eval_files, tf_transform_output, hparams.batch_size, hparams.seed
-    )
+    feature_spec = tf_transform_output.transformed_feature_spec()
+    train = _dataset(fn_args.train_files, feature_spec, hparams.batch_size, hparams.seed)
+    evaluation = _dataset(fn_args.eval_files, feature_spec, hparams.batch_size, hparams.seed)
     epochs = max(1, min(hparams.epochs, fn_args.train_steps))
     history = classifier.fit(
         train,
