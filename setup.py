@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 setup(
     name="tfx-taxi-kfp",
     version="0.1.0",
-    description="One TFX pipeline run locally with Beam, compiled for Kubeflow Pipelines v2, served by TF Serving.",
+    description="One TFX pipeline: local Beam runs, Kubeflow Pipelines v2, TF Serving.",
     python_requires=">=3.10,<3.11",
     # The top-level folder `kubeflow/` holds manifests and the Dockerfile only: the import
     # name `kubeflow` belongs to the official Kubeflow SDK, so it is never a package here.

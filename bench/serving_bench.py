@@ -18,16 +18,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
 
 import schemas
-from serving import fixture, schema
+from serving import fixture, schema, tensors
 from serving.client import ClientSettings, ModelRef, PredictionClient, RestClient
 from serving.errors import ServingError
 from serving.examples import ExampleBuilder
+from serving.server import ModelServer
+from serving.settings import ModelSettings, ServerSettings
 
 MODEL = "chicago_taxi"
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATH_ORDER = {"in-process": 0, "service": 1, "grpc": 2, "grpc-baseline": 3, "rest": 4}
 
 
 def _free_port() -> int:
@@ -43,6 +50,7 @@ def _examples(n: int) -> list[bytes]:
 
 
 def _measure(call: Callable[[int], None], concurrency: int, duration_s: float) -> dict[str, Any]:
+    """Runs `call` from `concurrency` threads for `duration_s`; returns latencies and elapsed."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0]
     start_gate = threading.Barrier(concurrency + 1)
@@ -57,7 +65,7 @@ def _measure(call: Callable[[int], None], concurrency: int, duration_s: float) -
                 return
             try:
                 call(i)
-            except ServingError:
+            except (ServingError, grpc.RpcError):
                 errors[0] += 1
                 continue
             out.append(time.perf_counter() - t0)
@@ -70,11 +78,19 @@ def _measure(call: Callable[[int], None], concurrency: int, duration_s: float) -
     start_gate.wait()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - begin
-    flat = np.array([x for lst in latencies for x in lst]) * 1e3
+    return {
+        "latencies": [x for lst in latencies for x in lst],
+        "errors": errors[0],
+        "elapsed": time.perf_counter() - begin,
+    }
+
+
+def _summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    flat = np.array([x for p in parts for x in p["latencies"]]) * 1e3
+    elapsed = sum(p["elapsed"] for p in parts)
     return {
         "requests": int(flat.size),
-        "errors": errors[0],
+        "errors": sum(p["errors"] for p in parts),
         "p50_ms": float(np.percentile(flat, 50)),
         "p90_ms": float(np.percentile(flat, 90)),
         "p99_ms": float(np.percentile(flat, 99)),
@@ -82,16 +98,14 @@ def _measure(call: Callable[[int], None], concurrency: int, duration_s: float) -
     }
 
 
-def run(
-    duration_s: float, concurrencies: list[int], batches: list[int], validation: str
-) -> dict[str, Any]:
-    """Builds a model, starts the server in a subprocess, and measures every cell."""
-    workdir = tempfile.mkdtemp(prefix="serving-bench-")
-    features = schema.load_features(schemas.schema_path("taxi"))
-    base = os.path.join(workdir, MODEL)
-    fixture.build_model(os.path.join(base, "1"), features, hidden=64)
+def _start_server(
+    base: str, validation: str, source: str | None, extra: list[str]
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Starts `python -m serving` (from `source`'s checkout when given) on free ports."""
     grpc_port, rest_port = _free_port(), _free_port()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if source:
+        env["PYTHONPATH"] = os.pathsep.join([source, ROOT, env.get("PYTHONPATH", "")])
     server = subprocess.Popen(
         [
             sys.executable,
@@ -105,45 +119,135 @@ def run(
             f"--input_validation={validation}",
             "--log_level=WARNING",
             "--log_format=text",
+            *extra,
         ],
         env=env,
+        cwd=source or ROOT,
     )
-    results: dict[str, Any] = {"cells": [], "validation": validation, "duration_s": duration_s}
-    try:
-        grpc_client = PredictionClient(
-            ClientSettings(
-                f"127.0.0.1:{grpc_port}", deadline_s=120, max_retries=60, backoff_max_s=1.0
-            )
+    return server, grpc_port, rest_port
+
+
+def _wait_ready(address: str) -> None:
+    with PredictionClient(
+        ClientSettings(address, deadline_s=180, max_retries=100, backoff_max_s=1.0)
+    ) as client:
+        client.predict(ModelRef(MODEL), _examples(1))  # retries until up and loaded
+
+
+def run(
+    duration_s: float,
+    concurrencies: list[int],
+    batches: list[int],
+    validation: str,
+    rounds: int = 2,
+    baseline_source: str | None = None,
+    server_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """Builds a model, starts the server(s) in subprocesses, and measures every cell.
+
+    Paths per (examples/request, concurrency) cell, measured in `rounds` interleaved rounds
+    (so that background load drifts over all paths alike):
+      in-process: the plain SavedModel signature call from threads (the floor).
+      service: this checkout's request handling in this process, without transport:
+        PredictRequest bytes -> InferenceService.predict (same validation as the server)
+        -> response bytes.
+      grpc: Predict to the server subprocess over one channel; requests are serialized once,
+        responses are parsed and their outputs converted to arrays (as `.numpy()` does).
+      grpc-baseline: the same, to a server run from `baseline_source` (another checkout).
+      rest: :predict over a persistent connection per client thread (`RestClient`).
+    """
+    workdir = tempfile.mkdtemp(prefix="serving-bench-")
+    features = schema.load_features(schemas.schema_path("taxi"))
+    base = os.path.join(workdir, MODEL)
+    fixture.build_model(os.path.join(base, "1"), features, hidden=64)
+    extra = list(server_args or [])
+    servers = {"grpc": _start_server(base, validation, None, extra)}
+    if baseline_source:
+        servers["grpc-baseline"] = _start_server(base, validation, baseline_source, extra)
+    results: dict[str, Any] = {
+        "cells": [],
+        "validation": validation,
+        "duration_s": duration_s,
+        "rounds": rounds,
+        "server_args": extra,
+        "baseline_source": baseline_source,
+    }
+    local = ModelServer(
+        ServerSettings(
+            host="127.0.0.1",
+            grpc_port=0,
+            rest_port=None,
+            models=(ModelSettings(MODEL, base),),
+            schema_path=schemas.schema_path("taxi") if validation != "off" else None,
+            input_validation=validation,
         )
-        model = ModelRef(MODEL)
-        grpc_client.predict(model, _examples(1))  # retries until the server is up and loaded
-        signature = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
+    )
+    channels: list[grpc.Channel] = []
+    rest_clients: list[RestClient] = []
+    try:
+        local.start()
+        local.manager.wait_until_available(MODEL, 1, 180)
+        stubs = {}
+        for name, (_, grpc_port, _) in servers.items():
+            _wait_ready(f"127.0.0.1:{grpc_port}")
+            channel = grpc.insecure_channel(
+                f"127.0.0.1:{grpc_port}", options=[("grpc.max_receive_message_length", -1)]
+            )
+            channels.append(channel)
+            stubs[name] = channel.unary_unary(
+                PREDICT_METHOD,
+                request_serializer=None,  # requests are sent pre-serialized
+                response_deserializer=predict_pb2.PredictResponse.FromString,
+            )
+        rest_port = servers["grpc"][2]
         rest_clients = [
             RestClient(f"http://127.0.0.1:{rest_port}", 60) for _ in range(max(concurrencies))
         ]
+        signature = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
+        model = ModelRef(MODEL)
         for batch in batches:
             examples = _examples(batch)
             tensor_in = np.array(examples, dtype=object)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = MODEL
+            request.model_spec.signature_name = "serving_default"
+            request.inputs["examples"].CopyFrom(tensors.string_tensor(examples))
+            raw = request.SerializeToString()
 
             def in_process(_: int, x: np.ndarray = tensor_in) -> None:
                 signature(examples=tf.constant(x))["probabilities"].numpy()
 
-            def over_grpc(_: int, e: list[bytes] = examples) -> None:
-                grpc_client.predict(model, e)
+            def service(_: int, r: bytes = raw) -> None:
+                response = local.service.predict(predict_pb2.PredictRequest.FromString(r))
+                response.SerializeToString()
+
+            def remote(stub: Callable[..., Any], r: bytes = raw) -> Callable[[int], None]:
+                def over_grpc(_: int) -> None:
+                    response = stub(r, timeout=60)
+                    for value in response.outputs.values():
+                        tensors.to_ndarray(value)
+
+                return over_grpc
 
             def over_rest(i: int, e: list[bytes] = examples) -> None:
                 rest_clients[i].predict(model, e)
 
             calls: dict[str, Callable[[int], None]] = {
                 "in-process": in_process,
-                "grpc": over_grpc,
+                "service": service,
+                **{name: remote(stub) for name, stub in stubs.items()},
                 "rest": over_rest,
             }
-            for name, call in calls.items():
-                for _ in range(20):
-                    call(0)
-                for concurrency in concurrencies:
-                    cell = _measure(call, concurrency, duration_s)
+            for warm in calls.values():
+                for _ in range(50):
+                    warm(0)
+            for concurrency in concurrencies:
+                parts: dict[str, list[dict[str, Any]]] = {name: [] for name in calls}
+                for _ in range(rounds):
+                    for name, call in calls.items():
+                        parts[name].append(_measure(call, concurrency, duration_s / rounds))
+                for name in calls:
+                    cell = _summary(parts[name])
                     cell.update(
                         path=name,
                         batch=batch,
@@ -152,17 +256,21 @@ def run(
                     )
                     results["cells"].append(cell)
                     print(
-                        f"{name:10s} batch={batch:<3d} conc={concurrency:<2d} "
+                        f"{name:13s} batch={batch:<3d} conc={concurrency:<2d} "
                         f"p50={cell['p50_ms']:.2f}ms p90={cell['p90_ms']:.2f}ms "
                         f"p99={cell['p99_ms']:.2f}ms rps={cell['rps']:.0f} errors={cell['errors']}",
                         flush=True,
                     )
-        grpc_client.close()
+    finally:
+        for channel in channels:
+            channel.close()
         for c in rest_clients:
             c.close()
-    finally:
-        server.terminate()
-        server.wait(60)
+        local.stop()
+        for server, _, _ in servers.values():
+            server.terminate()
+            server.wait(60)
+    results["cells"].sort(key=lambda c: (PATH_ORDER.get(c["path"], 9), c["batch"]))
     return results
 
 
@@ -188,31 +296,42 @@ def table(results: dict[str, Any]) -> str:
         )
 
     notes = []
-    g, f = cell("grpc", 1, 1), cell("in-process", 1, 1)
-    if g and f:
-        gap = g["p50_ms"] - f["p50_ms"]
-        notes.append(
-            f"- gRPC p50 at 1 example, concurrency 1: {gap:+.2f} ms vs in-process "
-            f"(target <= +1 ms): {'met' if gap <= 1 else 'NOT met'}"
-        )
-    for conc in sorted({c["concurrency"] for c in cells}):
-        g, f = cell("grpc", 100, conc), cell("in-process", 100, conc)
-        if g and f:
-            ratio = g["rps"] / f["rps"]
+    floor1 = cell("in-process", 1, 1)
+    for path in ("grpc", "grpc-baseline"):
+        g = cell(path, 1, 1)
+        if g and floor1:
+            gap = g["p50_ms"] - floor1["p50_ms"]
             notes.append(
-                f"- gRPC throughput at 100 examples, concurrency {conc}: {ratio:.2f}x "
-                f"in-process (target >= 0.8x): {'met' if ratio >= 0.8 else 'NOT met'}"
+                f"- {path} p50 at 1 example, concurrency 1: {gap:+.2f} ms vs in-process "
+                f"(target <= +1 ms): {'met' if gap <= 1 else 'NOT met'}"
             )
+        for conc in sorted({c["concurrency"] for c in cells}):
+            g, f = cell(path, 100, conc), cell("in-process", 100, conc)
+            if g and f:
+                ratio = g["rps"] / f["rps"]
+                notes.append(
+                    f"- {path} throughput at 100 examples, concurrency {conc}: {ratio:.2f}x "
+                    f"in-process (target >= 0.8x): {'met' if ratio >= 0.8 else 'NOT met'}"
+                )
     return "\n".join([*lines, "", *notes])
 
 
 def main() -> int:
     """Runs the benchmark and writes JSON and Markdown results."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--duration", type=float, default=3.0, help="seconds per cell")
+    p.add_argument("--duration", type=float, default=2.5, help="seconds per cell")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds per cell")
     p.add_argument("--concurrency", default="1,8,32")
     p.add_argument("--batch", default="1,100")
     p.add_argument("--input_validation", default="enforce", choices=("enforce", "log", "off"))
+    p.add_argument(
+        "--baseline_source",
+        default="",
+        help="another checkout's root: also measure its server (path grpc-baseline), side by side",
+    )
+    p.add_argument(
+        "--server_arg", action="append", default=[], help="extra server flag (repeatable)"
+    )
     p.add_argument("--out", default="out/bench")
     args = p.parse_args()
     results = run(
@@ -220,6 +339,9 @@ def main() -> int:
         [int(c) for c in args.concurrency.split(",")],
         [int(b) for b in args.batch.split(",")],
         args.input_validation,
+        args.rounds,
+        os.path.abspath(args.baseline_source) if args.baseline_source else None,
+        args.server_arg,
     )
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"serving-{args.input_validation}.json"), "w") as f:

@@ -103,14 +103,22 @@ class ModelManager:
     the policy, so the previous version keeps serving.
     """
 
-    def __init__(self, settings: ServerSettings, metrics: ServingMetrics) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        metrics: ServingMetrics,
+        detector: tf.types.experimental.ConcreteFunction | None = None,
+    ) -> None:
         """Creates a manager; nothing loads before `start` or `poll_once`.
 
         Args:
           settings: Server settings (models, polling, batching, warm-up).
           metrics: Where lifecycle metrics go.
+          detector: Schema violation detector fused into each version's example signatures
+            (`ServableVersion`); None: validation, if any, runs as its own call.
         """
         self._settings = settings
+        self._detector = detector
         self._metrics = metrics
         self._lock = threading.Condition()
         self._models: dict[str, _Model] = {}
@@ -253,7 +261,7 @@ class ModelManager:
             record = VersionRecord(version, State.LOADING, fingerprint=_fingerprint(path))
             model.records[version] = record
         logger.info("Loading model %s version %d from %s", name, version, path)
-        servable = ServableVersion(name, version, path, self._settings.batching)
+        servable = ServableVersion(name, version, path, self._settings.batching, self._detector)
         start = time.monotonic()
         try:
             servable.load(warmup=self._settings.warmup)

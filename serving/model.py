@@ -102,7 +102,12 @@ class ServableVersion:
     """A SavedModel version with an explicit lifecycle: load -> (ready) -> run -> unload."""
 
     def __init__(
-        self, name: str, version: int, path: str, batching: BatchingSettings | None
+        self,
+        name: str,
+        version: int,
+        path: str,
+        batching: BatchingSettings | None,
+        detector: tf.types.experimental.ConcreteFunction | None = None,
     ) -> None:
         """Creates an unloaded version.
 
@@ -111,13 +116,18 @@ class ServableVersion:
           version: Version number.
           path: SavedModel directory.
           batching: Server-side batching settings; None disables batching.
+          detector: Schema violation detector (`ExampleValidator.detector`) to fuse into the
+            signatures that take serialized examples (see `run_detected`); None: no fusing.
         """
         self.name = name
         self.version = version
         self.path = path
         self._batching = batching
+        self._detector = detector
         self._loaded: object | None = None
         self._functions: dict[str, tf.types.experimental.ConcreteFunction] = {}
+        self._fused: dict[str, tf.types.experimental.ConcreteFunction] = {}
+        self._dtypes: dict[str, dict[str, tf.DType]] = {}
         self._signatures: dict[str, SignatureInfo] = {}
         self._signature_defs: dict[str, meta_graph_pb2.SignatureDef] = {}
         self._queues: dict[str, BatchQueue] = {}
@@ -166,6 +176,10 @@ class ServableVersion:
         if missing:
             self.unload()
             raise ModelLoadError(f"{self.path}: signatures {sorted(missing)} cannot be loaded")
+        self._dtypes = {
+            key: {name: tf.dtypes.as_dtype(t.dtype) for name, t in info.inputs.items()}
+            for key, info in self._signatures.items()
+        }
         if self._batching is not None:
             for key, info in self._signatures.items():
                 if info.batchable:
@@ -174,6 +188,17 @@ class ServableVersion:
                         functools.partial(self._call, key),
                         self._batching,
                     )
+        if self._detector is not None:
+            try:
+                self._fused = {
+                    key: _fuse(self._functions[key], info, self._detector)
+                    for key, info in self._signatures.items()
+                    if info.example_input is not None and key not in self._queues
+                }
+            except Exception as e:  # a model we cannot fuse still serves, in two calls
+                # Not fusable (unusual input specs): requests take the two-call path.
+                logger.warning("Cannot fuse schema validation into %s: %s", self.path, e)
+                self._fused = {}
         if warmup:
             try:
                 self._warm_up()
@@ -194,14 +219,14 @@ class ServableVersion:
                 request = log.predict_log.request
                 key = request.model_spec.signature_name or "serving_default"
                 inputs = {k: tensors.to_ndarray(v) for k, v in request.inputs.items()}
-                self.run(key, inputs)
+                self._warm_run(key, inputs)
             elif kind in ("classify_log", "regress_log"):
                 request = getattr(log, kind).request
                 key = request.model_spec.signature_name or "serving_default"
                 info = self.signature(key)
                 name = info.example_input or "inputs"
                 serialized = examples_of_input(request.input)
-                self.run(key, {name: np.array(serialized, dtype=object)})
+                self._warm_run(key, {name: np.array(serialized, dtype=object)})
             else:
                 raise InvalidArgumentError(f"Unsupported warm-up record type {kind}")
             count += 1
@@ -209,6 +234,14 @@ class ServableVersion:
         logger.info(
             "Replayed %d warm-up requests for %s version %d", count, self.name, self.version
         )
+
+    def _warm_run(self, key: str, inputs: Arrays) -> None:
+        # Warm the path requests take: the fused call when there is one (its flags only
+        # matter to requests; warm-up records are the model author's).
+        if self.fused(key):
+            self.run_detected(key, inputs)
+        else:
+            self.run(key, inputs)
 
     def signature(self, key: str) -> SignatureInfo:
         """Returns a signature's description.
@@ -247,18 +280,54 @@ class ServableVersion:
             return queue.submit(inputs)
         return self._call(key, inputs)
 
+    def fused(self, key: str) -> bool:
+        """Whether `run_detected` can serve this signature (it has a fused detector)."""
+        return key in self._fused
+
+    def run_detected(self, key: str, inputs: Arrays) -> tuple[Arrays, np.ndarray]:
+        """Runs a signature and the schema detector on its example input in one TF call.
+
+        One call instead of two saves a TensorFlow dispatch and a second conversion of the
+        examples, and lets the detector's ops run beside the model's. The caller decides from
+        the flags whether to use the outputs (the model runs even on violating examples).
+
+        Args:
+          key: Signature key; `fused(key)` must be true.
+          inputs: Input alias to array, already checked against the signature.
+
+        Returns:
+          Output alias to array, and the detector's flags (one bool per schema feature).
+
+        Raises:
+          ServingError: With TensorFlow's status code when the model or the detector fails
+            (e.g. unparseable examples): the caller then takes the two-call path.
+        """
+        fn = self._fused.get(key)
+        if fn is None:
+            raise FailedPreconditionError(f"Version {self.version} of {self.name} is not loaded")
+        outputs, flags = self._invoke(fn, key, inputs, detected=True)
+        assert flags is not None
+        return outputs, flags.numpy()
+
     def _call(self, key: str, inputs: Arrays) -> Arrays:
         fn = self._functions.get(key)
         if fn is None:
             raise FailedPreconditionError(f"Version {self.version} of {self.name} is not loaded")
-        info = self._signatures[key]
+        outputs, _ = self._invoke(fn, key, inputs, detected=False)
+        return outputs
+
+    def _invoke(
+        self,
+        fn: tf.types.experimental.ConcreteFunction,
+        key: str,
+        inputs: Arrays,
+        detected: bool,
+    ) -> tuple[Arrays, tf.Tensor | None]:
+        dtypes = self._dtypes[key]
         try:
-            feed = {
-                name: tf.constant(value, dtype=tf.dtypes.as_dtype(info.inputs[name].dtype))
-                for name, value in inputs.items()
-            }
-            outputs = fn(**feed)
-            return {name: value.numpy() for name, value in outputs.items()}
+            feed = {name: tf.constant(value, dtype=dtypes[name]) for name, value in inputs.items()}
+            result, flags = fn(**feed) if detected else (fn(**feed), None)
+            return {name: value.numpy() for name, value in result.items()}, flags
         except tf.errors.OpError as e:
             raise tf_error(e, f"Signature {key!r} of {self.name} version {self.version}") from None
         except (TypeError, ValueError) as e:
@@ -270,7 +339,35 @@ class ServableVersion:
             queue.close()
         self._queues = {}
         self._functions = {}
+        self._fused = {}
         self._loaded = None
+
+
+def _fuse(
+    fn: tf.types.experimental.ConcreteFunction,
+    info: SignatureInfo,
+    detector: tf.types.experimental.ConcreteFunction,
+) -> tf.types.experimental.ConcreteFunction:
+    """Compiles `fn` and `detector` (on the example input) into one function.
+
+    It takes the signature's inputs as keyword arguments and returns (outputs, flags).
+    """
+    example_input = info.example_input
+    assert example_input is not None
+    specs = {
+        name: tf.TensorSpec(
+            None if t.shape is None else [None if d == -1 else d for d in t.shape],
+            tf.dtypes.as_dtype(t.dtype),
+            name=name,
+        )
+        for name, t in info.inputs.items()
+    }
+
+    @tf.function(autograph=False)
+    def fused(**inputs: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        return fn(**inputs), detector(tf.reshape(inputs[example_input], [-1]))
+
+    return fused.get_concrete_function(**specs)
 
 
 def examples_of_input(model_input: object) -> list[bytes]:

@@ -42,10 +42,12 @@ class ModelServer:
         """
         self.settings = settings
         self.metrics = ServingMetrics()
-        self.manager = ModelManager(settings, self.metrics)
         validator = None
         if settings.schema_path and settings.input_validation != "off":
             validator = ExampleValidator(schema.load_features(settings.schema_path, "SERVING"))
+        self.manager = ModelManager(
+            settings, self.metrics, validator.detector if validator is not None else None
+        )
         self.service = InferenceService(
             self.manager, self.metrics, validator, settings.input_validation
         )

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import tensors
-from serving.errors import FailedPreconditionError, InvalidArgumentError
+from serving.errors import FailedPreconditionError, InvalidArgumentError, ServingError
 from serving.manager import ModelManager, VersionStatus
 from serving.metrics import ServingMetrics
 from serving.model import ServableVersion, SignatureInfo, TensorInfo, examples_of_input
@@ -136,8 +136,7 @@ class InferenceService:
                         f"output tensor alias not found in signature: {name}. Outputs expected "
                         f"to be in the set {{{','.join(sorted(info.outputs))}}}."
                     )
-            self._validate(servable, info, arrays)
-            values = servable.run(key, arrays)
+            values = self._validate_and_run(servable, info, arrays)
             if output_filter:
                 values = {k: v for k, v in values.items() if k in output_filter}
             return Outputs(servable.version, key, values)
@@ -197,14 +196,38 @@ class InferenceService:
                     f"the signature's {_fmt_shape(expected.shape)}"
                 )
 
-    def _validate(
-        self, servable: ServableVersion, info: SignatureInfo, arrays: Mapping[str, np.ndarray]
-    ) -> None:
-        name = info.example_input
-        if self._validator is None or name is None:
-            return
+    def _validate_and_run(
+        self, servable: ServableVersion, info: SignatureInfo, arrays: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Schema validation (when on), then the model; one TF call where the version has one.
+
+        Versions loaded with the validator's detector fused into their example signatures run
+        both in a single call (cheaper than a separate detector call, and than the Python
+        check even at 1 example); flags raised there are explained (and enforced or logged)
+        exactly like the two-call path, to which any TF error in the fused call falls back,
+        so that errors keep their meaning and messages. Without a fused function (batching
+        on), small batches are checked in Python and larger ones by the detector.
+        """
+        name, key = info.example_input, info.key
+        validator = self._validator
+        if validator is None or name is None:
+            return servable.run(key, arrays)
+        examples = arrays[name]
+        if servable.fused(key):
+            try:
+                values, flags = servable.run_detected(key, arrays)
+            except ServingError:
+                pass  # e.g. unparseable examples: the two-call path names the problem
+            else:
+                self._report(servable, lambda: validator.explain(examples, name, flags))
+                return values
+        self._report(servable, lambda: validator.check(examples, name))
+        return servable.run(key, arrays)
+
+    def _report(self, servable: ServableVersion, check: Callable[[], None]) -> None:
+        """Runs a schema check; a violation is raised (enforce) or counted and logged (log)."""
         try:
-            self._validator.check(arrays[name], name)
+            check()
         except InvalidArgumentError as e:
             self._metrics.validation_failures.labels(servable.name, self._mode).inc()
             if self._mode == "enforce":

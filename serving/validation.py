@@ -45,6 +45,15 @@ class ExampleValidator:
         """The features checked."""
         return self._features
 
+    @property
+    def detector(self) -> tf.types.experimental.ConcreteFunction | None:
+        """The compiled detector: rank-1 string examples -> one bool per feature (None: none).
+
+        The model server fuses it into the signature call, so that large batches are checked
+        and served in a single TensorFlow call; `explain` then turns its flags into the error.
+        """
+        return self._detector
+
     def check(self, serialized: np.ndarray, input_name: str) -> None:
         """Validates a batch of serialized examples.
 
@@ -64,9 +73,22 @@ class ExampleValidator:
         except (tf.errors.InvalidArgumentError, UnicodeDecodeError):
             # TF reports bad bytes in its message, which may not decode: the Python check names it.
             flags = None  # unparseable or wrongly typed: let the Python check name it
+        self.explain(flat, input_name, flags)
+
+    def explain(self, serialized: np.ndarray, input_name: str, flags: np.ndarray | None) -> None:
+        """Turns the detector's flags into the error naming the first violation.
+
+        Args:
+          serialized: The batch the detector ran on (any shape).
+          input_name: Signature input the batch was sent as, for messages.
+          flags: The detector's output, or None when it failed (unparseable input).
+
+        Raises:
+          InvalidArgumentError: Naming the input, example index and feature of the first violation.
+        """
         if flags is not None and not flags.any():
             return
-        self._explain(flat, input_name)
+        self._explain(serialized.ravel(), input_name)
         if flags is not None:
             bad = [f.name for f, flag in zip(self._features, flags, strict=True) if flag]
             raise InvalidArgumentError(f"Input {input_name!r}: feature(s) {bad} violate the schema")
@@ -149,17 +171,28 @@ def _build_detector(features: Sequence[FeatureSpec]) -> tf.types.experimental.Co
         for f in single
     }
     spec.update({f.name: tf.io.VarLenFeature(_TF_DTYPE[f.kind]) for f in multi})
-    numeric = [f for f in single if f.kind in (INT, FLOAT)]
+    # Ints, then floats: each group is stacked and cast once.
+    numeric = [f for f in single if f.kind == INT] + [f for f in single if f.kind == FLOAT]
     strings = [f for f in single if f.kind == BYTES]
+    # The flags are computed as [numeric..., strings..., multi...] and gathered once into
+    # feature order (fewer ops per call than slicing and re-stacking each feature's flag).
+    computed = [f.name for f in numeric + strings + multi]
+    order = [computed.index(f.name) for f in features]
     inf = float("inf")
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def detect(serialized: tf.Tensor) -> tf.Tensor:
         parsed = tf.io.parse_example(serialized, spec)
-        flags: dict[str, tf.Tensor] = {}
+        vectors: list[tf.Tensor] = []
+        scalars: list[tf.Tensor] = []
         if numeric:
             # Int64 values are compared as float64: exact for every bound below 2**53.
-            matrix = tf.stack([tf.cast(parsed[f.name], tf.float64) for f in numeric], axis=1)
+            groups = [
+                tf.cast(tf.stack([parsed[f.name] for f in group], axis=1), tf.float64)
+                for group in ([f for f in numeric if f.kind == k] for k in (INT, FLOAT))
+                if group
+            ]
+            matrix = groups[0] if len(groups) == 1 else tf.concat(groups, axis=1)
             missing_value = tf.constant(
                 [float(_INT_MISSING if f.kind == INT else _FLOAT_MISSING) for f in numeric],
                 dtype=tf.float64,
@@ -181,9 +214,7 @@ def _build_detector(features: Sequence[FeatureSpec]) -> tf.types.experimental.Co
             bad = tf.logical_and(outside, tf.logical_not(missing)) | tf.logical_and(
                 missing, required[None, :]
             )
-            per_feature = tf.reduce_any(bad, axis=0)
-            for i, f in enumerate(numeric):
-                flags[f.name] = per_feature[i]
+            vectors.append(tf.reduce_any(bad, axis=0))
         for f in strings:
             value = parsed[f.name]
             missing = tf.equal(value, _BYTES_MISSING)
@@ -192,7 +223,7 @@ def _build_detector(features: Sequence[FeatureSpec]) -> tf.types.experimental.Co
                 allowed = tf.constant(sorted(f.allowed), dtype=tf.string)
                 member = tf.reduce_any(tf.equal(value[:, None], allowed[None, :]), axis=1)
                 bad = bad | tf.logical_and(tf.logical_not(member), tf.logical_not(missing))
-            flags[f.name] = tf.reduce_any(bad)
+            scalars.append(tf.reduce_any(bad))
         n = tf.shape(serialized)[0]
         for f in multi:
             sparse = parsed[f.name]
@@ -218,7 +249,10 @@ def _build_detector(features: Sequence[FeatureSpec]) -> tf.types.experimental.Co
                 if f.maximum is not None:
                     out = out | (numbers > f.maximum)
                 bad = bad | tf.reduce_any(out)
-            flags[f.name] = bad
-        return tf.stack([flags[f.name] for f in features])
+            scalars.append(bad)
+        if scalars:
+            vectors.append(tf.stack(scalars))
+        flags = vectors[0] if len(vectors) == 1 else tf.concat(vectors, axis=0)
+        return tf.gather(flags, order)
 
     return detect.get_concrete_function()

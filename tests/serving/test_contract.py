@@ -267,6 +267,32 @@ def test_schema_violations_name_the_feature(
         assert feature in error.message
 
 
+def test_large_batches_use_the_fused_call_and_still_name_the_problem(
+    grpc_client: PredictionClient, target: Target, model: ModelRef, examples: list[bytes]
+) -> None:
+    embedded_only(target, "schema validation is this server's")
+    assert target.server is not None
+    with target.server.manager.lease(target.model, None, None) as servable:
+        assert servable.fused("serving_default") and servable.fused("classify")
+        assert not servable.fused("spin")  # no serialized-examples input
+    batch = (list(examples) * 3)[:20]
+    assert grpc_client.predict(model, batch).outputs["probabilities"].shape == (20, 1)
+    garbage = [*batch[:15], b"\xff\xfe not a tf.Example", *batch[16:]]
+    error = expect(Code.INVALID_ARGUMENT, grpc_client.predict, model, garbage)
+    assert "'examples'" in error.message and "example 15" in error.message, error.message
+    assert "could not be parsed" in error.message
+    two = tf.train.Example.FromString(batch[11])
+    two.features.feature["trip_miles"].float_list.value.append(2.0)
+    error = expect(
+        Code.INVALID_ARGUMENT,
+        grpc_client.predict,
+        model,
+        [*batch[:11], two.SerializeToString(), *batch[12:]],
+    )
+    assert "'examples'" in error.message and "example 11" in error.message, error.message
+    assert "trip_miles" in error.message
+
+
 def test_missing_optional_feature_is_fine(
     grpc_client: PredictionClient, model: ModelRef, examples: list[bytes]
 ) -> None:

@@ -265,6 +265,10 @@ def test_log_only_validation_lets_requests_through(
     base = str(tmp_path / MODEL)
     install_version(model_library, 1, base, 1)
     bad = [mutate(examples[0], trip_start_hour=30)]
+    # 20 examples: checked by the detector fused into the model call; the wrongly typed
+    # feature makes that call fail, so the request falls back to the two-call path.
+    big_bad = [*(examples * 3)[:19], *bad]
+    big_typo = [*(examples * 3)[:19], mutate(examples[0], trip_start_month="May")]
     with ModelServer(
         server_settings(
             models=(ModelSettings(MODEL, base),), rest_port=None, input_validation="log"
@@ -275,7 +279,14 @@ def test_log_only_validation_lets_requests_through(
             ClientSettings(f"127.0.0.1:{server.grpc_port}", max_retries=0)
         ) as client:
             assert client.predict(ModelRef(MODEL), bad).outputs["probabilities"].shape == (1, 1)
+            out = client.predict(ModelRef(MODEL), big_bad).outputs["probabilities"]
+            assert out.shape == (20, 1)
+            # Logged, then the model itself cannot parse it: its own error, as without fusing.
+            with pytest.raises(ServingError) as info:
+                client.predict(ModelRef(MODEL), big_typo)
+            assert info.value.code == Code.INVALID_ARGUMENT
+            assert "Signature 'serving_default'" in info.value.message
         value = server.metrics.registry.get_sample_value(
             "serving_input_validation_failures_total", {"model": MODEL, "mode": "log"}
         )
-        assert value == 1.0
+        assert value == 3.0
