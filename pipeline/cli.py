@@ -15,22 +15,21 @@ EXIT_RUN_FAILED = 1
 
 
 def _sample_rows(data_root: str, count: int = 3) -> list[dict[str, object]]:
-    """First rows of the eval split, as the serving smoke check's requests."""
+    """First rows of the eval split without the label source, as serving requests."""
+    from components import features
+
+    label_source = features.taxi_features().label_source
     with open(os.path.join(data_root, "eval", "data.csv")) as f:
         rows = []
         for row in csv.DictReader(f):
-            rows.append({k: (v if v != "" else None) for k, v in row.items() if k != "tips"})
+            rows.append({k: (v or None) for k, v in row.items() if k != label_source})
             if len(rows) == count:
                 break
     return rows
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        config = config_lib.load_local_config(args.config, args.set)
-    except config_lib.ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+    config = config_lib.load_local_config(args.config, args.set)
     # Heavy imports after the config is known to be valid, so config errors are instant.
     from pipeline import data as data_lib
     from pipeline import local_runner, summary
@@ -83,11 +82,7 @@ def _schema_diff(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    try:
-        config = config_lib.load_local_config(args.config, args.set)
-    except config_lib.ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+    config = config_lib.load_local_config(args.config, args.set)
     from components import model_dir as model_dir_lib
 
     model_dir = args.model_dir or config.model_dir
@@ -147,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except config_lib.ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
 
 
 if __name__ == "__main__":
