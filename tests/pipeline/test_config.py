@@ -12,7 +12,9 @@ def test_defaults_are_valid_and_derive_paths() -> None:
     config = config_lib.load_local_config()
     assert config.settings.train_steps == 1000
     assert config.model_dir.endswith("serving/chicago_taxi")
-    assert "--direct_running_mode=in_memory" in config.beam_pipeline_args
+    assert config.beam_pipeline_args == []  # in_memory is Beam's default; see the property
+    other = config_lib.load_local_config(None, ["beam_running_mode=multi_processing"])
+    assert "--direct_running_mode=multi_processing" in other.beam_pipeline_args
 
 
 def test_overrides_and_file_are_merged_and_coerced(tmp_path) -> None:
