@@ -182,15 +182,26 @@ class LocalConfig:
 
     @property
     def beam_pipeline_args(self) -> list[str]:
-        """Beam arguments for the components' own Beam jobs.
+        """Beam arguments for the components' own Beam jobs."""
+        return direct_runner_args(self.beam_running_mode)
 
-        `in_memory` is the DirectRunner's default, so it needs no arguments, and none is
-        better: given any Beam arguments, every Beam component first builds and stages an sdist
-        of TFX itself for remote workers (about 2 s each here), useless in-process.
-        """
-        if self.beam_running_mode == "in_memory":
-            return []
-        return [f"--direct_running_mode={self.beam_running_mode}", "--direct_num_workers=0"]
+
+def direct_runner_args(mode: str) -> list[str]:
+    """Beam arguments selecting a DirectRunner mode for the components' Beam jobs.
+
+    `in_memory` is the DirectRunner's default, so it gets no arguments, and none is better:
+    given any Beam arguments, every Beam component first builds and stages an sdist of TFX
+    itself for remote workers (about 2 s each here), useless for an in-process runner.
+
+    Args:
+      mode: `in_memory`, `multi_threading` or `multi_processing`.
+
+    Returns:
+      The arguments.
+    """
+    if mode == "in_memory":
+        return []
+    return [f"--direct_running_mode={mode}", "--direct_num_workers=0"]
 
 
 def check_field(ok: bool, field: str, expected: str, got: Any) -> None:

@@ -4,7 +4,7 @@ import dataclasses
 import re
 import typing
 
-from pipeline.config import PipelineSettings, check_field, load
+from pipeline.config import PipelineSettings, check_field, direct_runner_args, load
 
 # Schemes the KFP v2 launcher can use as a pipeline root (it maps them to /gcs, /s3, /minio).
 PIPELINE_ROOT_SCHEMES = ("gs://", "s3://", "minio://")
@@ -145,7 +145,7 @@ class KubeflowConfig:
     @property
     def beam_pipeline_args(self) -> list[str]:
         """Beam arguments of the steps' own Beam jobs."""
-        return [f"--direct_running_mode={self.beam_running_mode}", "--direct_num_workers=0"]
+        return direct_runner_args(self.beam_running_mode)
 
 
 def parse_node_selector(pairs: tuple[str, ...], field: str) -> dict[str, str]:
