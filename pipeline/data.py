@@ -59,7 +59,12 @@ def default_source() -> str:
     return path
 
 
-def _source_files(source: str) -> list[str]:
+def source_files(source: str) -> list[str]:
+    """Lists the CSV files of a source: the file itself, or a directory's `*.csv`, sorted.
+
+    Raises:
+      DataError: If a directory holds no CSV file.
+    """
     if tf.io.gfile.isdir(source):
         files = sorted(
             os.path.join(source, f) for f in tf.io.gfile.listdir(source) if f.endswith(".csv")
@@ -153,7 +158,7 @@ def prepare_time_split(
       DataError: If a file is empty, malformed, lacks the time column, or the data is too
         small or too concentrated in time to leave both splits non-empty.
     """
-    files = _source_files(source)
+    files = source_files(source)
     params = {"time_column": time_column, "eval_fraction": eval_fraction, "max_rows": max_rows}
     version = f"{name}-{_fingerprint(files, params)}"
     root = os.path.join(dest_root, version)

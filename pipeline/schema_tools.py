@@ -18,7 +18,7 @@ def infer_schema(source: str) -> tuple[schema_pb2.Schema, object]:
     Returns:
       The inferred schema and the statistics it came from.
     """
-    files = data_lib._source_files(source)
+    files = data_lib.source_files(source)
     stats = tfdv.generate_statistics_from_csv(
         files[0] if len(files) == 1 else os.path.join(source, "*.csv")
     )

@@ -89,26 +89,12 @@ class ObjectStore:
 
     def download(self, uri: str, local_path: str) -> None:
         """Copies an object (file or prefix) to a local path, as the launcher does."""
-        source = self.path(uri)
-        if os.path.isdir(source):
-            shutil.copytree(source, local_path, dirs_exist_ok=True)
-        elif os.path.isfile(source):
-            os.makedirs(os.path.dirname(local_path), exist_ok=True)
-            shutil.copy2(source, local_path)
-        else:
+        if not _copy_tree_or_file(self.path(uri), local_path):
             raise FileNotFoundError(f"object store has nothing at {uri!r}")
 
     def upload(self, local_path: str, uri: str) -> bool:
         """Copies a local file or directory to a URI; False (as the launcher warns) if absent."""
-        target = self.path(uri)
-        if os.path.isdir(local_path):
-            shutil.copytree(local_path, target, dirs_exist_ok=True)
-        elif os.path.isfile(local_path):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copy2(local_path, target)
-        else:
-            return False
-        return True
+        return _copy_tree_or_file(local_path, self.path(uri))
 
 
 def order_tasks(pipeline_spec: Mapping[str, Any]) -> list[str]:
@@ -414,3 +400,15 @@ def _fill(task: str, text: str, placeholders: Mapping[str, str]) -> str:
     if left:
         raise spec_lib.UnsupportedConstructError(f"task {task}: unresolvable placeholders {left}")
     return text
+
+
+def _copy_tree_or_file(source: str, destination: str) -> bool:
+    """Copies a directory tree or a single file; False when `source` does not exist."""
+    if os.path.isdir(source):
+        shutil.copytree(source, destination, dirs_exist_ok=True)
+    elif os.path.isfile(source):
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        shutil.copy2(source, destination)
+    else:
+        return False
+    return True
