@@ -7,36 +7,40 @@ overrides; a bad value fails at start with a message naming the field.
 import dataclasses
 import json
 import os
-import types
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, TypeVar
 
-from components.anomalies_gate.executor import POLICIES as ANOMALIES_POLICIES
+import pydantic.dataclasses
+from pydantic import Field
+
+from components.anomalies_gate import policies
 from components.trainer.hyperparameters import Hyperparameters
+from typed_config import CONFIG, ConfigError, Settings, build
+
+_Fraction = Annotated[float, Field(ge=0, le=1)]
+_AtLeastOne = Annotated[int, Field(ge=1)]
+# Beam DirectRunner modes (see `direct_runner_args`).
+BeamRunningMode = typing.Literal["in_memory", "multi_processing", "multi_threading"]
+_Config = TypeVar("_Config")
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field.
-
-    Attributes:
-      field: Dotted path of the offending field, when one field is at fault.
-      detail: What was expected and what was received.
-    """
-
-    def __init__(self, message: str, field: str | None = None, detail: str | None = None):
-        super().__init__(message)
-        self.field = field
-        self.detail = detail
-
-    @classmethod
-    def for_field(cls, field: str, detail: str) -> "ConfigError":
-        """Builds the error for one field: `Invalid config value for 'a.b': <detail>`."""
-        return cls(f"Invalid config value for {field!r}: {detail}", field, detail)
+def _name(value: str) -> str:
+    """Validates a pipeline or model name."""
+    if not value or not all(c.isalnum() or c in "-_" for c in value):
+        raise ValueError("expected non-empty letters, digits, '-' or '_'")
+    return value
 
 
-@dataclasses.dataclass(frozen=True)
-class EvaluationSettings:
+def _existing_path(value: str) -> str:
+    """Validates a local input path."""
+    if not os.path.exists(value):
+        raise ValueError("expected an existing path")
+    return value
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class EvaluationSettings(Settings):
     """What blesses a model (TFMA), with the business context of the taxi data.
 
     Cash tips are not recorded, so most cash trips look like non-tippers and inflate overall
@@ -54,22 +58,19 @@ class EvaluationSettings:
       slice_features: Raw features the metrics are sliced by.
     """
 
-    operating_threshold: float = 0.5
-    min_auc: float = 0.7
-    min_auc_credit_card: float = 0.55
-    max_auc_drop: float = 0.01
-    slice_features: tuple[str, ...] = ("payment_type", "company", "trip_start_hour")
-
-    def __post_init__(self) -> None:
-        """Validates ranges."""
-        for name in ("operating_threshold", "min_auc", "min_auc_credit_card"):
-            check_field(0.0 <= getattr(self, name) <= 1.0, name, "in [0, 1]", getattr(self, name))
-        check_field(0.0 <= self.max_auc_drop <= 1.0, "max_auc_drop", "in [0, 1]", self.max_auc_drop)
-        check_field(bool(self.slice_features), "slice_features", "non-empty", self.slice_features)
+    operating_threshold: _Fraction = 0.5
+    min_auc: _Fraction = 0.7
+    min_auc_credit_card: _Fraction = 0.55
+    max_auc_drop: _Fraction = 0.01
+    slice_features: Annotated[tuple[str, ...], Field(min_length=1)] = (
+        "payment_type",
+        "company",
+        "trip_start_hour",
+    )
 
 
-@dataclasses.dataclass(frozen=True)
-class PipelineSettings:
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class PipelineSettings(Settings):
     """What the pipeline does, whatever runs it.
 
     Attributes:
@@ -84,44 +85,19 @@ class PipelineSettings:
       evaluation: Blessing thresholds and slices.
     """
 
-    pipeline_name: str = "chicago-taxi"
-    model_name: str = "chicago_taxi"
-    train_steps: int = 1000
-    eval_steps: int = 150
-    eval_fraction: float = 0.2
-    max_rows: int | None = None
-    anomalies_policy: str = "fail"
+    pipeline_name: Annotated[str, pydantic.AfterValidator(_name)] = "chicago-taxi"
+    model_name: Annotated[str, pydantic.AfterValidator(_name)] = "chicago_taxi"
+    train_steps: _AtLeastOne = 1000
+    eval_steps: _AtLeastOne = 150
+    eval_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    max_rows: Annotated[int, Field(ge=20)] | None = None
+    anomalies_policy: policies.Policy = policies.FAIL
     hyperparameters: Hyperparameters = dataclasses.field(default_factory=Hyperparameters)
     evaluation: EvaluationSettings = dataclasses.field(default_factory=EvaluationSettings)
 
-    def __post_init__(self) -> None:
-        """Validates values."""
-        for name in ("pipeline_name", "model_name"):
-            value = getattr(self, name)
-            check_field(
-                bool(value) and all(c.isalnum() or c in "-_" for c in value),
-                name,
-                "non-empty letters, digits, '-' or '_'",
-                value,
-            )
-        check_field(self.train_steps >= 1, "train_steps", ">= 1", self.train_steps)
-        check_field(self.eval_steps >= 1, "eval_steps", ">= 1", self.eval_steps)
-        check_field(
-            0.0 < self.eval_fraction < 1.0, "eval_fraction", "in (0, 1)", self.eval_fraction
-        )
-        check_field(
-            self.max_rows is None or self.max_rows >= 20, "max_rows", ">= 20 or null", self.max_rows
-        )
-        check_field(
-            self.anomalies_policy in ANOMALIES_POLICIES,
-            "anomalies_policy",
-            f"one of {ANOMALIES_POLICIES}",
-            self.anomalies_policy,
-        )
 
-
-@dataclasses.dataclass(frozen=True)
-class LocalConfig:
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class LocalConfig(Settings):
     """The `local` environment: BeamDagRunner on this machine.
 
     Attributes:
@@ -137,29 +113,12 @@ class LocalConfig:
     """
 
     settings: PipelineSettings = dataclasses.field(default_factory=PipelineSettings)
-    source_data: str | None = None
-    output_dir: str = "out/local"
+    source_data: Annotated[str, pydantic.AfterValidator(_existing_path)] | None = None
+    output_dir: Annotated[str, Field(min_length=1)] = "out/local"
     serving_base: str | None = None
     enable_cache: bool = True
-    beam_running_mode: str = "in_memory"
+    beam_running_mode: BeamRunningMode = "in_memory"
     serve_after_run: bool = True
-
-    def __post_init__(self) -> None:
-        """Validates values."""
-        check_field(bool(self.output_dir), "output_dir", "non-empty", self.output_dir)
-        check_field(
-            self.beam_running_mode in ("in_memory", "multi_processing", "multi_threading"),
-            "beam_running_mode",
-            "in_memory, multi_threading or multi_processing",
-            self.beam_running_mode,
-        )
-        if self.source_data is not None:
-            check_field(
-                os.path.exists(self.source_data),
-                "source_data",
-                "an existing path",
-                self.source_data,
-            )
 
     @property
     def pipeline_root(self) -> str:
@@ -206,136 +165,56 @@ def direct_runner_args(mode: str) -> list[str]:
     return [f"--direct_running_mode={mode}", "--direct_num_workers=0"]
 
 
-def check_field(ok: bool, field: str, expected: str, got: Any) -> None:
-    """Raises ConfigError naming `field` unless `ok`."""
-    if not ok:
-        raise ConfigError.for_field(field, f"expected {expected}, got {got!r}")
-
-
-def _coerce(field: str, annotation: Any, value: Any) -> Any:
-    """Converts a JSON or command-line value to the field's declared type."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        is_null = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
-        if is_null and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _coerce(field, non_none[0], value)
-    try:
-        if origin is tuple:
-            items = (
-                value
-                if isinstance(value, list | tuple)
-                else [v for v in str(value).split(",") if v]
-            )
-            return tuple(_coerce(field, args[0], v) for v in items)
-        if annotation is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if annotation is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(value)
-        if annotation is float:
-            return float(value)
-        if annotation is str:
-            return str(value)
-    except (TypeError, ValueError) as e:
-        raise ConfigError.for_field(field, f"expected {annotation}, got {value!r}") from e
-    raise ConfigError(f"Config field {field!r} has an unsupported type {annotation}")
-
-
-def build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
-    """Builds a config dataclass from a nested mapping, coercing and validating each field.
-
-    Args:
-      cls: The dataclass to build (e.g. LocalConfig).
-      values: Nested mapping of field values; unknown keys are errors.
-      prefix: Dotted path of `cls` in the whole config (for messages).
-
-    Returns:
-      The validated instance.
-
-    Raises:
-      ConfigError: For an unknown field or an invalid value, naming the field.
-    """
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"Unknown config field(s) {[prefix + u for u in unknown]}; known: "
-            f"{sorted(prefix + f for f in fields)}"
-        )
-    kwargs = {}
-    for name, value in values.items():
-        annotation = hints[name]
-        if dataclasses.is_dataclass(annotation):
-            if not isinstance(value, Mapping):
-                raise ConfigError(
-                    f"Config field {prefix + name!r} must be a mapping, got {value!r}"
-                )
-            kwargs[name] = build(typing.cast(type, annotation), value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(prefix + name, annotation, value)
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        if e.field is None or e.detail is None:
-            raise
-        raise ConfigError.for_field(prefix + e.field, e.detail) from e
-    except ValueError as e:
-        # Nested validators (e.g. Hyperparameters) raise ValueError naming their own field.
-        raise ConfigError(f"Invalid config in {prefix or cls.__name__}: {e}") from e
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Turns `a.b=value` strings into a nested mapping.
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    """Turns `a.b=value` strings into a nested mapping of strings.
 
     Args:
       pairs: Overrides such as `settings.train_steps=200`.
 
     Returns:
-      Nested mapping.
+      Nested mapping; the values stay strings until validation converts them.
 
     Raises:
-      ConfigError: If a pair has no `=`.
+      ConfigError: If a pair has no `=`, or sets both a field and one of its sub-fields.
     """
-    result: dict[str, Any] = {}
+    result: dict[str, object] = {}
     for pair in pairs:
-        if "=" not in pair:
+        key, sep, value = pair.partition("=")
+        if not sep:
             raise ConfigError(f"Override {pair!r} must look like field.path=value")
-        key, value = pair.split("=", 1)
         node = result
         *parents, leaf = key.strip().split(".")
         for part in parents:
-            node = node.setdefault(part, {})
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"Override {pair!r} sets a sub-field of a value set before")
+            node = child
         node[leaf] = value
     return result
 
 
-def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merges `extra` into a copy of `base`."""
+def merge(base: Mapping[str, object], extra: Mapping[str, object]) -> dict[str, object]:
+    """Deep-merges `extra` into a copy of `base` (nested mappings merge, values replace)."""
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(dict(out[key]), value)
+        current = out.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            out[key] = merge(current, value)
         else:
             out[key] = value
     return out
 
 
-def load(cls: type, config_file: str | None = None, overrides: list[str] | None = None) -> Any:
+def load(
+    cls: type[_Config], config_file: str | None = None, overrides: list[str] | None = None
+) -> _Config:
     """Builds an environment config from an optional JSON file plus `key=value` overrides.
 
+    Merges the file, then the overrides, and validates once: command-line strings are
+    converted to the fields' types (see `typed_config.Settings`).
+
     Args:
-      cls: The environment's config dataclass (LocalConfig, KubeflowConfig).
+      cls: The environment's config class (LocalConfig, KubeflowConfig).
       config_file: JSON file with the config's fields (nested objects for nested configs).
       overrides: `field.path=value` strings applied last.
 
@@ -345,7 +224,7 @@ def load(cls: type, config_file: str | None = None, overrides: list[str] | None 
     Raises:
       ConfigError: On an unreadable file, an unknown field or an invalid value, naming it.
     """
-    values: Any = {}
+    values: object = {}
     if config_file:
         try:
             with open(config_file) as f:
@@ -356,11 +235,11 @@ def load(cls: type, config_file: str | None = None, overrides: list[str] | None 
             raise ConfigError(
                 f"Config file {config_file!r} must hold a JSON object, got {values!r}"
             )
-    return build(cls, merge(dict(values), parse_overrides(overrides or [])))
+    return build(cls, merge(values, parse_overrides(overrides or [])))
 
 
 def load_local_config(
     config_file: str | None = None, overrides: list[str] | None = None
 ) -> LocalConfig:
     """Builds the `local` config (see `load`)."""
-    return typing.cast(LocalConfig, load(LocalConfig, config_file, overrides))
+    return load(LocalConfig, config_file, overrides)

@@ -13,25 +13,11 @@ from collections.abc import Callable
 import numpy as np
 
 from serving.errors import ServingError, UnavailableError
+from serving.settings import BatchingSettings
 
 logger = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchingSettings:
-    """Server-side batching.
-
-    Attributes:
-      max_batch_size: Most rows (first-dimension entries) in one merged call.
-      batch_timeout_s: Longest a request waits for others to join its batch.
-      max_enqueued_batches: Requests queued per signature before new ones are refused.
-    """
-
-    max_batch_size: int = 128
-    batch_timeout_s: float = 0.002
-    max_enqueued_batches: int = 1000
 
 
 @dataclasses.dataclass

@@ -10,19 +10,12 @@ import threading
 from collections.abc import Sequence
 
 import schemas
+import typed_config
 from serving import logs
-from serving.batching import BatchingSettings
-from serving.server import ModelServer
-from serving.settings import (
-    LATEST,
-    SPECIFIC,
-    ModelSettings,
-    ServerSettings,
-    TlsServerSettings,
-    VersionPolicy,
-)
+from serving.settings import LATEST, SPECIFIC, ServerSettings
 
 logger = logging.getLogger(__name__)
+EXIT_CONFIG_ERROR = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,45 +69,56 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
       The settings.
 
     Raises:
-      ValueError: If the flags are inconsistent.
+      ConfigError: If the flags are inconsistent or a value is invalid (naming the
+        settings field, e.g. `models.0.version_policy.num_versions`).
     """
-    models: tuple[ModelSettings, ...] = ()
+    models: list[dict[str, object]] = []
     if not args.model_config_file:
         if not args.model_base_path:
-            raise ValueError("Give --model_base_path or --model_config_file")
-        if args.versions:
-            policy = VersionPolicy(
-                SPECIFIC, versions=tuple(int(v) for v in args.versions.split(","))
-            )
-        else:
-            policy = VersionPolicy(LATEST, num_versions=args.num_versions)
-        models = (ModelSettings(args.model_name, args.model_base_path, policy),)
+            raise typed_config.ConfigError("Give --model_base_path or --model_config_file")
+        policy: dict[str, object] = (
+            {"kind": SPECIFIC, "versions": args.versions}  # `1,2`: split by the settings
+            if args.versions
+            else {"kind": LATEST, "num_versions": args.num_versions}
+        )
+        models.append(
+            {"name": args.model_name, "base_path": args.model_base_path, "version_policy": policy}
+        )
     schema_path: str | None = args.schema
     if not schema_path and args.input_validation != "off":
         schema_path = schemas.schema_path("taxi")
     tls = None
     if args.ssl_cert or args.ssl_key:
         if not (args.ssl_cert and args.ssl_key):
-            raise ValueError("--ssl_cert and --ssl_key go together")
-        tls = TlsServerSettings(args.ssl_cert, args.ssl_key, args.ssl_client_ca)
-    return ServerSettings(
-        models=models,
-        model_config_file=args.model_config_file,
-        host=args.host,
-        grpc_port=args.port,
-        rest_port=None if args.rest_api_port < 0 else args.rest_api_port,
-        file_system_poll_s=args.file_system_poll_wait_seconds,
-        model_config_file_poll_s=args.model_config_file_poll_wait_seconds,
-        max_request_bytes=args.max_request_bytes,
-        grpc_max_workers=args.grpc_max_threads,
-        schema_path=schema_path or None,
-        input_validation=args.input_validation,
-        batching=BatchingSettings(args.max_batch_size, args.batch_timeout_micros / 1e6)
-        if args.enable_batching
-        else None,
-        warmup=args.enable_model_warmup,
-        drain_timeout_s=args.drain_seconds,
-        tls=tls,
+            raise typed_config.ConfigError("--ssl_cert and --ssl_key go together")
+        tls = {
+            "cert_file": args.ssl_cert,
+            "key_file": args.ssl_key,
+            "client_ca_file": args.ssl_client_ca,
+        }
+    batching = {
+        "max_batch_size": args.max_batch_size,
+        "batch_timeout_s": args.batch_timeout_micros / 1e6,
+    }
+    return typed_config.build(
+        ServerSettings,
+        {
+            "models": models,
+            "model_config_file": args.model_config_file,
+            "host": args.host,
+            "grpc_port": args.port,
+            "rest_port": None if args.rest_api_port < 0 else args.rest_api_port,
+            "file_system_poll_s": args.file_system_poll_wait_seconds,
+            "model_config_file_poll_s": args.model_config_file_poll_wait_seconds,
+            "max_request_bytes": args.max_request_bytes,
+            "grpc_max_workers": args.grpc_max_threads,
+            "schema_path": schema_path or None,
+            "input_validation": args.input_validation,
+            "batching": batching if args.enable_batching else None,
+            "warmup": args.enable_model_warmup,
+            "drain_timeout_s": args.drain_seconds,
+            "tls": tls,
+        },
     )
 
 
@@ -131,6 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level, args.log_format)
     try:
         settings = settings_from_args(args)
+    except typed_config.ConfigError as e:
+        logger.error("config error: %s", e)
+        return EXIT_CONFIG_ERROR
+    # Imported once the settings are valid: TensorFlow loads in seconds, --help and config
+    # errors answer at once.
+    from serving.server import ModelServer
+
+    try:
         server = ModelServer(settings)
         server.start()
     except (ValueError, OSError, RuntimeError) as e:

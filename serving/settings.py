@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
+import typing
+from typing import Annotated
 
+import pydantic.dataclasses
 from google.protobuf import text_format
+from pydantic import Field
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.batching import BatchingSettings
+from typed_config import CONFIG, Settings, check_field
 
 LATEST = "latest"
 ALL = "all"
 SPECIFIC = "specific"
-VALIDATION_MODES = ("enforce", "log", "off")
+VersionPolicyKind = typing.Literal["latest", "all", "specific"]
+InputValidation = typing.Literal["enforce", "log", "off"]
+VALIDATION_MODES: tuple[InputValidation, ...] = typing.get_args(InputValidation)
+_Port = Annotated[int, Field(ge=0, le=65535)]
 
 
-@dataclasses.dataclass(frozen=True)
-class VersionPolicy:
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class VersionPolicy(Settings):
     """Which versions under the base path are served (TF Serving's ServableVersionPolicy).
 
     Attributes:
@@ -25,17 +31,19 @@ class VersionPolicy:
       versions: For `specific`: the versions to serve.
     """
 
-    kind: str = LATEST
-    num_versions: int = 1
-    versions: tuple[int, ...] = ()
+    kind: VersionPolicyKind = LATEST
+    num_versions: Annotated[int, Field(ge=1)] = 1
+    versions: tuple[Annotated[int, Field(ge=0)], ...] = ()
 
-    def __post_init__(self) -> None:
-        if self.kind not in (LATEST, ALL, SPECIFIC):
-            raise ValueError(f"Unknown version policy {self.kind!r}")
-        if self.kind == LATEST and self.num_versions < 1:
-            raise ValueError("latest version policy needs num_versions >= 1")
-        if self.kind == SPECIFIC and not self.versions:
-            raise ValueError("specific version policy needs at least one version")
+    @pydantic.model_validator(mode="after")
+    def _check_versions(self) -> VersionPolicy:
+        check_field(
+            self.kind != SPECIFIC or bool(self.versions),
+            "versions",
+            "at least one version for the specific policy",
+            self.versions,
+        )
+        return self
 
     def select(self, available: list[int]) -> list[int]:
         """Returns the versions to serve among those on disk (ascending)."""
@@ -47,8 +55,8 @@ class VersionPolicy:
         return ordered[-self.num_versions :]
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelSettings:
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class ModelSettings(Settings):
     """One served model.
 
     Attributes:
@@ -59,8 +67,8 @@ class ModelSettings:
       version_labels: Label (e.g. `stable`, `canary`) to version.
     """
 
-    name: str
-    base_path: str
+    name: Annotated[str, Field(min_length=1)]
+    base_path: Annotated[str, Field(min_length=1)]
     version_policy: VersionPolicy = VersionPolicy()
     version_labels: tuple[tuple[str, int], ...] = ()
 
@@ -70,8 +78,8 @@ class ModelSettings:
         return dict(self.version_labels)
 
 
-@dataclasses.dataclass(frozen=True)
-class TlsServerSettings:
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class TlsServerSettings(Settings):
     """gRPC TLS for the server.
 
     Attributes:
@@ -80,13 +88,28 @@ class TlsServerSettings:
       client_ca_file: PEM CA bundle; when set, clients must present a certificate it signed.
     """
 
-    cert_file: str
-    key_file: str
+    cert_file: Annotated[str, Field(min_length=1)]
+    key_file: Annotated[str, Field(min_length=1)]
     client_ca_file: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class ServerSettings:
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class BatchingSettings(Settings):
+    """Server-side batching.
+
+    Attributes:
+      max_batch_size: Most rows (first-dimension entries) in one merged call.
+      batch_timeout_s: Longest a request waits for others to join its batch.
+      max_enqueued_batches: Requests queued per signature before new ones are refused.
+    """
+
+    max_batch_size: Annotated[int, Field(ge=1)] = 128
+    batch_timeout_s: Annotated[float, Field(ge=0)] = 0.002
+    max_enqueued_batches: Annotated[int, Field(ge=1)] = 1000
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class ServerSettings(Settings):
     """Everything the server needs, loaded once at the entry point.
 
     Attributes:
@@ -111,28 +134,35 @@ class ServerSettings:
     models: tuple[ModelSettings, ...] = ()
     model_config_file: str | None = None
     host: str = "0.0.0.0"
-    grpc_port: int = 8500
-    rest_port: int | None = 8501
-    file_system_poll_s: float = 1.0
-    model_config_file_poll_s: float = 0.0
-    max_request_bytes: int = 64 * 1024 * 1024
-    grpc_max_workers: int = 16
+    grpc_port: _Port = 8500
+    rest_port: _Port | None = 8501
+    file_system_poll_s: Annotated[float, Field(gt=0)] = 1.0
+    model_config_file_poll_s: Annotated[float, Field(ge=0)] = 0.0
+    max_request_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
+    grpc_max_workers: Annotated[int, Field(ge=1)] = 16
     schema_path: str | None = None
-    input_validation: str = "enforce"
+    input_validation: InputValidation = "enforce"
     batching: BatchingSettings | None = None
     warmup: bool = True
-    drain_timeout_s: float = 10.0
+    drain_timeout_s: Annotated[float, Field(ge=0)] = 10.0
     tls: TlsServerSettings | None = None
 
-    def __post_init__(self) -> None:
-        if self.input_validation not in VALIDATION_MODES:
-            raise ValueError(f"input_validation must be one of {VALIDATION_MODES}")
-        if not self.models and not self.model_config_file:
-            raise ValueError("Give at least one model or a model config file")
-        if self.max_request_bytes <= 0:
-            raise ValueError("max_request_bytes must be positive")
-        if self.file_system_poll_s <= 0:
-            raise ValueError("file_system_poll_s must be positive")
+    @pydantic.field_validator("models")
+    @classmethod
+    def _check_unique_names(cls, models: tuple[ModelSettings, ...]) -> tuple[ModelSettings, ...]:
+        names = [m.name for m in models]
+        check_field(len(set(names)) == len(names), "", "unique model names", names)
+        return models
+
+    @pydantic.model_validator(mode="after")
+    def _check_models(self) -> ServerSettings:
+        check_field(
+            bool(self.models or self.model_config_file),
+            "models",
+            "at least one model, or a model_config_file",
+            self.models,
+        )
+        return self
 
 
 def parse_model_config(text: str) -> tuple[ModelSettings, ...]:

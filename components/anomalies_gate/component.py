@@ -5,7 +5,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.anomalies_gate import executor
+from components.anomalies_gate import executor, policies
 
 
 class AnomaliesGateSpec(ComponentSpec):
@@ -31,7 +31,7 @@ class AnomaliesGate(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(
-        self, anomalies: types.BaseChannel, schema: types.BaseChannel, policy: str = executor.FAIL
+        self, anomalies: types.BaseChannel, schema: types.BaseChannel, policy: str = policies.FAIL
     ):
         """Builds the gate.
 
@@ -43,9 +43,9 @@ class AnomaliesGate(base_component.BaseComponent):
         Raises:
           ValueError: If `policy` is not `fail` or `warn`.
         """
-        if policy not in executor.POLICIES:
+        if policy not in policies.POLICIES:
             raise ValueError(
-                f"AnomaliesGate policy must be one of {executor.POLICIES}, got {policy!r}: use "
+                f"AnomaliesGate policy must be one of {policies.POLICIES}, got {policy!r}: use "
                 "'fail' to stop runs on anomalies or 'warn' to only log them."
             )
         super().__init__(

@@ -12,13 +12,12 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
+from components.anomalies_gate.policies import FAIL
+
 ANOMALIES_KEY = "anomalies"
 SCHEMA_KEY = "schema"
 VALIDATED_SCHEMA_KEY = "validated_schema"
 POLICY_KEY = "policy"
-FAIL = "fail"
-WARN = "warn"
-POLICIES = (FAIL, WARN)
 ANOMALIES_FOUND_PROPERTY = "anomalies_found"
 REPORT_PROPERTY = "anomalies_report"
 _SCHEMA_FILE = "schema.pbtxt"

@@ -1,11 +1,16 @@
 """Training hyperparameters, validated, and carried to run_fn through custom_config."""
 
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import Field
+
+import typed_config
 
 
-@dataclasses.dataclass(frozen=True)
-class Hyperparameters:
+@pydantic.dataclasses.dataclass(frozen=True, config=typed_config.CONFIG)
+class Hyperparameters(typed_config.Settings):
     """Training settings passed through the Trainer's `custom_config`.
 
     Attributes:
@@ -21,25 +26,13 @@ class Hyperparameters:
         training measured here at 50).
     """
 
-    hidden_units: tuple[int, ...] = (64,)
-    learning_rate: float = 1e-3
-    batch_size: int = 40
-    epochs: int = 5
-    early_stopping_patience: int = 2
+    hidden_units: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)] = (64,)
+    learning_rate: Annotated[float, Field(gt=0, lt=1)] = 1e-3
+    batch_size: Annotated[int, Field(ge=1)] = 40
+    epochs: Annotated[int, Field(ge=1)] = 5
+    early_stopping_patience: Annotated[int, Field(ge=1)] = 2
     seed: int = 42
-    steps_per_execution: int = 50
-
-    def __post_init__(self) -> None:
-        """Rejects values that cannot train, naming the field."""
-        if not self.hidden_units or any(int(u) <= 0 for u in self.hidden_units):
-            raise ValueError(
-                f"hidden_units must be a non-empty list of positive ints, got {self.hidden_units!r}"
-            )
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
-        for name in ("batch_size", "epochs", "early_stopping_patience", "steps_per_execution"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+    steps_per_execution: Annotated[int, Field(ge=1)] = 50
 
     def to_custom_config(self) -> dict[str, Any]:
         """Returns a JSON-serialisable dict for the Trainer's custom_config."""
@@ -57,7 +50,4 @@ class Hyperparameters:
         Returns:
           The hyperparameters.
         """
-        values = dict((custom_config or {}).get("hyperparameters", {}))
-        if "hidden_units" in values:
-            values["hidden_units"] = tuple(values["hidden_units"])
-        return cls(**values)
+        return cls(**(custom_config or {}).get("hyperparameters", {}))

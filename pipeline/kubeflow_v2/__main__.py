@@ -5,7 +5,9 @@ import json
 import os
 import sys
 
-from pipeline.config import ConfigError
+from typed_config import ConfigError
+
+EXIT_CONFIG_ERROR = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
       argv: Arguments (default: sys.argv[1:]).
 
     Returns:
-      Exit status: 0 ok, 1 failure (message on stderr, no traceback), 2 usage.
+      Exit status: 0 ok, 1 failure (message on stderr, no traceback), 2 usage or config error.
     """
     args = _parser().parse_args(argv)
     # Imported after parsing: --help stays fast.
@@ -63,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "compile":
-            from pipeline.kubeflow_v2 import compiler
             from pipeline.kubeflow_v2.config import load_kubeflow_config
 
             config = load_kubeflow_config(args.config, args.overrides)
+            # TFX (and TensorFlow) only once the config is valid: config errors are instant.
+            from pipeline.kubeflow_v2 import compiler
+
             print(compiler.write_spec(compiler.compile_pipeline(config), args.output))
         elif args.command == "check":
             with open(args.spec) as f:
@@ -97,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                 n: {k: a["uri"] for k, a in t.outputs.items()} for n, t in result.tasks.items()
             }
             print(json.dumps(summary, indent=2))
-    except (ConfigError, ValueError, OSError, submit_lib.SubmitError, RuntimeError) as e:
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except (ValueError, OSError, submit_lib.SubmitError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

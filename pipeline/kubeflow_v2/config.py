@@ -2,9 +2,13 @@
 
 import dataclasses
 import re
-import typing
+from typing import Annotated
 
-from pipeline.config import PipelineSettings, check_field, direct_runner_args, load
+import pydantic.dataclasses
+from pydantic import Field
+
+from pipeline.config import BeamRunningMode, PipelineSettings, direct_runner_args, load
+from typed_config import CONFIG, Settings, check_field
 
 # Schemes the KFP v2 launcher can use as a pipeline root (it maps them to /gcs, /s3, /minio).
 PIPELINE_ROOT_SCHEMES = ("gs://", "s3://", "minio://")
@@ -15,10 +19,11 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9](:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$")
 _K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PIPELINE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
+_NonNegative = Annotated[float, Field(ge=0)]
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainerResources:
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class TrainerResources(Settings):
     """Resources and placement of the Trainer step.
 
     Attributes:
@@ -34,33 +39,39 @@ class TrainerResources:
     """
 
     accelerator_type: str = "nvidia.com/gpu"
-    accelerator_count: int = 1
-    cpu_limit: float = 4.0
-    memory_limit_gb: float = 16.0
-    cpu_request: float = 2.0
-    memory_request_gb: float = 8.0
+    accelerator_count: Annotated[int, Field(ge=0)] = 1
+    cpu_limit: _NonNegative = 4.0
+    memory_limit_gb: _NonNegative = 16.0
+    cpu_request: _NonNegative = 2.0
+    memory_request_gb: _NonNegative = 8.0
     node_selector: tuple[str, ...] = ("pool=gpu",)
     tolerations: tuple[str, ...] = ("nvidia.com/gpu:NoSchedule",)
 
-    def __post_init__(self) -> None:
-        """Validates values, naming the field."""
-        check_field(
-            self.accelerator_count >= 0, "trainer.accelerator_count", ">= 0", self.accelerator_count
-        )
+    @pydantic.field_validator("node_selector")
+    @classmethod
+    def _check_node_selector(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_node_selector(value, "")
+        return value
+
+    @pydantic.field_validator("tolerations")
+    @classmethod
+    def _check_tolerations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_tolerations(value, "")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _check_accelerator(self) -> "TrainerResources":
         check_field(
             bool(self.accelerator_type) or self.accelerator_count == 0,
-            "trainer.accelerator_type",
+            "accelerator_type",
             "non-empty when accelerator_count > 0",
             self.accelerator_type,
         )
-        for name in ("cpu_limit", "memory_limit_gb", "cpu_request", "memory_request_gb"):
-            check_field(getattr(self, name) >= 0, f"trainer.{name}", ">= 0", getattr(self, name))
-        parse_node_selector(self.node_selector, "trainer.node_selector")
-        parse_tolerations(self.tolerations, "trainer.tolerations")
+        return self
 
 
-@dataclasses.dataclass(frozen=True)
-class KubeflowConfig:
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class KubeflowConfig(Settings):
     """The `kubeflow` environment: where and how the compiled spec runs on open-source KFP v2.
 
     Attributes:
@@ -88,49 +99,57 @@ class KubeflowConfig:
     schema_path: str = "/pipeline/schemas/taxi/schema.pbtxt"
     serving_base: str = "/mnt/taxi/serving"
     display_name: str = ""
-    beam_running_mode: str = "in_memory"
+    beam_running_mode: BeamRunningMode = "in_memory"
     enable_cache: bool = True
     cpu_node_selector: tuple[str, ...] = ("pool=cpu",)
     pvc_mounts: tuple[str, ...] = ("taxi-pipeline:/mnt/taxi",)
     trainer: TrainerResources = dataclasses.field(default_factory=TrainerResources)
 
-    def __post_init__(self) -> None:
-        """Validates values, naming the field."""
+    @pydantic.field_validator("settings")
+    @classmethod
+    def _check_pipeline_name(cls, value: PipelineSettings) -> PipelineSettings:
         check_field(
-            bool(_PIPELINE_NAME_RE.match(self.settings.pipeline_name)),
-            "settings.pipeline_name",
+            bool(_PIPELINE_NAME_RE.match(value.pipeline_name)),
+            "pipeline_name",
             "lowercase letters, digits and '-' (KubeflowV2DagRunner's rule)",
-            self.settings.pipeline_name,
+            value.pipeline_name,
         )
-        check_field(
-            bool(_IMAGE_RE.match(self.image)) and not self.image.endswith(":latest"),
-            "image",
-            "repo/name:tag or repo/name@sha256:<64 hex>, not :latest",
-            self.image,
-        )
-        check_field(
-            self.pipeline_root.startswith(PIPELINE_ROOT_SCHEMES)
-            and len(self.pipeline_root.split("://", 1)[1].strip("/")) > 0,
-            "pipeline_root",
-            f"a URI starting with one of {PIPELINE_ROOT_SCHEMES} and naming a bucket",
-            self.pipeline_root,
-        )
-        for name in ("data_root", "schema_path", "serving_base"):
-            value = getattr(self, name)
-            check_field(
-                value.startswith(EXECUTOR_PATH_SCHEMES),
-                name,
-                "a gs:// URI or an absolute path (e.g. on a mounted PVC)",
-                value,
+        return value
+
+    @pydantic.field_validator("image")
+    @classmethod
+    def _check_image(cls, value: str) -> str:
+        if not _IMAGE_RE.match(value) or value.endswith(":latest"):
+            raise ValueError("expected repo/name:tag or repo/name@sha256:<64 hex>, not :latest")
+        return value
+
+    @pydantic.field_validator("pipeline_root")
+    @classmethod
+    def _check_pipeline_root(cls, value: str) -> str:
+        if not value.startswith(PIPELINE_ROOT_SCHEMES) or not value.split("://", 1)[1].strip("/"):
+            raise ValueError(
+                f"expected a URI starting with one of {PIPELINE_ROOT_SCHEMES} and naming a bucket"
             )
-        check_field(
-            self.beam_running_mode in ("in_memory", "multi_threading", "multi_processing"),
-            "beam_running_mode",
-            "in_memory, multi_threading or multi_processing",
-            self.beam_running_mode,
-        )
-        parse_node_selector(self.cpu_node_selector, "cpu_node_selector")
-        parse_pvc_mounts(self.pvc_mounts, "pvc_mounts")
+        return value
+
+    @pydantic.field_validator("data_root", "schema_path", "serving_base")
+    @classmethod
+    def _check_executor_path(cls, value: str) -> str:
+        if not value.startswith(EXECUTOR_PATH_SCHEMES):
+            raise ValueError("expected a gs:// URI or an absolute path (e.g. on a mounted PVC)")
+        return value
+
+    @pydantic.field_validator("cpu_node_selector")
+    @classmethod
+    def _check_cpu_node_selector(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_node_selector(value, "")
+        return value
+
+    @pydantic.field_validator("pvc_mounts")
+    @classmethod
+    def _check_pvc_mounts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_pvc_mounts(value, "")
+        return value
 
     @property
     def pipeline_display_name(self) -> str:
@@ -153,7 +172,7 @@ def parse_node_selector(pairs: tuple[str, ...], field: str) -> dict[str, str]:
 
     Args:
       pairs: Entries such as `pool=gpu`.
-      field: Config field name for messages.
+      field: Config field name for messages ('' inside that field's own validator).
 
     Returns:
       Label to value mapping.
@@ -174,7 +193,7 @@ def parse_tolerations(entries: tuple[str, ...], field: str) -> list[dict[str, st
 
     Args:
       entries: Entries such as `nvidia.com/gpu:NoSchedule` or `dedicated=gpu:NoSchedule`.
-      field: Config field name for messages.
+      field: Config field name for messages ('' inside that field's own validator).
 
     Returns:
       Tolerations as dicts with key, operator (Exists without a value, Equal with one),
@@ -206,7 +225,7 @@ def parse_pvc_mounts(entries: tuple[str, ...], field: str) -> list[tuple[str, st
 
     Args:
       entries: Entries such as `taxi-pipeline:/mnt/taxi`.
-      field: Config field name for messages.
+      field: Config field name for messages ('' inside that field's own validator).
 
     Returns:
       (claim name, mount path) pairs.
@@ -232,4 +251,4 @@ def load_kubeflow_config(
 ) -> KubeflowConfig:
     """Builds the `kubeflow` config (see `pipeline.config.load`), e.g. with overrides such as
     `trainer.accelerator_count=2`."""
-    return typing.cast(KubeflowConfig, load(KubeflowConfig, config_file, overrides))
+    return load(KubeflowConfig, config_file, overrides)
