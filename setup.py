@@ -9,11 +9,14 @@ setup(
     python_requires=">=3.10,<3.11",
     # The top-level folder `kubeflow/` holds manifests and the Dockerfile only: the import
     # name `kubeflow` belongs to the official Kubeflow SDK, so it is never a package here.
-    packages=find_packages(include=["pipeline*", "components*", "schemas*", "serving*"]),
+    packages=find_packages(
+        include=["pipeline*", "components*", "schemas*", "serving*", "typed_config*"]
+    ),
     package_data={"schemas": ["*/*.pbtxt"]},
     install_requires=[
         "tfx[kfp]==1.16.0",
         "tensorflow-serving-api==2.16.1",
+        "pydantic>=2,<3",
     ],
     extras_require={"dev": ["pytest", "ruff", "mypy", "kubernetes-validate"]},
 )

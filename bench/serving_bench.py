@@ -29,7 +29,7 @@ from serving.client import ClientSettings, ModelRef, PredictionClient, RestClien
 from serving.errors import ServingError
 from serving.examples import ExampleBuilder
 from serving.server import ModelServer
-from serving.settings import ModelSettings, ServerSettings
+from serving.settings import InputValidation, ModelSettings, ServerSettings
 
 MODEL = "chicago_taxi"
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
@@ -138,7 +138,7 @@ def run(
     duration_s: float,
     concurrencies: list[int],
     batches: list[int],
-    validation: str,
+    validation: InputValidation,
     rounds: int = 2,
     baseline_source: str | None = None,
     server_args: list[str] | None = None,

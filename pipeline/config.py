@@ -224,17 +224,18 @@ def load(
     Raises:
       ConfigError: On an unreadable file, an unknown field or an invalid value, naming it.
     """
-    values: object = {}
+    values: Mapping[str, object] = {}
     if config_file:
         try:
             with open(config_file) as f:
-                values = json.load(f)
+                loaded = json.load(f)
         except (OSError, ValueError) as e:
             raise ConfigError(f"Cannot read config file {config_file!r}: {e}") from e
-        if not isinstance(values, Mapping):
+        if not isinstance(loaded, Mapping):
             raise ConfigError(
-                f"Config file {config_file!r} must hold a JSON object, got {values!r}"
+                f"Config file {config_file!r} must hold a JSON object, got {loaded!r}"
             )
+        values = loaded
     return build(cls, merge(values, parse_overrides(overrides or [])))
 
 

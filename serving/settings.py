@@ -12,10 +12,10 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from typed_config import CONFIG, Settings, check_field
 
-LATEST = "latest"
-ALL = "all"
-SPECIFIC = "specific"
 VersionPolicyKind = typing.Literal["latest", "all", "specific"]
+LATEST: VersionPolicyKind = "latest"
+ALL: VersionPolicyKind = "all"
+SPECIFIC: VersionPolicyKind = "specific"
 InputValidation = typing.Literal["enforce", "log", "off"]
 VALIDATION_MODES: tuple[InputValidation, ...] = typing.get_args(InputValidation)
 _Port = Annotated[int, Field(ge=0, le=65535)]

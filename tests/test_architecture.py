@@ -7,7 +7,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = ("schemas", "components", "pipeline", "serving")
+PACKAGES = ("schemas", "typed_config", "components", "pipeline", "serving")
 
 
 def _modules(folder: str) -> list[pathlib.Path]:
@@ -34,12 +34,21 @@ def test_schemas_depends_on_nothing_but_the_standard_library() -> None:
         assert not outside, f"{path.relative_to(ROOT)} imports {outside}"
 
 
+def test_typed_config_depends_on_the_standard_library_and_pydantic_only() -> None:
+    # Below components/, pipeline/ and serving/: every settings class builds on it.
+    for path in _modules("typed_config"):
+        outside = (
+            _top(_imports(path)) - set(sys.stdlib_module_names) - {"pydantic", "pydantic_core"}
+        )
+        assert not outside, f"{path.relative_to(ROOT)} imports {outside}"
+
+
 @pytest.mark.parametrize(
     ("folder", "forbidden"),
     [
         ("components", {"pipeline", "kubeflow", "serving"}),
         ("serving", {"tfx", "pipeline", "components", "kubeflow", "kfp", "apache_beam"}),
-        ("schemas", {"components", "pipeline", "serving"}),
+        ("schemas", {"components", "pipeline", "serving", "typed_config"}),
     ],
 )
 def test_folders_import_only_downstream(folder: str, forbidden: set[str]) -> None:

@@ -22,6 +22,8 @@ HEAVY = (
     "tensorflow_transform",
     "ml_metadata",
 )
+
+
 def _probe(module: str, *args: str) -> tuple[int, list[str], str]:
     """Runs `python -m module args` in a fresh process.
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -143,10 +144,14 @@ def test_ui_names_and_pipeline_parameters(compiled, example_config):
         ("trainer.accelerator_count=-1", "trainer.accelerator_count"),
         ("pvc_mounts=Bad_Name:/x", "pvc_mounts"),
         ("settings.pipeline_name=chicago_taxi", "settings.pipeline_name"),
+        ("trainer.accelerator_type=", "trainer.accelerator_type"),
+        ("trainer.memory_limit_gb=-1", "trainer.memory_limit_gb"),
+        ("beam_running_mode=spark", "beam_running_mode"),
+        ("trainer.no_such_field=1", "Unknown config field(s) ['trainer.no_such_field']"),
     ],
 )
 def test_bad_config_value_fails_naming_the_field(override, field):
-    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(field)):
         load_kubeflow_config(EXAMPLE_CONFIG, [override])
 
 

@@ -61,7 +61,8 @@ def test_overrides_and_file_are_merged_and_coerced(tmp_path) -> None:
         ("settings=3", "'settings'"),
         (
             "settings.no_such_field=1",
-            "Unknown config field(s) ['settings.no_such_field']; known: ['settings.anomalies_policy'",
+            "Unknown config field(s) ['settings.no_such_field']; "
+            "known: ['settings.anomalies_policy'",
         ),
         ("settings.train_steps", "must look like field.path=value"),
         ("beam_running_mode=spark", "'beam_running_mode'"),
