@@ -32,6 +32,9 @@ def _name(value: str) -> str:
     return value
 
 
+_Name = Annotated[str, pydantic.AfterValidator(_name)]
+
+
 def _existing_path(value: str) -> str:
     """Validates a local input path."""
     if not os.path.exists(value):
@@ -85,8 +88,8 @@ class PipelineSettings(Settings):
       evaluation: Blessing thresholds and slices.
     """
 
-    pipeline_name: Annotated[str, pydantic.AfterValidator(_name)] = "chicago-taxi"
-    model_name: Annotated[str, pydantic.AfterValidator(_name)] = "chicago_taxi"
+    pipeline_name: _Name = "chicago-taxi"
+    model_name: _Name = "chicago_taxi"
     train_steps: _AtLeastOne = 1000
     eval_steps: _AtLeastOne = 150
     eval_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2

@@ -16,17 +16,18 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import pydantic
+import pydantic.dataclasses
 import pydantic_core
 
-# Unknown fields are errors; JSON numbers are accepted where text is expected (`"1.0"`).
+# Unknown fields are errors; a JSON number is accepted in a text field (2 -> "2"), as before.
 CONFIG = pydantic.ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 # Words a command line or JSON file uses for "no value" in an optional field.
 NULL_WORDS = ("null", "none")
 
 _T = TypeVar("_T")
-# Pydantic's message is "Input should be <what>" for most errors; these read better as symbols.
+# Pydantic's message is "Input should be <what>" for most errors; these read better as
+# `expected <what>` in a config message.
 _COMPARISONS = {
     "greater_than_equal": ">= {ge}",
     "greater_than": "> {gt}",
@@ -116,7 +117,7 @@ def _known_fields(root: type, parent: tuple[str, ...]) -> list[str]:
     return [".".join((*parent, name)) for name in _fields(cls)]
 
 
-def build(cls: type[_T], values: Mapping[str, Any]) -> _T:
+def build(cls: type[_T], values: Mapping[str, object]) -> _T:
     """Builds and validates a settings class from a nested mapping.
 
     Args:
