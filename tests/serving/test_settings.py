@@ -48,8 +48,7 @@ def test_flags_build_the_settings() -> None:
     [
         (
             ["--num_versions=0"],
-            "Invalid config value for 'models.0.version_policy.num_versions': expected >= 1, "
-            "got 0",
+            "Invalid config value for 'models.0.version_policy.num_versions': expected >= 1, got 0",
         ),
         (["--versions=1,x"], "'models.0.version_policy.versions.1'"),
         (["--max_request_bytes=0"], "'max_request_bytes': expected > 0, got 0"),
