@@ -9,7 +9,9 @@ setup(
     python_requires=">=3.10,<3.11",
     # The top-level folder `kubeflow/` holds manifests and the Dockerfile only: the import
     # name `kubeflow` belongs to the official Kubeflow SDK, so it is never a package here.
-    packages=find_packages(include=["pipeline*", "components*", "schemas*", "serving*"]),
+    packages=find_packages(
+        include=["pipeline*", "components*", "schemas*", "model_contract*", "serving*"]
+    ),
     package_data={"schemas": ["*/*.pbtxt"]},
     install_requires=[
         "tfx[kfp]==1.16.0",
