@@ -10,7 +10,14 @@ setup(
     # The top-level folder `kubeflow/` holds manifests and the Dockerfile only: the import
     # name `kubeflow` belongs to the official Kubeflow SDK, so it is never a package here.
     packages=find_packages(
-        include=["pipeline*", "components*", "schemas*", "serving*", "typed_config*"]
+        include=[
+            "pipeline*",
+            "components*",
+            "schemas*",
+            "model_contract*",
+            "serving*",
+            "typed_config*",
+        ]
     ),
     package_data={"schemas": ["*/*.pbtxt"]},
     install_requires=[

@@ -27,4 +27,4 @@ serving-bench: $(STAMP)
 
 ## Print the rendered Kubernetes manifests of an overlay (needs kubectl): make serving-manifests OVERLAY=gcs
 serving-manifests:
-	kubectl kustomize kubeflow/serving/overlays/$(or $(OVERLAY),pvc)
+	kubectl kustomize kubeflow/tf-serving/overlays/$(or $(OVERLAY),pvc)

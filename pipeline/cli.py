@@ -83,18 +83,20 @@ def _schema_diff(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     config = config_lib.load_local_config(args.config, args.set)
-    from components import model_dir as model_dir_lib
+    import tensorflow as tf
+
+    import model_contract
 
     model_dir = args.model_dir or config.model_dir
     try:
-        withdrawn = model_dir_lib.roll_back(model_dir, args.to)
+        withdrawn = model_contract.roll_back(tf.io.gfile, model_dir, args.to)
     except ValueError as e:
         print(f"rollback error: {e}", file=sys.stderr)
         return EXIT_RUN_FAILED
     print(
         f"Withdrew versions {withdrawn} from {model_dir} "
-        f"(renamed {model_dir_lib.ROLLED_BACK_PREFIX}<v>); "
-        f"TF Serving now serves version {model_dir_lib.latest_version(model_dir)}."
+        f"(renamed {model_contract.ROLLED_BACK_PREFIX}<v>); "
+        f"TF Serving now serves version {model_contract.latest_version(tf.io.gfile, model_dir)}."
     )
     return 0
 

@@ -3,9 +3,9 @@
 import os
 
 import tensorflow_data_validation as tfdv
-from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from components import features
 from pipeline import data as data_lib
 
 
@@ -81,8 +81,7 @@ def schema_diff_report(source: str, curated_path: str) -> str:
     Returns:
       A report for the terminal, including the inferred schema's path for copying.
     """
-    with open(curated_path) as f:
-        curated = text_format.Parse(f.read(), schema_pb2.Schema())
+    curated = features.load_schema(curated_path)
     inferred, stats = infer_schema(source)
     anomalies = tfdv.validate_statistics(stats, curated, environment="TRAINING")
     lines = [

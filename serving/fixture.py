@@ -12,14 +12,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
+from model_contract import WARMUP_FILE, set_method_names
 from serving import tensors
 from serving.examples import ExampleBuilder
 from serving.schema import BYTES, FLOAT, INT, FeatureSpec
-
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 def _parse_spec(features: Sequence[FeatureSpec]) -> dict[str, tf.io.VarLenFeature]:
@@ -98,27 +94,6 @@ class _ContractModel(tf.Module):
 
         _, acc = tf.while_loop(lambda i, _: i < iterations, body, [tf.constant(0, tf.int64), m])
         return {"result": tf.reduce_sum(acc)}
-
-
-def set_method_names(export_dir: str, methods: Mapping[str, str]) -> None:
-    """Rewrites signature method names in saved_model.pb (TF2 always writes predict).
-
-    Args:
-      export_dir: SavedModel directory.
-      methods: Signature key to method name.
-
-    Raises:
-      KeyError: If a signature does not exist.
-    """
-    path = os.path.join(export_dir, "saved_model.pb")
-    proto = saved_model_pb2.SavedModel()
-    with open(path, "rb") as f:
-        proto.ParseFromString(f.read())
-    for meta_graph in proto.meta_graphs:
-        for key, method in methods.items():
-            meta_graph.signature_def[key].method_name = method
-    with open(path, "wb") as f:
-        f.write(proto.SerializeToString())
 
 
 def write_warmup(export_dir: str, model_name: str, examples: Sequence[bytes]) -> str:
@@ -222,7 +197,7 @@ def build_model(
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
-        set_method_names(tmp, {"classify": CLASSIFY_METHOD, "regress": REGRESS_METHOD})
+        set_method_names(tf.io.gfile, tmp, saved_model_pb2.SavedModel())
         rows = sample_rows()[:3] if warmup_rows is None else list(warmup_rows)
         if rows:
             builder = ExampleBuilder(features)

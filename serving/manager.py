@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
+import model_contract
 from serving.errors import ModelLoadError, NotFoundError, ServingError, UnavailableError
 from serving.metrics import ServingMetrics
 from serving.model import ServableVersion
@@ -64,33 +65,10 @@ class _Model:
 
 def _fingerprint(version_dir: str) -> tuple[int, int] | None:
     try:
-        stat = tf.io.gfile.stat(os.path.join(version_dir, "saved_model.pb"))
+        stat = tf.io.gfile.stat(os.path.join(version_dir, model_contract.SAVED_MODEL_FILE))
     except tf.errors.OpError:
         return None
     return (int(stat.length), int(stat.mtime_nsec))
-
-
-def list_version_dirs(base_path: str) -> dict[int, str]:
-    """Returns version -> directory for every numeric child holding saved_model.pb.
-
-    Args:
-      base_path: Model base path (may not exist yet).
-
-    Returns:
-      Versions found; non-numeric children (temporary or rolled-back copies) are ignored.
-    """
-    try:
-        children = tf.io.gfile.listdir(base_path)
-    except tf.errors.OpError:
-        return {}
-    found = {}
-    for child in children:
-        name = child.rstrip("/")
-        if name.isdigit():
-            path = os.path.join(base_path, name)
-            if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-                found[int(name)] = path
-    return found
 
 
 class ModelManager:
@@ -204,7 +182,7 @@ class ModelManager:
 
     def _sync_model(self, model: _Model) -> None:
         name, settings = model.settings.name, model.settings
-        on_disk = list_version_dirs(settings.base_path)
+        on_disk = model_contract.list_version_dirs(tf.io.gfile, settings.base_path)
         candidates = []
         for version, path in on_disk.items():
             record = model.records.get(version)

@@ -15,6 +15,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from model_contract import MAX_WARMUP_RECORDS, SAVED_MODEL_FILE, WARMUP_FILE
 from serving import tensors
 from serving.batching import Arrays, BatchingSettings, BatchQueue
 from serving.errors import (
@@ -28,8 +29,6 @@ from serving.errors import (
 
 logger = logging.getLogger(__name__)
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-MAX_WARMUP_RECORDS = 1000
 EXAMPLE_INPUT_NAMES = ("examples", "inputs")
 
 
@@ -150,7 +149,7 @@ class ServableVersion:
           ModelLoadError: If any step fails; nothing stays half-loaded.
         """
         start = time.monotonic()
-        pb_path = os.path.join(self.path, "saved_model.pb")
+        pb_path = os.path.join(self.path, SAVED_MODEL_FILE)
         try:
             with tf.io.gfile.GFile(pb_path, "rb") as f:
                 proto = saved_model_pb2.SavedModel.FromString(f.read())

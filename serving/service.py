@@ -16,6 +16,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from model_contract import CLASSIFY_METHOD, REGRESS_METHOD
 from serving import tensors
 from serving.errors import FailedPreconditionError, InvalidArgumentError, ServingError
 from serving.manager import ModelManager, VersionStatus
@@ -25,8 +26,6 @@ from serving.validation import ExampleValidator
 
 logger = logging.getLogger(__name__)
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 DEFAULT_SIGNATURE = "serving_default"
 
 

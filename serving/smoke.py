@@ -7,11 +7,13 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 
+import tensorflow as tf
+
+import model_contract
 import schemas
 from serving import schema
 from serving.client import ClientSettings, ModelRef, PredictionClient
 from serving.examples import ExampleBuilder
-from serving.manager import list_version_dirs
 from serving.server import ModelServer
 from serving.settings import ModelSettings, ServerSettings
 
@@ -41,7 +43,7 @@ def serve_and_predict(
       serving.errors.ServingError: If the version does not load or a request fails.
       serving.examples.ExampleBuildError: If a row lacks a required feature.
     """
-    versions = list_version_dirs(base_path)
+    versions = model_contract.list_version_dirs(tf.io.gfile, base_path)
     if not versions:
         raise FileNotFoundError(f"No model version under {base_path}")
     latest = max(versions)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = ("schemas", "typed_config", "components", "pipeline", "serving")
+PACKAGES = ("schemas", "typed_config", "model_contract", "components", "pipeline", "serving")
 
 
 def _modules(folder: str) -> list[pathlib.Path]:
@@ -28,9 +28,10 @@ def _top(names: set[str]) -> set[str]:
     return {name.split(".")[0] for name in names}
 
 
-def test_schemas_depends_on_nothing_but_the_standard_library() -> None:
-    for path in _modules("schemas"):
-        outside = _top(_imports(path)) - set(sys.stdlib_module_names)
+@pytest.mark.parametrize("folder", ["schemas", "model_contract"])
+def test_folder_depends_on_nothing_but_the_standard_library(folder: str) -> None:
+    for path in _modules(folder):
+        outside = _top(_imports(path)) - set(sys.stdlib_module_names) - {folder}
         assert not outside, f"{path.relative_to(ROOT)} imports {outside}"
 
 
@@ -48,7 +49,9 @@ def test_typed_config_depends_on_the_standard_library_and_pydantic_only() -> Non
     [
         ("components", {"pipeline", "kubeflow", "serving"}),
         ("serving", {"tfx", "pipeline", "components", "kubeflow", "kfp", "apache_beam"}),
-        ("schemas", {"components", "pipeline", "serving", "typed_config"}),
+        ("schemas", {"components", "pipeline", "serving", "typed_config", "model_contract"}),
+        # The model directory contract sits below everything that reads or writes it.
+        ("model_contract", {"schemas", "components", "pipeline", "serving", "kubeflow"}),
     ],
 )
 def test_folders_import_only_downstream(folder: str, forbidden: set[str]) -> None:

@@ -3,13 +3,14 @@
 import os
 from typing import Any
 
+import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components import model_dir as model_dir_lib
+import model_contract
 
 CANDIDATE_MODEL_KEY = "candidate_model"
 BASELINE_MODEL_KEY = "baseline_model"
@@ -43,7 +44,7 @@ class Executor(base_executor.BaseExecutor):
         model_dir = exec_properties[MODEL_DIR_KEY]
         baseline = artifact_utils.get_single_instance(output_dict[BASELINE_MODEL_KEY])
         destination = path_utils.serving_model_dir(baseline.uri)
-        version = model_dir_lib.latest_version(model_dir)
+        version = model_contract.latest_version(tf.io.gfile, model_dir)
         if version is None:
             candidate = artifact_utils.get_single_instance(input_dict[CANDIDATE_MODEL_KEY])
             source = path_utils.serving_model_path(candidate.uri)

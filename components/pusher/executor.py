@@ -1,39 +1,122 @@
-"""Executor of AtomicPusher: copy to a hidden name, then rename into the version number."""
+"""Executor of AtomicPusher: TFX's Pusher executor with the push done by `model_contract`."""
 
-import datetime
 import json
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
+import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as tfx_pusher_executor
-from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from components import model_dir as model_dir_lib
+import model_contract
 
+PUSH_REPORT_KEY = "push_report"
+PROVENANCE_KEY = "provenance"
 OUTCOME_PROPERTY = "push_outcome"
-PUSHED = "pushed"
+PUSHED = model_contract.PUSHED
 NOT_BLESSED = "not_blessed"
-ALREADY_SERVING = "already_serving"
+ALREADY_SERVING = model_contract.ALREADY_SERVING
+# Unix-time versions are what TF Serving needs (it serves the highest number); TFX's AUTO
+# means UNIX_TIMESTAMP for a filesystem destination (tfx/components/pusher/executor.py).
+SUPPORTED_VERSIONING = (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP)
 
 
-def next_version(existing: list[int], now: float) -> int:
-    """Returns a Unix-time version strictly newer than every existing one.
+def model_dir_of(destination: pusher_pb2.PushDestination) -> str:
+    """Returns the model directory of a supported push destination.
+
+    Raises:
+      ValueError: If it is not a filesystem destination with a base directory and Unix-time
+        versioning, saying what to set.
+    """
+    if destination.WhichOneof("destination") != "filesystem" or not (
+        destination.filesystem.base_directory
+    ):
+        raise ValueError(
+            "AtomicPusher needs push_destination.filesystem.base_directory set to "
+            f"<serving_base>/<model_name>; got {destination}"
+        )
+    versioning = destination.filesystem.versioning
+    if versioning not in SUPPORTED_VERSIONING:
+        raise ValueError(
+            "AtomicPusher writes Unix-time versions (TF Serving serves the highest number): "
+            "leave push_destination.filesystem.versioning unset (AUTO) or set it to "
+            f"UNIX_TIMESTAMP; got versioning {versioning}."
+        )
+    return destination.filesystem.base_directory
+
+
+def provenance_of(custom_config: Mapping[str, Any] | None) -> dict[str, str]:
+    """Returns the provenance fields of the Pusher's custom_config.
+
+    Raises:
+      ValueError: If custom_config has keys other than `provenance`, or provenance is not a
+        mapping of names to strings.
+    """
+    config = dict(custom_config or {})
+    unknown = sorted(set(config) - {PROVENANCE_KEY})
+    if unknown:
+        raise ValueError(
+            f"AtomicPusher reads only custom_config['{PROVENANCE_KEY}'] (fields for the push "
+            f"manifest); got keys {unknown}. Pushing to a cloud serving platform is the job of "
+            "TFX's extension Pushers (tfx.extensions), not of this one."
+        )
+    provenance = config.get(PROVENANCE_KEY) or {}
+    if not isinstance(provenance, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in provenance.items()
+    ):
+        raise ValueError(
+            f"custom_config['{PROVENANCE_KEY}'] must map field names to strings, got {provenance!r}"
+        )
+    return dict(provenance)
+
+
+def _cell(value: Any) -> str:
+    return "unknown" if value in (None, "") else str(value).replace("|", "\\|")
+
+
+def render_push_report(
+    outcome: str, model_dir: str, manifest: Mapping[str, Any], version: int | None
+) -> str:
+    """Returns the Markdown push report: what happened, where, and from what.
 
     Args:
-      existing: Versions already in the model directory.
-      now: Current Unix time.
+      outcome: `pushed`, `already_serving` or `not_blessed`.
+      model_dir: The destination `<serving_base>/<model_name>`.
+      manifest: Provenance (the push manifest when a version holds the model).
+      version: The version now holding the model; None when not pushed.
 
     Returns:
-      `int(now)`, or one more than the latest version when the clock is not ahead of it.
+      A Markdown document.
     """
-    return max([int(now), *(v + 1 for v in existing)])
+    headline = {
+        PUSHED: f"Pushed as version {version}",
+        ALREADY_SERVING: f"Not pushed again: this model is already served as version {version}",
+        NOT_BLESSED: "Not pushed: the Evaluator did not bless this model",
+    }[outcome]
+    rows = [
+        ("outcome", outcome),
+        ("version", version),
+        ("destination", model_dir if version is None else os.path.join(model_dir, str(version))),
+        ("model artifact", manifest.get("model_uri")),
+        ("model artifact id", manifest.get("model_artifact_id")),
+        ("blessing", manifest.get("model_blessing_uri")),
+        ("pipeline run", manifest.get("pipeline_run_id")),
+        ("data version", manifest.get("data_version")),
+        ("pushed at", manifest.get("pushed_at")),
+    ]
+    known = {"model_uri", "model_artifact_id", "model_blessing_uri", "pipeline_run_id"}
+    known |= {"data_version", "pushed_at", "version", "model_name"}
+    rows += [(name, value) for name, value in sorted(manifest.items()) if name not in known]
+    lines = [f"# {headline}", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
+    return "\n".join(lines) + "\n"
 
 
 class Executor(tfx_pusher_executor.Executor):
@@ -45,66 +128,64 @@ class Executor(tfx_pusher_executor.Executor):
         output_dict: dict[str, list[types.Artifact]],
         exec_properties: dict[str, Any],
     ) -> None:
-        """Pushes the model if blessed; records the outcome on the PushedModel artifact.
+        """Pushes the model if blessed; records the outcome and writes the push report.
 
         Args:
           input_dict: `model` and `model_blessing`, as for TFX's Pusher.
-          output_dict: `pushed_model`.
+          output_dict: `pushed_model`, and `push_report` (Markdown).
           exec_properties: `push_destination` (filesystem) and `custom_config`
             (`provenance`: extra fields for the push manifest).
+
+        Raises:
+          ValueError: If the destination or custom_config is not supported.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
-        model_push = artifact_utils.get_single_instance(
-            output_dict[standard_component_specs.PUSHED_MODEL_KEY]
-        )
-        if not self.CheckBlessing(input_dict):
-            self._MarkNotPushed(model_push)
-            model_push.set_string_custom_property(OUTCOME_PROPERTY, NOT_BLESSED)
-            return
-        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
-        model_path = self.GetModelPath(input_dict)
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination
         )
-        model_dir = destination.filesystem.base_directory
-
-        latest = model_dir_lib.latest_version(model_dir)
-        if latest is not None:
-            manifest = model_dir_lib.read_manifest(os.path.join(model_dir, str(latest)))
-            if manifest.get("model_uri") == model.uri:
-                # A re-run re-blessing the same model must not add a duplicate version.
-                logging.info("Model %s is already served as version %s.", model.uri, latest)
-                self._MarkPushed(model_push, os.path.join(model_dir, str(latest)), str(latest))
-                model_push.set_string_custom_property(OUTCOME_PROPERTY, ALREADY_SERVING)
-                return
-
-        version = next_version(model_dir_lib.list_versions(model_dir), time.time())
-        final_path = os.path.join(model_dir, str(version))
-        # Non-numeric hidden name: TF Serving ignores it until the rename makes it a version.
-        staging_path = os.path.join(model_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
-        io_utils.copy_dir(model_path, staging_path)
-        custom_config = json.loads(exec_properties.get("custom_config") or "null") or {}
-        manifest = {
-            "model_name": os.path.basename(model_dir.rstrip("/")),
-            "version": version,
-            "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        model_dir = model_dir_of(destination)
+        config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
+        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        manifest: dict[str, Any] = {
             "model_uri": model.uri,
             "model_artifact_id": model.id,
             "model_blessing_uri": artifact_utils.get_single_uri(
                 input_dict[standard_component_specs.MODEL_BLESSING_KEY]
             ),
             "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
-            **custom_config.get("provenance", {}),
+            **provenance_of(config),
         }
-        manifest_path = os.path.join(staging_path, model_dir_lib.MANIFEST_FILE)
-        fileio.makedirs(os.path.dirname(manifest_path))
-        io_utils.write_string_file(manifest_path, json.dumps(manifest, indent=2))
-        # Atomic on a POSIX filesystem or PVC; on object stores a directory rename is a copy.
-        fileio.rename(staging_path, final_path)
-        logging.info("Model pushed as version %s at %s.", version, final_path)
+        model_push = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.PUSHED_MODEL_KEY]
+        )
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(model_push)
+            model_push.set_string_custom_property(OUTCOME_PROPERTY, NOT_BLESSED)
+            self._write_report(output_dict, NOT_BLESSED, model_dir, manifest, None)
+            return
+        model_path = self.GetModelPath(input_dict)
+        result = model_contract.push_version(
+            tf.io.gfile, model_dir, model_path, manifest, now=time.time(), token=uuid.uuid4().hex
+        )
+        logging.info("Push of %s: %s, version %s.", model.uri, result.outcome, result.version)
+        if result.outcome == PUSHED:
+            # Archived in the PushedModel artifact too, as TFX's Pusher does, for lineage.
+            io_utils.copy_dir(model_path, model_push.uri)
+        self._MarkPushed(
+            model_push, pushed_destination=result.path, pushed_version=str(result.version)
+        )
+        model_push.set_string_custom_property(OUTCOME_PROPERTY, result.outcome)
+        self._write_report(output_dict, result.outcome, model_dir, result.manifest, result.version)
 
-        # Archive in the PushedModel artifact too, as TFX's Pusher does, for lineage.
-        io_utils.copy_dir(model_path, model_push.uri)
-        self._MarkPushed(model_push, pushed_destination=final_path, pushed_version=str(version))
-        model_push.set_string_custom_property(OUTCOME_PROPERTY, PUSHED)
+    def _write_report(
+        self,
+        output_dict: dict[str, list[types.Artifact]],
+        outcome: str,
+        model_dir: str,
+        manifest: Mapping[str, Any],
+        version: int | None,
+    ) -> None:
+        report = artifact_utils.get_single_instance(output_dict[PUSH_REPORT_KEY])
+        tf.io.gfile.makedirs(os.path.dirname(report.uri))
+        report.write(render_push_report(outcome, model_dir, manifest, version))

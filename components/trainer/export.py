@@ -10,11 +10,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+import model_contract
 from components import features
-
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 def _serving_feature_spec(tf_transform_output: tft.TFTransformOutput) -> dict[str, Any]:
@@ -77,32 +74,6 @@ def build_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOut
     }
 
 
-def set_signature_methods(export_dir: str, methods: dict[str, str]) -> None:
-    """Rewrites signature method names in saved_model.pb.
-
-    TF2's saver always writes `tensorflow/serving/predict`; TF Serving's Classify and Regress
-    APIs reject a signature unless its method name is classify / regress.
-
-    Args:
-      export_dir: SavedModel directory.
-      methods: Signature name -> method name.
-
-    Raises:
-      KeyError: If a named signature is not in the SavedModel.
-    """
-    path = os.path.join(export_dir, "saved_model.pb")
-    saved_model = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        saved_model.ParseFromString(f.read())
-    signature_defs = saved_model.meta_graphs[0].signature_def
-    for name, method in methods.items():
-        if name not in signature_defs:
-            raise KeyError(f"Signature {name!r} not in {path}: has {sorted(signature_defs)}")
-        signature_defs[name].method_name = method
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(saved_model.SerializeToString())
-
-
 def warmup_examples(schema: schema_pb2.Schema, count: int = 3) -> list[bytes]:
     """Builds schema-valid serialized tf.Examples for warm-up (SERVING features only).
 
@@ -150,7 +121,7 @@ def write_warmup_requests(export_dir: str, examples: list[bytes]) -> str:
     Returns:
       Path of the written TFRecord file.
     """
-    path = os.path.join(export_dir, WARMUP_FILE)
+    path = os.path.join(export_dir, model_contract.WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     request = predict_pb2.PredictRequest(
         model_spec=model_pb2.ModelSpec(signature_name="serving_default")
@@ -180,5 +151,6 @@ def export_model(
     """
     signatures = build_signatures(model, tf_transform_output)
     tf.saved_model.save(model, export_dir, signatures=signatures)
-    set_signature_methods(export_dir, {"classify": CLASSIFY_METHOD, "regress": REGRESS_METHOD})
+    # TF2's saver writes the predict method for every signature; Classify/Regress need theirs.
+    model_contract.set_method_names(tf.io.gfile, export_dir, saved_model_pb2.SavedModel())
     write_warmup_requests(export_dir, warmup_examples(schema))

@@ -11,12 +11,13 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from components import features
-from components import model_dir as model_dir_lib
+import model_contract
+from components import features, ui_artifacts
 from components.anomalies_gate import component as gate_component
 from components.anomalies_gate import executor as gate
 from components.latest_pushed_model import component as baseline_component
 from components.latest_pushed_model import executor as baseline
+from components.pusher import component as pusher_component
 from components.pusher import executor as pusher
 
 
@@ -165,69 +166,135 @@ def test_baseline_component_requires_a_model_dir() -> None:
 # --- AtomicPusher -----------------------------------------------------------------------------
 
 
-def _push(tmp_path, model_uri: str, blessed: int, model_dir: str, run: str):
+def _destination(model_dir: str, versioning: int = 0) -> pusher_pb2.PushDestination:
+    return pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(
+            base_directory=model_dir, versioning=versioning
+        )
+    )
+
+
+def _push(tmp_path, model_uri: str, blessed: int, model_dir: str, run: str, versioning: int = 0):
     model = _artifact(standard_artifacts.Model, model_uri)
     model.id = 7
     blessing = _artifact(
         standard_artifacts.ModelBlessing, str(tmp_path / "blessing"), blessed=blessed
     )
     pushed = _artifact(standard_artifacts.PushedModel, str(tmp_path / f"pushed-{run}"))
-    destination = pusher_pb2.PushDestination(
-        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=model_dir)
-    )
+    # A value artifact: TFX makes its URI a file inside the output directory.
+    report = _artifact(ui_artifacts.Markdown, str(tmp_path / f"report-{run}" / "value"))
     pusher.Executor().Do(
         {"model": [model], "model_blessing": [blessing]},
-        {"pushed_model": [pushed]},
+        {"pushed_model": [pushed], pusher.PUSH_REPORT_KEY: [report]},
         {
-            "push_destination": proto_utils.proto_to_json(destination),
+            "push_destination": proto_utils.proto_to_json(_destination(model_dir, versioning)),
             "custom_config": json.dumps({"provenance": {"data_version": "taxi-abc"}}),
         },
     )
-    return pushed
+    return pushed, (tmp_path / f"report-{run}" / "value").read_text()
 
 
-def test_unblessed_model_is_not_pushed_and_recorded_as_outcome(tmp_path) -> None:
+def test_unblessed_model_is_not_pushed_and_the_report_says_why(tmp_path) -> None:
     _tiny_saved_model(str(tmp_path / "model" / "Format-Serving"), 1.0)
     model_dir = str(tmp_path / "serving" / "m")
-    pushed = _push(tmp_path, str(tmp_path / "model"), 0, model_dir, "a")
+    pushed, report = _push(tmp_path, str(tmp_path / "model"), 0, model_dir, "a")
     assert pushed.get_int_custom_property("pushed") == 0
     assert pushed.get_string_custom_property(pusher.OUTCOME_PROPERTY) == pusher.NOT_BLESSED
-    assert model_dir_lib.list_versions(model_dir) == []
+    assert model_contract.list_versions(tf.io.gfile, model_dir) == []
+    assert report.startswith("# Not pushed: the Evaluator did not bless this model\n")
+    assert f"| model artifact | {tmp_path / 'model'} |" in report
+    assert f"| blessing | {tmp_path / 'blessing'} |" in report
+    assert "| data version | taxi-abc |" in report and "| version | unknown |" in report
 
 
-def test_blessed_model_appears_complete_with_manifest_and_no_duplicate(tmp_path) -> None:
+def test_blessed_model_appears_complete_with_manifest_report_and_no_duplicate(tmp_path) -> None:
     _tiny_saved_model(str(tmp_path / "model" / "Format-Serving"), 1.0)
     model_dir = tmp_path / "serving" / "m"
     _tiny_saved_model(str(model_dir / "9999999999"), 0.5)  # an older push with a future clock
-    pushed = _push(tmp_path, str(tmp_path / "model"), 1, str(model_dir), "a")
+    pushed, report = _push(tmp_path, str(tmp_path / "model"), 1, str(model_dir), "a")
     version = pushed.get_string_custom_property("pushed_version")
     assert version == "10000000000"
+    assert pushed.get_string_custom_property(pusher.OUTCOME_PROPERTY) == pusher.PUSHED
     assert sorted(os.listdir(model_dir)) == ["10000000000", "9999999999"]  # no staging left
-    manifest = model_dir_lib.read_manifest(str(model_dir / version))
+    manifest = model_contract.read_manifest(tf.io.gfile, str(model_dir / version))
     assert manifest["model_uri"] == str(tmp_path / "model")
+    assert manifest["model_blessing_uri"] == str(tmp_path / "blessing")
     assert manifest["data_version"] == "taxi-abc" and manifest["version"] == int(version)
-    again = _push(tmp_path, str(tmp_path / "model"), 1, str(model_dir), "b")
+    assert report.startswith(f"# Pushed as version {version}\n")
+    assert f"| destination | {model_dir / version} |" in report
+    assert "| model artifact id | 7 |" in report and "| data version | taxi-abc |" in report
+    loaded = tf.saved_model.load(str(model_dir / version))
+    assert float(loaded.signatures["serving_default"](tf.constant([2.0]))["y"][0]) == 2.0
+
+    again, report = _push(tmp_path, str(tmp_path / "model"), 1, str(model_dir), "b")
     assert again.get_string_custom_property(pusher.OUTCOME_PROPERTY) == pusher.ALREADY_SERVING
-    assert model_dir_lib.list_versions(str(model_dir)) == [9999999999, 10000000000]
+    assert again.get_string_custom_property("pushed_version") == version
+    assert model_contract.list_versions(tf.io.gfile, str(model_dir)) == [9999999999, 10000000000]
+    headline = f"# Not pushed again: this model is already served as version {version}\n"
+    assert report.startswith(headline)
 
 
-def test_next_version_is_strictly_newer() -> None:
-    assert pusher.next_version([], 1700000000.7) == 1700000000
-    assert pusher.next_version([1700000000], 1700000000.2) == 1700000001
+def test_pusher_raises_for_versioning_it_does_not_support(tmp_path) -> None:
+    from tfx import types
+
+    # Only AUTO and UNIX_TIMESTAMP exist in TFX 1.16; any other number is what a newer
+    # TFX's spec (or a hand-edited one) could carry, and must not be ignored.
+    with pytest.raises(ValueError, match=r"leave push_destination\.filesystem\.versioning unset"):
+        pusher_component.AtomicPusher(
+            model=types.Channel(type=standard_artifacts.Model),
+            model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+            push_destination=_destination(str(tmp_path / "m"), versioning=7),
+        )
+    _tiny_saved_model(str(tmp_path / "model" / "Format-Serving"), 1.0)
+    with pytest.raises(ValueError, match="got versioning 7"):
+        _push(tmp_path, str(tmp_path / "model"), 1, str(tmp_path / "m"), "a", versioning=7)
+    assert not (tmp_path / "m").exists()
+
+
+def test_pusher_rejects_unsupported_custom_config_and_destination() -> None:
+    from tfx import types
+
+    channels = {
+        "model": types.Channel(type=standard_artifacts.Model),
+        "model_blessing": types.Channel(type=standard_artifacts.ModelBlessing),
+    }
+    with pytest.raises(ValueError, match=r"reads only custom_config\['provenance'\]"):
+        pusher_component.AtomicPusher(
+            **channels, push_destination=_destination("/m"), custom_config={"ai_platform": {}}
+        )
+    with pytest.raises(ValueError, match="must map field names to strings"):
+        pusher_component.AtomicPusher(
+            **channels, push_destination=_destination("/m"), custom_config={"provenance": [1]}
+        )
+    with pytest.raises(ValueError, match=r"needs push_destination\.filesystem\.base_directory"):
+        pusher_component.AtomicPusher(**channels, push_destination=pusher_pb2.PushDestination())
+
+
+def test_pusher_outputs_a_markdown_push_report() -> None:
+    from tfx import types
+
+    built = pusher_component.AtomicPusher(
+        model=types.Channel(type=standard_artifacts.Model),
+        model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+        push_destination=_destination("/serving/m"),
+        custom_config={"provenance": {"data_version": "v1"}},
+    )
+    assert built.outputs[pusher.PUSH_REPORT_KEY].type is ui_artifacts.Markdown
+    assert built.outputs["pushed_model"].type is standard_artifacts.PushedModel
 
 
 def test_roll_back_withdraws_newest_versions_without_deleting(tmp_path) -> None:
     model_dir = tmp_path / "m"
     for version in (1, 2, 3):
         _tiny_saved_model(str(model_dir / str(version)), float(version))
-    assert model_dir_lib.roll_back(str(model_dir)) == [3]
-    assert model_dir_lib.latest_version(str(model_dir)) == 2
+    assert model_contract.roll_back(tf.io.gfile, str(model_dir)) == [3]
+    assert model_contract.latest_version(tf.io.gfile, str(model_dir)) == 2
     assert (model_dir / "_rolled_back_3" / "saved_model.pb").exists()
     with pytest.raises(ValueError, match="Version 5 is not in"):
-        model_dir_lib.roll_back(str(model_dir), 5)
-    assert model_dir_lib.roll_back(str(model_dir), 1) == [2]
+        model_contract.roll_back(tf.io.gfile, str(model_dir), 5)
+    assert model_contract.roll_back(tf.io.gfile, str(model_dir), 1) == [2]
     with pytest.raises(ValueError, match="needs an earlier version"):
-        model_dir_lib.roll_back(str(model_dir))
+        model_contract.roll_back(tf.io.gfile, str(model_dir))
 
 
 # --- BaselineAwareEvaluator -------------------------------------------------------------------

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+import model_contract
 from components import features
-from components import model_dir as model_dir_lib
 from pipeline import config as config_lib
 from pipeline import local_runner, summary
 from pipeline import pipeline as pipeline_lib
@@ -18,6 +18,10 @@ from pipeline import pipeline as pipeline_lib
 pytestmark = pytest.mark.slow
 
 NODES = set(pipeline_lib.NODE_IDS)
+
+
+def _versions(config) -> list[int]:
+    return model_contract.list_versions(tf.io.gfile, config.model_dir)
 
 
 def _config(output_dir: str, **settings) -> config_lib.LocalConfig:
@@ -129,10 +133,10 @@ def test_model_is_blessed_on_overall_and_credit_card_and_pushed(first) -> None:
     assert result.metrics_overall["auc"] >= 0.75 and result.metrics_credit_card["auc"] >= 0.5
     assert result.metrics_credit_card["example_count"] < result.metrics_overall["example_count"]
     assert result.push_outcome == "pushed"
-    assert model_dir_lib.list_versions(config.model_dir) == [int(result.pushed_version)]
+    assert _versions(config) == [int(result.pushed_version)]
     version_dir = os.path.join(config.model_dir, result.pushed_version)
     assert os.path.isfile(os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests"))
-    manifest = model_dir_lib.read_manifest(version_dir)
+    manifest = model_contract.read_manifest(tf.io.gfile, version_dir)
     assert manifest["data_version"] == run.data.version
     assert manifest["pipeline_run_id"] == result.run_id
 
@@ -163,7 +167,7 @@ def test_pushed_model_scores_serialized_examples(first) -> None:
 def test_rerun_on_unchanged_inputs_is_cached_and_adds_no_version(first, rerun) -> None:
     config, _, result = first
     assert rerun.node_states == {node: "cached" for node in NODES}
-    assert model_dir_lib.list_versions(config.model_dir) == [int(result.pushed_version)]
+    assert _versions(config) == [int(result.pushed_version)]
 
 
 def test_worse_model_than_the_pushed_baseline_is_not_pushed(first, worse) -> None:
@@ -175,7 +179,7 @@ def test_worse_model_than_the_pushed_baseline_is_not_pushed(first, worse) -> Non
         worse.failed_thresholds
     )
     assert worse.push_outcome == "not_blessed" and worse.pushed_version is None
-    assert model_dir_lib.list_versions(config.model_dir) == [int(result.pushed_version)]
+    assert _versions(config) == [int(result.pushed_version)]
 
 
 def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(
@@ -208,4 +212,4 @@ def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(
     )
     assert stopped.node_states["AnomaliesGate"] == "failed"
     assert not {"Transform", "Trainer", "Evaluator", "Pusher"} & set(stopped.node_states)
-    assert model_dir_lib.list_versions(config.model_dir) == [int(result.pushed_version)]
+    assert _versions(config) == [int(result.pushed_version)]

@@ -16,7 +16,7 @@ import yaml
 from serving import cli
 from serving.settings import parse_model_config
 
-ROOT = pathlib.Path(__file__).resolve().parents[2] / "kubeflow" / "serving"
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "kubeflow" / "tf-serving"
 OVERLAYS = ["pvc", "gcs"]
 K8S_VERSION = "1.30.0"
 
