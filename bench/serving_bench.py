@@ -128,10 +128,8 @@ def _start_server(
 
 
 def _wait_ready(address: str) -> None:
-    with PredictionClient(
-        ClientSettings(address, deadline_s=180, max_retries=100, backoff_max_s=1.0)
-    ) as client:
-        client.predict(ModelRef(MODEL), _examples(1))  # retries until up and loaded
+    with PredictionClient(ClientSettings(address, deadline_s=60)) as client:
+        client.wait_until_available(ModelRef(MODEL), timeout_s=180)
 
 
 def run(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from serving import tensors
 from serving.errors import (
@@ -28,7 +28,6 @@ from serving.errors import (
     ServingError,
     http_status,
 )
-from serving.manager import State
 from serving.metrics import ServingMetrics
 from serving.model import SignatureInfo
 from serving.service import InferenceService, Target, classification_rows, regression_values
@@ -328,11 +327,10 @@ class RestServer:
             self._inflight += 1
             if self._draining:
                 handler.close_connection = True
-        self._metrics.inflight.labels("rest").inc()
         try:
-            self._handle(handler, verb)
+            with self._metrics.inflight.labels("rest").track_inprogress():
+                self._handle(handler, verb)
         finally:
-            self._metrics.inflight.labels("rest").dec()
             with self._cond:
                 self._inflight -= 1
                 self._cond.notify_all()
@@ -460,40 +458,27 @@ class RestServer:
             raise InvalidArgumentError("The request body must be a JSON object")
         return body
 
+    # TF Serving renders both responses with protobuf's JSON printer, printing fields left at
+    # their defaults (tensorflow_serving/model_servers/http_rest_api_handler.cc,
+    # ProcessModelStatusRequest / ProcessModelMetadataRequest -> ToJsonString in
+    # http_rest_api_util.cc): the status response with the protos' own json_names, the
+    # metadata one as {"model_spec": ..., "metadata": {"signature_def": ...}} with proto
+    # field names. json_format is the same printer.
+
     def _status(self, target: Target) -> dict[str, Any]:
-        return {
-            "model_version_status": [
-                {
-                    "version": str(s.version),
-                    "state": State(s.state).name,
-                    "status": {
-                        "error_code": Code(s.error_code).name,
-                        "error_message": s.error_message,
-                    },
-                }
-                for s in self._service.statuses(target)
-            ]
-        }
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=target.to_spec())
+        response = self._service.status(request)
+        return json_format.MessageToDict(response, including_default_value_fields=True)
 
     def _metadata(self, target: Target) -> dict[str, Any]:
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        request.model_spec.name = target.name
-        if target.version is not None:
-            request.model_spec.version.value = target.version
-        if target.label:
-            request.model_spec.version_label = target.label
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=target.to_spec(), metadata_field=["signature_def"]
+        )
         response = self._service.metadata(request)
         sig_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(sig_map)
+        options = {"including_default_value_fields": True, "preserving_proto_field_name": True}
         return {
-            "model_spec": {
-                "name": response.model_spec.name,
-                "signature_name": "",
-                "version": str(response.model_spec.version.value),
-            },
-            "metadata": {
-                "signature_def": json_format.MessageToDict(
-                    sig_map, preserving_proto_field_name=True
-                )
-            },
+            "model_spec": json_format.MessageToDict(response.model_spec, **options),
+            "metadata": {"signature_def": json_format.MessageToDict(sig_map, **options)},
         }

@@ -268,17 +268,33 @@ def test_schema_violations_name_the_feature(
 
 
 def test_large_batches_use_the_fused_call_and_still_name_the_problem(
-    grpc_client: PredictionClient, target: Target, model: ModelRef, examples: list[bytes]
+    grpc_client: PredictionClient,
+    target: Target,
+    model: ModelRef,
+    examples: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     embedded_only(target, "schema validation is this server's")
     assert target.server is not None
     with target.server.manager.lease(target.model, None, None) as servable:
-        assert servable.fused("serving_default") and servable.fused("classify")
-        assert not servable.fused("spin")  # no serialized-examples input
+        assert {"serving_default", "classify"} <= servable.fused_signatures
+        assert "spin" not in servable.fused_signatures  # no serialized-examples input
+    # Count the TF calls of the served version (the real call, only counted): every request,
+    # good or bad, reaches the SavedModel exactly once.
+    calls: list[str] = []
+    invoke = type(servable)._invoke
+
+    def counted(self, fn, key, inputs):  # type: ignore[no-untyped-def]
+        calls.append(key)
+        return invoke(self, fn, key, inputs)
+
+    monkeypatch.setattr(type(servable), "_invoke", counted)
     batch = (list(examples) * 3)[:20]
     assert grpc_client.predict(model, batch).outputs["probabilities"].shape == (20, 1)
+    assert calls == ["serving_default"]
     garbage = [*batch[:15], b"\xff\xfe not a tf.Example", *batch[16:]]
     error = expect(Code.INVALID_ARGUMENT, grpc_client.predict, model, garbage)
+    assert calls == ["serving_default"] * 2
     assert "'examples'" in error.message and "example 15" in error.message, error.message
     assert "could not be parsed" in error.message
     two = tf.train.Example.FromString(batch[11])
@@ -291,6 +307,7 @@ def test_large_batches_use_the_fused_call_and_still_name_the_problem(
     )
     assert "'examples'" in error.message and "example 11" in error.message, error.message
     assert "trip_miles" in error.message
+    assert calls == ["serving_default"] * 3
 
 
 def test_missing_optional_feature_is_fine(
