@@ -24,12 +24,13 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 import schemas
-from serving import fixture, schema, tensors
+from serving import schema, tensors
 from serving.client import ClientSettings, ModelRef, PredictionClient, RestClient
 from serving.errors import ServingError
 from serving.examples import ExampleBuilder
 from serving.server import ModelServer
 from serving.settings import ModelSettings, ServerSettings
+from tests.serving.support import fixture
 
 MODEL = "chicago_taxi"
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from serving import client_cli, fixture
+from serving import client_cli
 from serving.client import ClientSettings, ModelRef, PredictionClient
 from tests.serving.conftest import MODEL, Target, install_version
+from tests.serving.support import fixture
 
 
 def _csv(path: Path, rows: list[dict[str, object]]) -> str:

@@ -14,7 +14,7 @@ from tensorflow.core.framework import types_pb2
 from serving import tensors
 from serving.client import ModelRef, PredictionClient, RestClient
 from serving.errors import Code, ServingError
-from tests.serving.conftest import MAX_REQUEST_BYTES, Target, latest_version
+from tests.serving.conftest import MAX_REQUEST_BYTES, Target, latest_version, mutate
 
 # Codes where TF Serving and this server may legitimately word the same failure differently.
 LABEL_CODES = {Code.NOT_FOUND, Code.INVALID_ARGUMENT}
@@ -24,24 +24,6 @@ METHOD_CODES = {Code.FAILED_PRECONDITION, Code.INVALID_ARGUMENT}
 def embedded_only(target: Target, why: str) -> None:
     if not target.embedded:
         pytest.skip(f"Only the embedded server can be set up for this: {why}")
-
-
-def mutate(example: bytes, **features: object) -> bytes:
-    e = tf.train.Example.FromString(example)
-    for name, value in features.items():
-        if value is None:
-            if name in e.features.feature:
-                del e.features.feature[name]
-        elif isinstance(value, float):
-            e.features.feature[name].Clear()
-            e.features.feature[name].float_list.value.append(value)
-        elif isinstance(value, int):
-            e.features.feature[name].Clear()
-            e.features.feature[name].int64_list.value.append(value)
-        else:
-            e.features.feature[name].Clear()
-            e.features.feature[name].bytes_list.value.append(str(value).encode())
-    return e.SerializeToString()
 
 
 def expect(code: Code | set[Code], fn, *args, **kwargs) -> ServingError:  # type: ignore[no-untyped-def]

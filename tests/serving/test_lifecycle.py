@@ -16,8 +16,7 @@ from serving.client import ClientSettings, ClientTls, ModelRef, PredictionClient
 from serving.errors import Code, InvalidArgumentError, ServingError
 from serving.server import ModelServer
 from serving.settings import ModelSettings, TlsServerSettings
-from tests.serving.conftest import MODEL, install_version, server_settings
-from tests.serving.test_contract import mutate
+from tests.serving.conftest import MODEL, install_version, mutate, server_settings
 
 
 def spin(client: PredictionClient, iterations: int) -> float:
