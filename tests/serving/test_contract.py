@@ -368,7 +368,16 @@ def test_rest_status_routes(
     assert all(isinstance(v["version"], str) for v in versions)
     first = versions[0]["version"]
     status, body = rest_client.request("GET", f"/v1/models/{target.model}/versions/{first}")
-    assert status == 200 and [v["version"] for v in body["model_version_status"]] == [first]
+    # The whole document, as TF Serving's REST API prints GetModelStatusResponse.
+    assert status == 200 and body == {
+        "model_version_status": [
+            {
+                "version": first,
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
     for label, version in target.labels.items():
         status, body = rest_client.request("GET", f"/v1/models/{target.model}/labels/{label}")
         assert status == 200 and [v["version"] for v in body["model_version_status"]] == [
@@ -383,8 +392,12 @@ def test_rest_metadata(
 ) -> None:
     status, body = rest_client.request("GET", f"/v1/models/{target.model}/metadata")
     assert status == 200
-    assert body["model_spec"]["name"] == target.model
-    assert body["model_spec"]["version"] == str(latest_version(grpc_client, model))
+    assert set(body) == {"model_spec", "metadata"} and set(body["metadata"]) == {"signature_def"}
+    assert body["model_spec"] == {
+        "name": target.model,
+        "signature_name": "",
+        "version": str(latest_version(grpc_client, model)),
+    }
     sigs = body["metadata"]["signature_def"]["signature_def"]
     assert sigs["classify"]["method_name"] == "tensorflow/serving/classify"
     assert sigs["serving_default"]["inputs"]["examples"]["dtype"] == "DT_STRING"
@@ -540,7 +553,15 @@ def test_rest_probes_and_metrics(
     rest_client: RestClient, target: Target, model: ModelRef, examples: list[bytes]
 ) -> None:
     embedded_only(target, "probe routes and metric names are this server's")
+    assert target.server is not None
+    registry = target.server.metrics.registry
+    version = str(latest_version_rest(rest_client, model))
+    labels = {"model": target.model, "version": version, "method": "Predict"}
+    before = registry.get_sample_value("serving_examples_total", labels) or 0.0
     rest_client.predict(model, examples)
+    assert rest_client.request("GET", "/v1/models/no_such_model")[0] == 404
+    # TF Serving's example count: one per example answered.
+    assert registry.get_sample_value("serving_examples_total", labels) == before + len(examples)
     assert rest_client.request("GET", "/healthz")[0] == 200
     assert rest_client.request("GET", "/readyz")[0] == 503  # "pending" has no version
     status, text = rest_client.request("GET", "/monitoring/prometheus/metrics")
@@ -553,6 +574,10 @@ def test_rest_probes_and_metrics(
     assert 'serving_loaded_versions{model="chicago_taxi"} 2.0' in text
     assert 'code="NOT_FOUND"' in text
     assert "serving_warmup_requests_total" in text
+
+
+def latest_version_rest(client: RestClient, model: ModelRef) -> int:
+    return max(int(s["version"]) for s in client.model_status(model) if s["state"] == "AVAILABLE")
 
 
 def test_tensor_conversions_roundtrip() -> None:
