@@ -24,12 +24,13 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 import schemas
-from serving import fixture, schema, tensors
+from serving import schema, tensors
 from serving.client import ClientSettings, ModelRef, PredictionClient, RestClient
 from serving.errors import ServingError
 from serving.examples import ExampleBuilder
 from serving.server import ModelServer
 from serving.settings import InputValidation, ModelSettings, ServerSettings
+from tests.serving.support import fixture
 
 MODEL = "chicago_taxi"
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
@@ -128,10 +129,8 @@ def _start_server(
 
 
 def _wait_ready(address: str) -> None:
-    with PredictionClient(
-        ClientSettings(address, deadline_s=180, max_retries=100, backoff_max_s=1.0)
-    ) as client:
-        client.predict(ModelRef(MODEL), _examples(1))  # retries until up and loaded
+    with PredictionClient(ClientSettings(address, deadline_s=60)) as client:
+        client.wait_until_available(ModelRef(MODEL), timeout_s=180)
 
 
 def run(

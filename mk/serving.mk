@@ -23,7 +23,7 @@ test-serving: $(STAMP)
 
 ## Latency/throughput of gRPC and REST vs the in-process SavedModel (writes out/bench/serving-*.md).
 serving-bench: $(STAMP)
-	$(PY) bench/serving_bench.py $(ARGS)
+	$(PY) -m bench.serving_bench $(ARGS)
 
 ## Print the rendered Kubernetes manifests of an overlay (needs kubectl): make serving-manifests OVERLAY=gcs
 serving-manifests:

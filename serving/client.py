@@ -7,7 +7,6 @@ import dataclasses
 import http.client
 import json
 import logging
-import random
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ from serving.examples import example_to_json
 logger = logging.getLogger(__name__)
 
 ExampleLike: TypeAlias = "bytes | tf.train.Example"
+MAX_RETRIES = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +61,12 @@ class ClientSettings:
     Attributes:
       target: `host:port` of the gRPC API.
       deadline_s: Deadline of one call, retries included.
-      max_retries: Retries after UNAVAILABLE (no other code is retried).
-      backoff_initial_s: First backoff; doubles each retry, with jitter.
+      max_retries: Retries after UNAVAILABLE (no other code is retried); at most 4, as gRPC
+        caps a retry policy's attempts at 5.
+      backoff_initial_s: First backoff; doubles each retry (gRPC adds +-20% jitter).
       backoff_max_s: Largest backoff.
+      wait_for_ready: Calls wait (within the deadline) for the server to accept connections
+        instead of failing at once: for clients started alongside the server.
       max_message_bytes: Largest message sent or received.
       tls: TLS settings; None = plaintext.
     """
@@ -75,6 +78,36 @@ class ClientSettings:
     backoff_max_s: float = 2.0
     max_message_bytes: int = 64 * 1024 * 1024
     tls: ClientTls | None = None
+    wait_for_ready: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_retries <= MAX_RETRIES:
+            raise ValueError(
+                f"ClientSettings.max_retries must be in [0, {MAX_RETRIES}] (gRPC allows at most "
+                f"{MAX_RETRIES + 1} attempts), got {self.max_retries}"
+            )
+        if self.backoff_initial_s <= 0 or self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                "ClientSettings needs 0 < backoff_initial_s <= backoff_max_s, got "
+                f"{self.backoff_initial_s} and {self.backoff_max_s}"
+            )
+
+    def service_config(self) -> str:
+        """The channel's service config: gRPC's own retry policy, UNAVAILABLE only.
+
+        gRPC retries within the call's deadline, so the deadline covers every attempt.
+        """
+        policy = {
+            "maxAttempts": self.max_retries + 1,
+            "initialBackoff": f"{self.backoff_initial_s:.3f}s",
+            "maxBackoff": f"{self.backoff_max_s:.3f}s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
+        config: dict[str, Any] = {"methodConfig": [{"name": [{}]}]}
+        if self.max_retries:
+            config["methodConfig"][0]["retryPolicy"] = policy
+        return json.dumps(config)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +185,8 @@ class PredictionClient:
         options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", settings.service_config()),
         ]
         if settings.tls is not None:
             tls = settings.tls
@@ -179,35 +214,55 @@ class PredictionClient:
         self.close()
 
     def _call(self, method: Any, request: Any) -> Any:
+        # Retries (UNAVAILABLE only, with backoff) are the channel's retry policy.
         s = self._settings
-        deadline = time.monotonic() + s.deadline_s
-        backoff = s.backoff_initial_s
-        attempt = 0
-        while True:
-            remaining = deadline - time.monotonic()
+        try:
+            return method(request, timeout=s.deadline_s, wait_for_ready=s.wait_for_ready)
+        except grpc.RpcError as e:
+            code, details = e.code(), e.details() or ""  # type: ignore[attr-defined]
+            raise error_for_code(code_from_grpc(code), details) from None
+
+    def wait_until_available(self, model: ModelRef, timeout_s: float) -> int:
+        """Waits for a server (perhaps still starting) to have an AVAILABLE version.
+
+        A readiness wait, like a Kubernetes probe, for clients started with the server (tests,
+        benchmark): each status call also waits for the connection (`wait_for_ready`).
+
+        Args:
+          model: The model.
+          timeout_s: Longest wait.
+
+        Returns:
+          The newest AVAILABLE version.
+
+        Raises:
+          UnavailableError: If none is AVAILABLE within `timeout_s` (or the error last seen).
+        """
+        deadline = time.monotonic() + timeout_s
+        request = get_model_status_pb2.GetModelStatusRequest()
+        model.fill(request.model_spec)
+        last = ""
+        while time.monotonic() < deadline:
+            remaining = max(deadline - time.monotonic(), 0.001)
             try:
-                return method(request, timeout=max(remaining, 0.001))
+                response = self._models.GetModelStatus(
+                    request, timeout=remaining, wait_for_ready=True
+                )
             except grpc.RpcError as e:
-                code = e.code()  # type: ignore[attr-defined]
-                details = e.details() or ""  # type: ignore[attr-defined]
-                pause = min(backoff, s.backoff_max_s) * (0.5 + random.random() / 2)
-                if (
-                    code == grpc.StatusCode.UNAVAILABLE
-                    and attempt < s.max_retries
-                    and time.monotonic() + pause < deadline
-                ):
-                    attempt += 1
-                    logger.info(
-                        "UNAVAILABLE from %s (%s); retry %d in %.2fs",
-                        s.target,
-                        details,
-                        attempt,
-                        pause,
-                    )
-                    time.sleep(pause)
-                    backoff *= 2
-                    continue
-                raise error_for_code(code_from_grpc(code), details) from None
+                last = f"{e.code().name}: {e.details()}"  # type: ignore[attr-defined]
+            else:
+                available = [
+                    s.version
+                    for s in response.model_version_status
+                    if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+                ]
+                if available:
+                    return max(available)
+                last = "no version AVAILABLE"
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0)))
+        raise error_for_code(
+            Code.UNAVAILABLE, f"{model.name}: no AVAILABLE version after {timeout_s}s ({last})"
+        )
 
     def predict(
         self,

@@ -38,9 +38,9 @@ class _Handler:
         start = time.perf_counter()
         model = getattr(getattr(request, "model_spec", None), "name", "")
         version, code = "", Code.OK
-        self._metrics.inflight.labels("grpc").inc()
         try:
-            response = fn()
+            with self._metrics.inflight.labels("grpc").track_inprogress():
+                response = fn()
             spec = getattr(response, "model_spec", None)
             if spec is not None and spec.HasField("version"):
                 version = str(spec.version.value)
@@ -56,7 +56,6 @@ class _Handler:
             context.abort(grpc.StatusCode.INTERNAL, f"InternalError error: {type(e).__name__}: {e}")
             raise
         finally:
-            self._metrics.inflight.labels("grpc").dec()
             self._metrics.observe(
                 model, version, method, "grpc", code.name, time.perf_counter() - start
             )

@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+from pythonjsonlogger.json import JsonFormatter
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, extra fields, exception."""
+class _UtcJsonFormatter(JsonFormatter):
+    # ISO-8601 UTC with milliseconds (`2026-11-24T16:12:37.123Z`), as log collectors expect.
+    converter = time.gmtime  # type: ignore[assignment]  # typeshed: gmtime(secs=None)
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
 
-    def format(self, record: logging.LogRecord) -> str:
-        """Formats a record as a JSON line."""
-        entry: dict[str, object] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value if isinstance(value, (str, int, float, bool)) else repr(value)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object per record: ts, level, logger, message, extra fields, exception."""
+    return _UtcJsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={
+            "asctime": "ts",
+            "levelname": "level",
+            "name": "logger",
+            "exc_info": "exception",
+        },
+    )
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:
@@ -38,7 +37,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     """
     handler = logging.StreamHandler()
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(json_formatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

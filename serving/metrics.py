@@ -44,7 +44,9 @@ class ServingMetrics:
         )
         self.examples = Counter(
             "serving_examples",
-            "Examples (first-dimension rows) answered.",
+            # TF Serving's example-count metric (`:tensorflow:serving:request_example_counts`):
+            # counted by the service for every answered Predict/Classify/Regress.
+            "Examples (first-dimension rows of the inputs) answered.",
             ["model", "version", "method"],
             registry=self.registry,
         )

@@ -8,6 +8,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +32,14 @@ from serving.errors import (
 logger = logging.getLogger(__name__)
 
 EXAMPLE_INPUT_NAMES = ("examples", "inputs")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """A signature's outputs, and the fused schema detector's flags (None: no detector ran)."""
+
+    outputs: Arrays
+    flags: np.ndarray | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +126,7 @@ class ServableVersion:
           path: SavedModel directory.
           batching: Server-side batching settings; None disables batching.
           detector: Schema violation detector (`ExampleValidator.detector`) to fuse into the
-            signatures that take serialized examples (see `run_detected`); None: no fusing.
+            signatures that take serialized examples (see `run`); None: no fusing.
         """
         self.name = name
         self.version = version
@@ -235,12 +245,9 @@ class ServableVersion:
         )
 
     def _warm_run(self, key: str, inputs: Arrays) -> None:
-        # Warm the path requests take: the fused call when there is one (its flags only
-        # matter to requests; warm-up records are the model author's).
-        if self.fused(key):
-            self.run_detected(key, inputs)
-        else:
-            self.run(key, inputs)
+        # The same call requests take (fused when there is a fused function); the flags only
+        # matter to requests: warm-up records are the model author's.
+        self.run(key, inputs)
 
     def signature(self, key: str) -> SignatureInfo:
         """Returns a signature's description.
@@ -261,72 +268,52 @@ class ServableVersion:
             )
         return info
 
-    def run(self, key: str, inputs: Arrays) -> Arrays:
-        """Runs a signature (through its batch queue when batching is on).
+    @property
+    def fused_signatures(self) -> frozenset[str]:
+        """Signature keys whose call also runs the schema detector (see `run`)."""
+        return frozenset(self._fused)
+
+    def run(self, key: str, inputs: Arrays) -> RunResult:
+        """Runs a signature once: the one way from a request to the SavedModel.
+
+        Signatures taking serialized examples have, when a detector was given, the schema
+        detector compiled into the same TF call (one dispatch and one conversion of the
+        examples instead of two, the detector's ops running beside the model's); the model
+        runs even on violating examples and the caller decides from the flags. With
+        server-side batching the call goes through the signature's batch queue (no flags).
 
         Args:
           key: Signature key.
           inputs: Input alias to array, already checked against the signature.
 
         Returns:
-          Output alias to array.
+          The outputs, and the detector's flags (one bool per schema feature) or None.
 
         Raises:
-          ServingError: With TensorFlow's status code when the signature fails.
+          ServingError: With TensorFlow's status code when the call fails (e.g. unparseable
+            examples: the caller may then explain which example is at fault).
         """
         queue = self._queues.get(key)
         if queue is not None:
-            return queue.submit(inputs)
-        return self._call(key, inputs)
-
-    def fused(self, key: str) -> bool:
-        """Whether `run_detected` can serve this signature (it has a fused detector)."""
-        return key in self._fused
-
-    def run_detected(self, key: str, inputs: Arrays) -> tuple[Arrays, np.ndarray]:
-        """Runs a signature and the schema detector on its example input in one TF call.
-
-        One call instead of two saves a TensorFlow dispatch and a second conversion of the
-        examples, and lets the detector's ops run beside the model's. The caller decides from
-        the flags whether to use the outputs (the model runs even on violating examples).
-
-        Args:
-          key: Signature key; `fused(key)` must be true.
-          inputs: Input alias to array, already checked against the signature.
-
-        Returns:
-          Output alias to array, and the detector's flags (one bool per schema feature).
-
-        Raises:
-          ServingError: With TensorFlow's status code when the model or the detector fails
-            (e.g. unparseable examples): the caller then takes the two-call path.
-        """
-        fn = self._fused.get(key)
-        if fn is None:
-            raise FailedPreconditionError(f"Version {self.version} of {self.name} is not loaded")
-        outputs, flags = self._invoke(fn, key, inputs, detected=True)
-        assert flags is not None
-        return outputs, flags.numpy()
+            return RunResult(queue.submit(inputs), None)
+        fused = self._fused.get(key)
+        if fused is None:
+            return RunResult(self._call(key, inputs), None)
+        outputs, flags = self._invoke(fused, key, inputs)
+        return RunResult(_numpy(outputs), flags.numpy())
 
     def _call(self, key: str, inputs: Arrays) -> Arrays:
+        # The plain signature (also the batch queue's runner, on merged batches).
         fn = self._functions.get(key)
         if fn is None:
             raise FailedPreconditionError(f"Version {self.version} of {self.name} is not loaded")
-        outputs, _ = self._invoke(fn, key, inputs, detected=False)
-        return outputs
+        return _numpy(self._invoke(fn, key, inputs))
 
-    def _invoke(
-        self,
-        fn: tf.types.experimental.ConcreteFunction,
-        key: str,
-        inputs: Arrays,
-        detected: bool,
-    ) -> tuple[Arrays, tf.Tensor | None]:
+    def _invoke(self, fn: tf.types.experimental.ConcreteFunction, key: str, inputs: Arrays) -> Any:
         dtypes = self._dtypes[key]
         try:
             feed = {name: tf.constant(value, dtype=dtypes[name]) for name, value in inputs.items()}
-            result, flags = fn(**feed) if detected else (fn(**feed), None)
-            return {name: value.numpy() for name, value in result.items()}, flags
+            return fn(**feed)
         except tf.errors.OpError as e:
             raise tf_error(e, f"Signature {key!r} of {self.name} version {self.version}") from None
         except (TypeError, ValueError) as e:
@@ -340,6 +327,10 @@ class ServableVersion:
         self._functions = {}
         self._fused = {}
         self._loaded = None
+
+
+def _numpy(result: Mapping[str, tf.Tensor]) -> Arrays:
+    return {name: value.numpy() for name, value in result.items()}
 
 
 def _fuse(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import contextlib
-import http.server
+import dataclasses
 import json
 import logging
 import re
@@ -16,8 +18,11 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from serving import tensors
 from serving.errors import (
@@ -28,7 +33,6 @@ from serving.errors import (
     ServingError,
     http_status,
 )
-from serving.manager import State
 from serving.metrics import ServingMetrics
 from serving.model import SignatureInfo
 from serving.service import InferenceService, Target, classification_rows, regression_values
@@ -184,6 +188,16 @@ def _predict_json(
     return {"predictions": rows}, str(result.version)
 
 
+def _parse_json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidArgumentError(f"JSON Parse error: {e}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgumentError("The request body must be a JSON object")
+    return body
+
+
 def _examples_json(body: dict[str, Any]) -> list[bytes]:
     examples = body.get("examples")
     if not isinstance(examples, list) or not examples:
@@ -201,22 +215,103 @@ def _examples_json(body: dict[str, Any]) -> list[bytes]:
     return out
 
 
-class _HttpServer(http.server.ThreadingHTTPServer):
-    request_queue_size = 1024  # the default backlog of 5 resets connections under load
+# Bodies declared up to this many times the limit are read and discarded so that the client
+# gets its 429 rather than a reset; larger ones are answered at once and the connection closed.
+_DISCARD_FACTOR = 4
 
 
-def _discard(handler: http.server.BaseHTTPRequestHandler, length: int) -> None:
-    remaining = length
-    while remaining > 0:
-        chunk = handler.rfile.read(min(remaining, 1 << 16))
-        if not chunk:
-            handler.close_connection = True
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status, content type and body."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+@tornado.web.stream_request_body
+class _Handler(tornado.web.RequestHandler):
+    """Hands every GET/POST to `RestServer.handle` on the bounded worker pool.
+
+    The body is streamed in so that the size limit answers RESOURCE_EXHAUSTED (429) as TF
+    Serving does, instead of tornado's bare 400 for bodies over `max_body_size`.
+    """
+
+    SUPPORTED_METHODS = ("GET", "POST")
+
+    def initialize(self, rest: RestServer) -> None:  # type: ignore[override]
+        self._rest = rest
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def prepare(self) -> None:
+        # tornado checks the framing (one non-negative integer Content-Length) only when it
+        # reads the body, after this: anything else is left to it (400).
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > _DISCARD_FACTOR * self._rest.max_request_bytes:
+            # Far too large to read: answer now; tornado closes the connection, body unread
+            # (raising its cap first, so that it does not also write its own 400).
+            self.request.connection.set_max_body_size(int(length))  # type: ignore[union-attr]
+            self._reply(self._rest.too_large(int(length)))
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size <= self._rest.max_request_bytes:
+            self._chunks.append(chunk)
+        else:
+            self._chunks = []  # over the limit: read on only to answer, keep nothing
+
+    async def get(self) -> None:
+        await self._dispatch(None)
+
+    async def post(self) -> None:
+        await self._dispatch(b"".join(self._chunks))
+
+    async def _dispatch(self, body: bytes | None) -> None:
+        if self._finished:
             return
-        remaining -= len(chunk)
+        too_large = self._size > self._rest.max_request_bytes
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(
+            self._rest.pool,
+            self._rest.handle,
+            self.request.method or "",
+            self.request.path,
+            body,
+            self._size if too_large else None,
+        )
+        self._reply(reply)
+
+    def _reply(self, reply: Reply) -> None:
+        self.set_status(reply.status)
+        self.set_header("Content-Type", reply.content_type)
+        if self._rest.draining:
+            # Tells keep-alive clients not to reuse the connection; `stop` closes it.
+            self.set_header("Connection", "close")
+        self.finish(reply.body)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        logger.error("REST %s %s failed", self.request.method, self.request.path, exc_info=value)
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    # Access lines at DEBUG (tornado logs 4xx as warnings): failures are logged with their
+    # TF Serving code by `RestServer._handle`.
+    request = handler.request
+    logger.debug(
+        "REST %s %s %s %d", request.remote_ip, request.method, request.uri, handler.get_status()
+    )
 
 
 class RestServer:
-    """A threaded HTTP/1.1 server for TF Serving's REST API, probes and metrics."""
+    """TF Serving's REST API, probes and metrics on tornado's HTTP/1.1 server.
+
+    One event-loop thread owns every connection (no thread per connection); request handling
+    (TensorFlow calls) runs on a bounded thread pool. tornado enforces the HTTP framing this
+    server relies on: strict request lines (no HTTP/0.9), a single integer Content-Length,
+    chunked bodies, a total body cap (`max_body_size`), and timeouts for connections that go
+    idle or send headers or bodies too slowly (`idle_connection_timeout`, `body_timeout`).
+    """
 
     def __init__(
         self,
@@ -226,6 +321,9 @@ class RestServer:
         metrics: ServingMetrics,
         max_request_bytes: int,
         is_ready: Callable[[], bool],
+        max_workers: int = 16,
+        idle_timeout_s: float = 60.0,
+        body_timeout_s: float = 60.0,
     ) -> None:
         """Binds the port (0 = any free port); call `start` to serve.
 
@@ -236,43 +334,73 @@ class RestServer:
           metrics: Metrics to update and expose.
           max_request_bytes: Larger bodies are refused with RESOURCE_EXHAUSTED (HTTP 429).
           is_ready: Readiness of the whole server (models loaded, not draining).
+          max_workers: Threads handling requests (connections take none).
+          idle_timeout_s: A connection idle (or sending its headers) this long is closed.
+          body_timeout_s: A request body not received within this time closes the connection.
         """
         self._service = service
         self._metrics = metrics
-        self._max_bytes = max_request_bytes
+        self.max_request_bytes = max_request_bytes
         self._is_ready = is_ready
+        self._idle_timeout_s = idle_timeout_s
+        self._body_timeout_s = body_timeout_s
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="rest")
+        self._sockets = tornado.netutil.bind_sockets(
+            port,
+            host,
+            family=socket.AF_INET,
+            backlog=1024,  # bursts queue, not reset
+        )
         self._inflight = 0
         self._cond = threading.Condition()
-        self._connections: set[socket.socket] = set()
-        self._draining = False
-        self._httpd = _HttpServer((host, port), self._handler_class())
-        self._httpd.daemon_threads = True
+        self.draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._http: tornado.httpserver.HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
         """The bound port."""
-        return int(self._httpd.server_address[1])
+        return int(self._sockets[0].getsockname()[1])
 
     def start(self) -> None:
-        """Serves in a background thread."""
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="rest",
-            daemon=True,
-        )
+        """Serves on an event loop in a background thread; returns once it accepts."""
+        started = threading.Event()
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            app = tornado.web.Application(
+                [(r"/.*", _Handler, {"rest": self})], log_function=_log_request
+            )
+            self._http = tornado.httpserver.HTTPServer(
+                app,
+                max_body_size=_DISCARD_FACTOR * self.max_request_bytes,
+                idle_connection_timeout=self._idle_timeout_s,
+                body_timeout=self._body_timeout_s,
+            )
+            self._http.add_sockets(self._sockets)
+            loop.call_soon(started.set)
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, name="rest", daemon=True)
         self._thread.start()
+        started.wait()
 
     def stop(self, drain_timeout_s: float) -> None:
-        """Stops accepting, waits for in-flight requests (bounded), closes idle connections.
+        """Stops accepting, waits for in-flight requests (bounded), closes the connections.
 
         Args:
           drain_timeout_s: Longest wait for in-flight requests.
         """
-        with self._cond:
-            self._draining = True
-        self._httpd.shutdown()
+        loop, http = self._loop, self._http
+        if loop is None or http is None:
+            self.pool.shutdown(wait=False)
+            return
+        self.draining = True  # answers from now on carry `Connection: close`
+        loop.call_soon_threadsafe(http.stop)
         deadline = time.monotonic() + drain_timeout_s
         with self._cond:
             while self._inflight > 0 and time.monotonic() < deadline:
@@ -281,95 +409,57 @@ class RestServer:
                 logger.warning(
                     "REST shutdown: %d requests still running after drain", self._inflight
                 )
-            connections = list(self._connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        self._httpd.server_close()
+        closing = asyncio.run_coroutine_threadsafe(http.close_all_connections(), loop)
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            closing.result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.pool.shutdown(wait=False)
 
-    # Request handling ------------------------------------------------------------------------
+    # Request handling (worker threads) -------------------------------------------------------
 
-    def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
-        server = self
+    def too_large(self, size: int) -> Reply:
+        """The RESOURCE_EXHAUSTED answer to a body of `size` bytes."""
+        error = ResourceExhaustedError(
+            f"Request body of {size} bytes exceeds the limit of {self.max_request_bytes} bytes"
+        )
+        return self._json(http_status(error.code), {"error": error.message})
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            server_version = "tfx-taxi-serving"
-            timeout = 60
+    @staticmethod
+    def _json(status: int, obj: object) -> Reply:
+        return Reply(status, "application/json", json.dumps(obj, separators=(",", ":")).encode())
 
-            def setup(self) -> None:
-                super().setup()
-                # Headers and body are separate writes: without this, Nagle's algorithm and
-                # the client's delayed ACK add ~40 ms to every keep-alive response.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                with server._cond:
-                    server._connections.add(self.connection)
+    def handle(self, verb: str, path: str, body: bytes | None, oversize: int | None) -> Reply:
+        """Answers one request (runs on the worker pool).
 
-            def finish(self) -> None:
-                try:
-                    super().finish()
-                finally:
-                    with server._cond:
-                        server._connections.discard(self.connection)
+        Args:
+          verb: GET or POST.
+          path: URL path (no query).
+          body: The request body (POST).
+          oversize: The body's size when it exceeded the limit (then `body` is empty).
 
-            def log_message(self, format: str, *args: Any) -> None:
-                logger.debug("REST %s - " + format, self.address_string(), *args)
-
-            def do_GET(self) -> None:
-                server._dispatch(self, "GET")
-
-            def do_POST(self) -> None:
-                server._dispatch(self, "POST")
-
-        return Handler
-
-    def _dispatch(self, handler: http.server.BaseHTTPRequestHandler, verb: str) -> None:
+        Returns:
+          The reply.
+        """
         with self._cond:
             self._inflight += 1
-            if self._draining:
-                handler.close_connection = True
-        self._metrics.inflight.labels("rest").inc()
         try:
-            self._handle(handler, verb)
+            with self._metrics.inflight.labels("rest").track_inprogress():
+                return self._handle(verb, path, body, oversize)
         finally:
-            self._metrics.inflight.labels("rest").dec()
             with self._cond:
                 self._inflight -= 1
                 self._cond.notify_all()
 
-    def _send(
-        self,
-        handler: http.server.BaseHTTPRequestHandler,
-        status: int,
-        body: bytes,
-        content_type: str,
-    ) -> None:
-        handler.send_response(status)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("Content-Length", str(len(body)))
-        if handler.close_connection:
-            handler.send_header("Connection", "close")
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    def _send_json(
-        self, handler: http.server.BaseHTTPRequestHandler, status: int, obj: object
-    ) -> None:
-        body = json.dumps(obj, separators=(",", ":")).encode("utf-8")
-        self._send(handler, status, body, "application/json")
-
-    def _handle(self, handler: http.server.BaseHTTPRequestHandler, verb: str) -> None:
-        path = handler.path.split("?", 1)[0]
+    def _handle(self, verb: str, path: str, raw: bytes | None, oversize: int | None) -> Reply:
         if verb == "GET" and path in METRICS_PATHS:
-            self._send(handler, 200, self._metrics.exposition(), "text/plain; version=0.0.4")
-            return
+            return Reply(200, "text/plain; version=0.0.4", self._metrics.exposition())
         if verb == "GET" and path in ("/healthz", "/livez"):
-            self._send_json(handler, 200, {"status": "alive"})
-            return
+            return self._json(200, {"status": "alive"})
         if verb == "GET" and path == "/readyz":
             ready = self._is_ready()
-            self._send_json(handler, 200 if ready else 503, {"ready": ready})
-            return
+            return self._json(200 if ready else 503, {"ready": ready})
         start = time.perf_counter()
         match = _MODEL_ROUTE.match(path)
         name = match.group("name") if match else ""
@@ -383,6 +473,7 @@ class RestServer:
                 match.group("label"),
             )
             route_verb, metadata = match.group("verb"), match.group("metadata")
+            body: dict[str, Any]
             if verb == "GET" and route_verb is None:
                 method = "GetModelMetadata" if metadata else "GetModelStatus"
                 body = self._metadata(target) if metadata else self._status(target)
@@ -394,7 +485,12 @@ class RestServer:
                 and route_verb in ("predict", "classify", "regress")
             ):
                 method = route_verb.capitalize()
-                request = self._read_json(handler)
+                if oversize is not None:
+                    raise ResourceExhaustedError(
+                        f"Request body of {oversize} bytes exceeds the limit of "
+                        f"{self.max_request_bytes} bytes"
+                    )
+                request = _parse_json(raw or b"")
                 signature = request.get("signature_name", "")
                 if not isinstance(signature, str):
                     raise InvalidArgumentError("'signature_name' must be a string")
@@ -416,84 +512,42 @@ class RestServer:
                     version = str(result.version)
             else:
                 raise NotFoundError(f"Malformed request: {verb} {path}")
-            self._send_json(handler, 200, body)
+            return self._json(200, body)
         except ServingError as e:
             code = e.code
             logger.info("REST %s %s failed: %s %s", verb, path, code.name, e.message)
-            self._send_json(handler, http_status(code), {"error": e.message})
-        except Exception as e:
+            return self._json(http_status(code), {"error": e.message})
+        except Exception as e:  # the request boundary: answer 500, keep serving
             code = Code.INTERNAL
             logger.exception("REST %s %s failed unexpectedly", verb, path)
-            self._send_json(
-                handler, 500, {"error": f"InternalError error: {type(e).__name__}: {e}"}
-            )
+            return self._json(500, {"error": f"InternalError error: {type(e).__name__}: {e}"})
         finally:
             if method != "Malformed":
                 self._metrics.observe(
                     name, version, method, "rest", code.name, time.perf_counter() - start
                 )
 
-    def _read_json(self, handler: http.server.BaseHTTPRequestHandler) -> dict[str, Any]:
-        length_header = handler.headers.get("Content-Length")
-        if length_header is None:
-            handler.close_connection = True
-            raise InvalidArgumentError("Content-Length is required")
-        try:
-            length = int(length_header)
-        except ValueError:
-            handler.close_connection = True
-            raise InvalidArgumentError("Bad Content-Length") from None
-        if length > self._max_bytes:
-            if length <= 4 * self._max_bytes:
-                _discard(handler, length)  # read it so the client gets the answer, not a reset
-            else:
-                handler.close_connection = True  # far too large to read: drop the connection
-            raise ResourceExhaustedError(
-                f"Request body of {length} bytes exceeds the limit of {self._max_bytes} bytes"
-            )
-        raw = handler.rfile.read(length)
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InvalidArgumentError(f"JSON Parse error: {e}") from None
-        if not isinstance(body, dict):
-            raise InvalidArgumentError("The request body must be a JSON object")
-        return body
+    # TF Serving renders both responses with protobuf's JSON printer, printing fields left at
+    # their defaults (tensorflow_serving/model_servers/http_rest_api_handler.cc,
+    # ProcessModelStatusRequest / ProcessModelMetadataRequest -> ToJsonString in
+    # http_rest_api_util.cc): the status response with the protos' own json_names, the
+    # metadata one as {"model_spec": ..., "metadata": {"signature_def": ...}} with proto
+    # field names. json_format is the same printer.
 
     def _status(self, target: Target) -> dict[str, Any]:
-        return {
-            "model_version_status": [
-                {
-                    "version": str(s.version),
-                    "state": State(s.state).name,
-                    "status": {
-                        "error_code": Code(s.error_code).name,
-                        "error_message": s.error_message,
-                    },
-                }
-                for s in self._service.statuses(target)
-            ]
-        }
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=target.to_spec())
+        response = self._service.status(request)
+        return json_format.MessageToDict(response, including_default_value_fields=True)
 
     def _metadata(self, target: Target) -> dict[str, Any]:
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        request.model_spec.name = target.name
-        if target.version is not None:
-            request.model_spec.version.value = target.version
-        if target.label:
-            request.model_spec.version_label = target.label
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=target.to_spec(), metadata_field=["signature_def"]
+        )
         response = self._service.metadata(request)
         sig_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(sig_map)
+        options = {"including_default_value_fields": True, "preserving_proto_field_name": True}
         return {
-            "model_spec": {
-                "name": response.model_spec.name,
-                "signature_name": "",
-                "version": str(response.model_spec.version.value),
-            },
-            "metadata": {
-                "signature_def": json_format.MessageToDict(
-                    sig_map, preserving_proto_field_name=True
-                )
-            },
+            "model_spec": json_format.MessageToDict(response.model_spec, **options),
+            "metadata": {"signature_def": json_format.MessageToDict(sig_map, **options)},
         }

@@ -92,7 +92,13 @@ class ModelServer:
             raise RuntimeError(f"Cannot bind gRPC on {address}")
         if s.rest_port is not None:
             self._rest = RestServer(
-                s.host, s.rest_port, self.service, self.metrics, s.max_request_bytes, self.ready
+                s.host,
+                s.rest_port,
+                self.service,
+                self.metrics,
+                s.max_request_bytes,
+                self.ready,
+                max_workers=s.grpc_max_workers,
             )
             self.rest_port = self._rest.port
         self.manager.start()

@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
 from model_contract import CLASSIFY_METHOD, REGRESS_METHOD
 from serving import tensors
 from serving.errors import FailedPreconditionError, InvalidArgumentError, ServingError
-from serving.manager import ModelManager, VersionStatus
+from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
 from serving.model import ServableVersion, SignatureInfo, TensorInfo, examples_of_input
 from serving.validation import ExampleValidator
@@ -44,6 +44,15 @@ class Target:
         version = spec.version.value if spec.HasField("version") else None
         return cls(spec.name, version, spec.version_label or None, spec.signature_name)
 
+    def to_spec(self) -> model_pb2.ModelSpec:
+        """The ModelSpec addressing this target (what the REST routes send to the handlers)."""
+        spec = model_pb2.ModelSpec(name=self.name, signature_name=self.signature)
+        if self.version is not None:
+            spec.version.value = self.version
+        if self.label:
+            spec.version_label = self.label
+        return spec
+
     @property
     def signature_key(self) -> str:
         """The signature key, `serving_default` when none is given."""
@@ -57,6 +66,15 @@ class Outputs:
     version: int
     signature: str
     values: dict[str, np.ndarray]
+
+
+_METHOD_LABEL = {CLASSIFY_METHOD: "Classify", REGRESS_METHOD: "Regress"}
+
+
+def _batch_size(arrays: Mapping[str, np.ndarray]) -> int:
+    """Examples in a request: the inputs' first dimension (1 for scalar inputs)."""
+    first = next(iter(arrays.values()), None)
+    return 1 if first is None or first.ndim == 0 else int(first.shape[0])
 
 
 def _compatible(shape: tuple[int, ...], expected: tuple[int, ...] | None) -> bool:
@@ -136,6 +154,9 @@ class InferenceService:
                         f"to be in the set {{{','.join(sorted(info.outputs))}}}."
                     )
             values = self._validate_and_run(servable, info, arrays)
+            self._metrics.examples.labels(
+                servable.name, str(servable.version), _METHOD_LABEL.get(method or "", "Predict")
+            ).inc(_batch_size(arrays))
             if output_filter:
                 values = {k: v for k, v in values.items() if k in output_filter}
             return Outputs(servable.version, key, values)
@@ -198,30 +219,32 @@ class InferenceService:
     def _validate_and_run(
         self, servable: ServableVersion, info: SignatureInfo, arrays: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """Schema validation (when on), then the model; one TF call where the version has one.
+        """Runs the model once, and schema-validates the example input (when on).
 
-        Versions loaded with the validator's detector fused into their example signatures run
-        both in a single call (cheaper than a separate detector call, and than the Python
-        check even at 1 example); flags raised there are explained (and enforced or logged)
-        exactly like the two-call path, to which any TF error in the fused call falls back,
-        so that errors keep their meaning and messages. Without a fused function (batching
-        on), small batches are checked in Python and larger ones by the detector.
+        The one path from a request to the SavedModel: `servable.run` is called exactly once.
+        Versions loaded with the validator's detector fused into their example signatures
+        return its flags with the outputs; otherwise (server-side batching) the examples are
+        checked after the call (small batches in Python, larger ones by the detector). Flags
+        are explained in Python, naming input, example and feature, then enforced or logged.
+        A TF error from the call (e.g. unparseable or wrongly typed examples) is explained
+        the same way when the schema check finds the cause, else answered as TF reported it.
         """
-        name, key = info.example_input, info.key
-        validator = self._validator
+        name, validator = info.example_input, self._validator
         if validator is None or name is None:
-            return servable.run(key, arrays)
+            return servable.run(info.key, arrays).outputs
         examples = arrays[name]
-        if servable.fused(key):
-            try:
-                values, flags = servable.run_detected(key, arrays)
-            except ServingError:
-                pass  # e.g. unparseable examples: the two-call path names the problem
-            else:
-                self._report(servable, lambda: validator.explain(examples, name, flags))
-                return values
-        self._report(servable, lambda: validator.check(examples, name))
-        return servable.run(key, arrays)
+        try:
+            result = servable.run(info.key, arrays)
+        except ServingError:
+            # Name the example at fault (flags None: all that is known is that the call failed).
+            self._report(servable, lambda: validator.explain(examples, name, None))
+            raise
+        flags = result.flags
+        if flags is None:
+            self._report(servable, lambda: validator.check(examples, name))
+        else:
+            self._report(servable, lambda: validator.explain(examples, name, flags))
+        return result.outputs
 
     def _report(self, servable: ServableVersion, check: Callable[[], None]) -> None:
         """Runs a schema check; a violation is raised (enforce) or counted and logged (log)."""
@@ -355,13 +378,6 @@ class InferenceService:
             entry.status.error_code = status.error_code
             entry.status.error_message = status.error_message
         return response
-
-    def statuses(self, target: Target) -> list[VersionStatus]:
-        """Returns version statuses for the REST status route."""
-        version = target.version
-        if target.label:
-            version = self._manager.label_version(target.name, target.label)
-        return self._manager.statuses(target.name, version)
 
     @staticmethod
     def _fill_spec(spec: model_pb2.ModelSpec, target: Target, result: Outputs) -> None:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 import shutil
 from collections.abc import Iterator
 
 import pytest
+import tensorflow as tf
 
 import schemas
-from serving import fixture, schema
+from serving import schema
 from serving.client import ClientSettings, ModelRef, PredictionClient, RestClient
 from serving.examples import ExampleBuilder
 from serving.schema import FeatureSpec
 from serving.server import ModelServer
 from serving.settings import ServerSettings
+from tests.serving.support import fixture
 
 MODEL = "chicago_taxi"
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
@@ -31,6 +34,18 @@ class Target:
     embedded: bool
     labels: dict[str, int]
     server: ModelServer | None = None
+
+
+# Fixtures that start a server or build SavedModels: tests using them are `slow`, so that
+# `make test-fast` (-m "not slow") runs only the tests that need neither.
+SLOW_FIXTURES = frozenset({"target", "embedded", "model_library"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = pathlib.Path(__file__).parent
+    for item in items:
+        if here in item.path.parents and SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +69,25 @@ def model_library(
         1: fixture.build_model(str(root / "1"), features, seed=1, bias=-1.0, with_spin=True),
         2: fixture.build_model(str(root / "2"), features, seed=2, bias=1.0, with_spin=True),
     }
+
+
+def mutate(example: bytes, **features: object) -> bytes:
+    """Returns the example with features replaced (None removes one), typed by the value."""
+    e = tf.train.Example.FromString(example)
+    for name, value in features.items():
+        if value is None:
+            if name in e.features.feature:
+                del e.features.feature[name]
+        elif isinstance(value, float):
+            e.features.feature[name].Clear()
+            e.features.feature[name].float_list.value.append(value)
+        elif isinstance(value, int):
+            e.features.feature[name].Clear()
+            e.features.feature[name].int64_list.value.append(value)
+        else:
+            e.features.feature[name].Clear()
+            e.features.feature[name].bytes_list.value.append(str(value).encode())
+    return e.SerializeToString()
 
 
 def install_version(library: dict[int, str], source: int, base: str, version: int) -> str:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from serving import client_cli, fixture
+from serving import client_cli
 from serving.client import ClientSettings, ModelRef, PredictionClient
 from tests.serving.conftest import MODEL, Target, install_version
+from tests.serving.support import fixture
 
 
 def _csv(path: Path, rows: list[dict[str, object]]) -> str:
@@ -88,9 +89,8 @@ def test_server_process_serves_and_stops_on_sigterm(
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
     try:
-        with PredictionClient(
-            ClientSettings(f"127.0.0.1:{port}", deadline_s=90, max_retries=100, backoff_max_s=0.5)
-        ) as c:
+        with PredictionClient(ClientSettings(f"127.0.0.1:{port}", deadline_s=30)) as c:
+            assert c.wait_until_available(ModelRef(MODEL), timeout_s=90) == 1
             assert c.predict(ModelRef(MODEL), examples).version == 1
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0

@@ -14,7 +14,7 @@ from tensorflow.core.framework import types_pb2
 from serving import tensors
 from serving.client import ModelRef, PredictionClient, RestClient
 from serving.errors import Code, ServingError
-from tests.serving.conftest import MAX_REQUEST_BYTES, Target, latest_version
+from tests.serving.conftest import MAX_REQUEST_BYTES, Target, latest_version, mutate
 
 # Codes where TF Serving and this server may legitimately word the same failure differently.
 LABEL_CODES = {Code.NOT_FOUND, Code.INVALID_ARGUMENT}
@@ -24,24 +24,6 @@ METHOD_CODES = {Code.FAILED_PRECONDITION, Code.INVALID_ARGUMENT}
 def embedded_only(target: Target, why: str) -> None:
     if not target.embedded:
         pytest.skip(f"Only the embedded server can be set up for this: {why}")
-
-
-def mutate(example: bytes, **features: object) -> bytes:
-    e = tf.train.Example.FromString(example)
-    for name, value in features.items():
-        if value is None:
-            if name in e.features.feature:
-                del e.features.feature[name]
-        elif isinstance(value, float):
-            e.features.feature[name].Clear()
-            e.features.feature[name].float_list.value.append(value)
-        elif isinstance(value, int):
-            e.features.feature[name].Clear()
-            e.features.feature[name].int64_list.value.append(value)
-        else:
-            e.features.feature[name].Clear()
-            e.features.feature[name].bytes_list.value.append(str(value).encode())
-    return e.SerializeToString()
 
 
 def expect(code: Code | set[Code], fn, *args, **kwargs) -> ServingError:  # type: ignore[no-untyped-def]
@@ -268,17 +250,33 @@ def test_schema_violations_name_the_feature(
 
 
 def test_large_batches_use_the_fused_call_and_still_name_the_problem(
-    grpc_client: PredictionClient, target: Target, model: ModelRef, examples: list[bytes]
+    grpc_client: PredictionClient,
+    target: Target,
+    model: ModelRef,
+    examples: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     embedded_only(target, "schema validation is this server's")
     assert target.server is not None
     with target.server.manager.lease(target.model, None, None) as servable:
-        assert servable.fused("serving_default") and servable.fused("classify")
-        assert not servable.fused("spin")  # no serialized-examples input
+        assert {"serving_default", "classify"} <= servable.fused_signatures
+        assert "spin" not in servable.fused_signatures  # no serialized-examples input
+    # Count the TF calls of the served version (the real call, only counted): every request,
+    # good or bad, reaches the SavedModel exactly once.
+    calls: list[str] = []
+    invoke = type(servable)._invoke
+
+    def counted(self, fn, key, inputs):  # type: ignore[no-untyped-def]
+        calls.append(key)
+        return invoke(self, fn, key, inputs)
+
+    monkeypatch.setattr(type(servable), "_invoke", counted)
     batch = (list(examples) * 3)[:20]
     assert grpc_client.predict(model, batch).outputs["probabilities"].shape == (20, 1)
+    assert calls == ["serving_default"]
     garbage = [*batch[:15], b"\xff\xfe not a tf.Example", *batch[16:]]
     error = expect(Code.INVALID_ARGUMENT, grpc_client.predict, model, garbage)
+    assert calls == ["serving_default"] * 2
     assert "'examples'" in error.message and "example 15" in error.message, error.message
     assert "could not be parsed" in error.message
     two = tf.train.Example.FromString(batch[11])
@@ -291,6 +289,7 @@ def test_large_batches_use_the_fused_call_and_still_name_the_problem(
     )
     assert "'examples'" in error.message and "example 11" in error.message, error.message
     assert "trip_miles" in error.message
+    assert calls == ["serving_default"] * 3
 
 
 def test_missing_optional_feature_is_fine(
@@ -369,7 +368,16 @@ def test_rest_status_routes(
     assert all(isinstance(v["version"], str) for v in versions)
     first = versions[0]["version"]
     status, body = rest_client.request("GET", f"/v1/models/{target.model}/versions/{first}")
-    assert status == 200 and [v["version"] for v in body["model_version_status"]] == [first]
+    # The whole document, as TF Serving's REST API prints GetModelStatusResponse.
+    assert status == 200 and body == {
+        "model_version_status": [
+            {
+                "version": first,
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
     for label, version in target.labels.items():
         status, body = rest_client.request("GET", f"/v1/models/{target.model}/labels/{label}")
         assert status == 200 and [v["version"] for v in body["model_version_status"]] == [
@@ -384,8 +392,12 @@ def test_rest_metadata(
 ) -> None:
     status, body = rest_client.request("GET", f"/v1/models/{target.model}/metadata")
     assert status == 200
-    assert body["model_spec"]["name"] == target.model
-    assert body["model_spec"]["version"] == str(latest_version(grpc_client, model))
+    assert set(body) == {"model_spec", "metadata"} and set(body["metadata"]) == {"signature_def"}
+    assert body["model_spec"] == {
+        "name": target.model,
+        "signature_name": "",
+        "version": str(latest_version(grpc_client, model)),
+    }
     sigs = body["metadata"]["signature_def"]["signature_def"]
     assert sigs["classify"]["method_name"] == "tensorflow/serving/classify"
     assert sigs["serving_default"]["inputs"]["examples"]["dtype"] == "DT_STRING"
@@ -541,7 +553,15 @@ def test_rest_probes_and_metrics(
     rest_client: RestClient, target: Target, model: ModelRef, examples: list[bytes]
 ) -> None:
     embedded_only(target, "probe routes and metric names are this server's")
+    assert target.server is not None
+    registry = target.server.metrics.registry
+    version = str(latest_version_rest(rest_client, model))
+    labels = {"model": target.model, "version": version, "method": "Predict"}
+    before = registry.get_sample_value("serving_examples_total", labels) or 0.0
     rest_client.predict(model, examples)
+    assert rest_client.request("GET", "/v1/models/no_such_model")[0] == 404
+    # TF Serving's example count: one per example answered.
+    assert registry.get_sample_value("serving_examples_total", labels) == before + len(examples)
     assert rest_client.request("GET", "/healthz")[0] == 200
     assert rest_client.request("GET", "/readyz")[0] == 503  # "pending" has no version
     status, text = rest_client.request("GET", "/monitoring/prometheus/metrics")
@@ -554,6 +574,10 @@ def test_rest_probes_and_metrics(
     assert 'serving_loaded_versions{model="chicago_taxi"} 2.0' in text
     assert 'code="NOT_FOUND"' in text
     assert "serving_warmup_requests_total" in text
+
+
+def latest_version_rest(client: RestClient, model: ModelRef) -> int:
+    return max(int(s["version"]) for s in client.model_status(model) if s["state"] == "AVAILABLE")
 
 
 def test_tensor_conversions_roundtrip() -> None:

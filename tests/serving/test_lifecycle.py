@@ -16,8 +16,7 @@ from serving.client import ClientSettings, ClientTls, ModelRef, PredictionClient
 from serving.errors import Code, InvalidArgumentError, ServingError
 from serving.server import ModelServer
 from serving.settings import ModelSettings, TlsServerSettings
-from tests.serving.conftest import MODEL, install_version, server_settings
-from tests.serving.test_contract import mutate
+from tests.serving.conftest import MODEL, install_version, mutate, server_settings
 
 
 def spin(client: PredictionClient, iterations: int) -> float:
@@ -103,10 +102,11 @@ def test_client_retries_only_unavailable(
         with pytest.raises(ServingError) as info:
             client.predict(ModelRef("other"), examples)
         assert info.value.code == Code.NOT_FOUND and count("other", "NOT_FOUND") == 1
-        # A client that keeps retrying gets its answer once the first version loads.
+        # A client whose retries outlast the load gets its answer once the first version
+        # loads (backoffs 1, 2, 4, 8 s: up to 15 s of retries within the deadline).
         patient = PredictionClient(
             ClientSettings(
-                target, deadline_s=60, max_retries=20, backoff_initial_s=0.1, backoff_max_s=0.5
+                target, deadline_s=60, max_retries=4, backoff_initial_s=1.0, backoff_max_s=8.0
             )
         )
         threading.Timer(0.3, install_version, (model_library, 1, base, 1)).start()

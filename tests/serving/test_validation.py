@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import fixture
 from serving.errors import InvalidArgumentError
 from serving.examples import ExampleBuilder, ExampleBuildError, example_to_json
 from serving.schema import FeatureSpec
 from serving.validation import ExampleValidator
-from tests.serving.test_contract import mutate
+from tests.serving.conftest import mutate
+from tests.serving.support import fixture
 
 
 def test_serving_environment(features: tuple[FeatureSpec, ...]) -> None:

@@ -1,0 +1,1 @@
+"""Test support for the serving tests and benchmark: small real contract SavedModels."""
