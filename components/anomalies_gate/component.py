@@ -28,9 +28,9 @@ class AnomaliesGate(base_component.BaseComponent):
     """Stops the run when ExampleValidator found anomalies (or only warns).
 
     ExampleValidator records anomalies but never fails. The gate also writes them as a
-    Markdown table (`anomalies_report`) the Kubeflow Pipelines UI shows. Transform and Trainer consume this
-    component's `validated_schema` instead of the imported schema, so on every orchestrator
-    (Beam locally, KFP) nothing trains on data that failed validation.
+    Markdown table (`anomalies_report`) the Kubeflow Pipelines UI shows. Transform and
+    Trainer consume this component's `validated_schema` instead of the imported schema, so on
+    every orchestrator (Beam locally, KFP) nothing trains on data that failed validation.
     """
 
     SPEC_CLASS = AnomaliesGateSpec

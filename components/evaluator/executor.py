@@ -48,7 +48,9 @@ def describe_baseline(baselines: list[types.Artifact]) -> str:
     """`version N` (or the artifact URI) of the served baseline, or that there was none."""
     if not has_served_baseline(baselines):
         return NO_BASELINE
-    served = next(b for b in baselines if b.get_string_custom_property(SOURCE_PROPERTY) != SOURCE_NONE)
+    served = next(
+        b for b in baselines if b.get_string_custom_property(SOURCE_PROPERTY) != SOURCE_NONE
+    )
     version = served.get_string_custom_property(VERSION_PROPERTY)
     return f"version {version}" if version else served.uri
 
@@ -87,7 +89,9 @@ def write_ui_outputs(
             metrics.set_float_custom_property(name, value)
 
     classification = artifact_utils.get_single_instance(output_dict[CLASSIFICATION_METRICS_KEY])
-    classification.set_string_custom_property(kfp_metrics.DISPLAY_NAME, "candidate, whole eval split")
+    classification.set_string_custom_property(
+        kfp_metrics.DISPLAY_NAME, "candidate, whole eval split"
+    )
     if evaluation.roc:
         classification.set_json_value_custom_property(
             kfp_metrics.CONFIDENCE_METRICS, kfp_metrics.confidence_metrics(evaluation.roc)

@@ -8,9 +8,7 @@ def _cell(text: str) -> str:
     return " ".join(text.replace("|", "\\|").split())
 
 
-def anomalies_markdown(
-    found: Sequence[dict[str, str]], splits: Sequence[str], policy: str
-) -> str:
+def anomalies_markdown(found: Sequence[dict[str, str]], splits: Sequence[str], policy: str) -> str:
     """Renders anomalies per split and feature as Markdown tables.
 
     Args:
@@ -47,8 +45,6 @@ def anomalies_markdown(
         ]
         for a in found:
             row = (a["split"], a["feature"] or "(data set)", a["severity"], a["short"])
-            lines.append(
-                "| " + " | ".join(_cell(v) for v in (*row, a["description"])) + " |"
-            )
+            lines.append("| " + " | ".join(_cell(v) for v in (*row, a["description"])) + " |")
     lines.append("")
     return "\n".join(lines)

@@ -150,10 +150,8 @@ def _binary(by_output: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load(uri: str, model_name: str) -> Any:
-    try:
-        result = tfma.load_eval_result(uri, model_name=model_name)
-    except Exception:  # noqa: BLE001 - TFMA raises several types for an unknown model name
-        return None
+    # An unknown model name (or an empty directory) loads as no metrics, without raising.
+    result = tfma.load_eval_result(uri, model_name=model_name)
     return result if result.slicing_metrics else None
 
 
@@ -176,7 +174,7 @@ def _headline_keys(eval_config: tfma.EvalConfig) -> list[tuple[tuple[str, str], 
 
 
 def _roc(plots: dict[str, Any]) -> list[RocPoint]:
-    points = []
+    points: list[RocPoint] = []
     for matrix in _binary(plots).get(_MATRICES, {}).get("matrices", []):
         threshold = _number(matrix.get("threshold", 0.0))
         recall = _number(matrix.get("recall", 0.0))
@@ -288,7 +286,7 @@ def read_evaluation(uri: str, eval_config: tfma.EvalConfig) -> EvaluationResult:
     headline_keys = [k for k in _headline_keys(eval_config) if k in by_key]
     plots = {_key(key): p for key, p in candidate.plots}
     baseline_plots = {_key(key): p for key, p in (baseline.plots if baseline else [])}
-    overall_metrics = next((m for k, m in candidate.slicing_metrics if not k), {})
+    overall_metrics: dict[str, Any] = next((m for k, m in candidate.slicing_metrics if not k), {})
     return EvaluationResult(
         slices=slices,
         headline=[by_key[k] for k in headline_keys],

@@ -5,7 +5,7 @@ nothing (no script, stylesheet, font or image from elsewhere), so it also render
 """
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from components.reports.evaluation import (
     HEADLINE_METRICS,
@@ -44,7 +44,7 @@ def _e(text: object) -> str:
 
 def _fmt(value: float | None) -> str:
     if value is None:
-        return "–"
+        return "-"
     if float(value).is_integer() and abs(value) >= 10:
         return f"{value:,.0f}"
     return f"{value:.4f}"
@@ -61,8 +61,9 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
 def _unit_axes(size: int, pad: int, x_label: str, y_label: str) -> list[str]:
     """A square plot of [0, 1] x [0, 1] with ticks, grid and the diagonal."""
     inner = size - 2 * pad
-    parts = [f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="none" '
-             'stroke="#57606a"/>']
+    parts = [
+        f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="none" stroke="#57606a"/>'
+    ]
     for i in range(0, 11, 2):
         t = i / 10
         x = pad + t * inner
@@ -118,12 +119,12 @@ def roc_svg(
     return _svg(size, size, parts, "ROC curve")
 
 
-def calibration_svg(series: dict[str, Sequence[CalibrationBucket]]) -> str:
+def calibration_svg(series: Mapping[str, Sequence[CalibrationBucket]]) -> str:
     """Mean label against mean prediction per prediction bucket, one line per slice."""
     size, pad = 340, 40
     inner = size - 2 * pad
     parts = _unit_axes(size, pad, "mean prediction in bucket", "observed rate of positives")
-    for (name, buckets), color in zip(series.items(), _SERIES_COLORS):
+    for (name, buckets), color in zip(series.items(), _SERIES_COLORS, strict=False):
         points = [
             (pad + b.mean_prediction * inner, pad + (1 - b.mean_label) * inner, b.examples)
             for b in buckets
@@ -145,9 +146,16 @@ def calibration_svg(series: dict[str, Sequence[CalibrationBucket]]) -> str:
     return _svg(size, size, parts, "calibration")
 
 
-def bars_svg(rows: Sequence[tuple[str, Sequence[tuple[float | None, str]]]], width: int = 520) -> str:
-    """Horizontal bars in [0, 1]: one group per row label, one bar per (value, color)."""
-    label_w, bar_h, gap = 190, 12, 8
+def bars_svg(
+    rows: Sequence[tuple[str, Sequence[tuple[float | None, str]]]], width: int = 560
+) -> str:
+    """Horizontal bars in [0, 1]: one group per row label, one bar per (value, color).
+
+    A None value draws no bar and says `n/a`.
+    """
+    bar_h, gap = 12, 8
+    # About 6.5 px per character at the 11 px font: room for the longest label.
+    label_w = int(min(340, 16 + 6.5 * max((len(label) for label, _ in rows), default=10)))
     plot_w = width - label_w - 60
     height = 24
     parts = []
@@ -155,7 +163,9 @@ def bars_svg(rows: Sequence[tuple[str, Sequence[tuple[float | None, str]]]], wid
     for label, bars in rows:
         group_top = y
         for value, color in bars:
-            if value is not None:
+            if value is None:
+                parts.append(f'<text x="{label_w + 4}" y="{y + bar_h - 2}">n/a</text>')
+            else:
                 w = max(0.0, min(1.0, value)) * plot_w
                 parts += [
                     f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" '
@@ -171,9 +181,7 @@ def bars_svg(rows: Sequence[tuple[str, Sequence[tuple[float | None, str]]]], wid
     height = y + 18
     for i in range(0, 11, 2):
         x = label_w + i / 10 * plot_w
-        parts.insert(
-            0, f'<line x1="{x:.1f}" y1="4" x2="{x:.1f}" y2="{y}" stroke="#eaeef2"/>'
-        )
+        parts.insert(0, f'<line x1="{x:.1f}" y1="4" x2="{x:.1f}" y2="{y}" stroke="#eaeef2"/>')
         parts.append(f'<text x="{x:.1f}" y="{y + 12}" text-anchor="middle">{i / 10:.1f}</text>')
     return _svg(width, height, parts, "bar chart")
 
@@ -198,7 +206,7 @@ def _confusion_table(evaluation: EvaluationResult) -> str:
     if m is None:
         return ""
     return (
-        f'<table><tr><th>threshold {m.threshold:g}</th><th>predicted 0</th><th>predicted 1</th>'
+        f"<table><tr><th>threshold {m.threshold:g}</th><th>predicted 0</th><th>predicted 1</th>"
         f"</tr><tr><td>actual 0</td><td>{m.true_negatives:,.0f}</td>"
         f"<td>{m.false_positives:,.0f}</td></tr><tr><td>actual 1</td>"
         f"<td>{m.false_negatives:,.0f}</td><td>{m.true_positives:,.0f}</td></tr></table>"
@@ -218,29 +226,37 @@ def _operating_point(evaluation: EvaluationResult) -> RocPoint | None:
     )
 
 
+def _auc(metrics: dict[str, float]) -> float | None:
+    # AUC needs both classes; TFMA reports 0 for a slice without positives (or negatives).
+    if metrics.get("mean_label") in (0.0, 1.0):
+        return None
+    return metrics.get("auc")
+
+
 def _per_slice_section(evaluation: EvaluationResult) -> str:
     features = sorted({s.feature for s in evaluation.slices if s.feature})
     blocks = []
     for feature in features:
         results = [s for s in evaluation.slices if s.feature == feature]
-        shown = results[:MAX_SLICES_PER_FEATURE]
+        shown = results[:MAX_SLICES_PER_FEATURE]  # largest first
+        if all(s.value.lstrip("-").isdigit() for s in shown):
+            shown.sort(key=lambda s: int(s.value))  # hours read better in order
         note = (
-            f" ({len(shown)} largest of {len(results)} slices)"
-            if len(results) > len(shown)
-            else ""
+            f" ({len(shown)} largest of {len(results)} slices)" if len(results) > len(shown) else ""
         )
         rows = [
             (
                 f"{s.value} (n={s.candidate.get('example_count', 0):,.0f})",
-                [(s.candidate.get("auc"), CANDIDATE_COLOR)]
-                + ([(s.baseline.get("auc"), BASELINE_COLOR)] if s.baseline else []),
+                [(_auc(s.candidate), CANDIDATE_COLOR)]
+                + ([(_auc(s.baseline), BASELINE_COLOR)] if s.baseline else []),
             )
             for s in shown
         ]
         blocks.append(
             f"<h3>{_e(feature)}{_e(note)}</h3>"
-            '<div class="row"><div>AUC per slice' + bars_svg(rows) + "</div>"
-            f"<div>{_metrics_table(shown, evaluation.has_baseline)}</div></div>"
+            '<div class="muted">AUC per slice (n/a: the slice has one class only)</div>'
+            + bars_svg(rows)
+            + _metrics_table(shown, evaluation.has_baseline)
         )
     return "".join(blocks)
 
@@ -281,7 +297,7 @@ def render_html(
         else "No baseline: nothing was served yet, so only the absolute thresholds applied."
     )
     calibration = {name: b for name, b in evaluation.calibration.items() if b}
-    calibration_legend = list(zip(calibration, _SERIES_COLORS))
+    calibration_legend = list(zip(calibration, _SERIES_COLORS, strict=False))
     sections = [
         f"<h1>{_e(title)}</h1>",
         f'<div class="muted">baseline: {_e(baseline)}</div>',
@@ -298,7 +314,7 @@ def render_html(
         bars_svg(compare_rows, width=640),
         '<div class="row">',
         "<div><h2>ROC curve (whole eval split)</h2>",
-        _legend(legend + [("operating threshold", "#d9480f")]),
+        _legend([*legend, ("operating threshold", "#d9480f")]),
         roc_svg(evaluation.roc, evaluation.baseline_roc, _operating_point(evaluation)),
         _confusion_table(evaluation),
         "</div>",

@@ -27,7 +27,7 @@ DISPLAY_NAME = "display_name"
 
 
 def slice_prefix(result: SliceResult) -> str:
-    """`overall`, or the slice's value as an identifier (`payment_type=Credit Card` -> `credit_card`)."""
+    """`overall`, or the slice's value as a name (`payment_type=Credit Card` -> `credit_card`)."""
     if not result.feature:
         return OVERALL
     return re.sub(r"[^0-9a-z]+", "_", result.value.lower()).strip("_") or "slice"
