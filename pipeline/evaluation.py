@@ -9,6 +9,10 @@ from pipeline.config import EvaluationSettings
 
 PREDICTION_KEY = "probabilities"
 CREDIT_CARD_SLICE = {"payment_type": "Credit Card"}
+# ROC points and calibration buckets in the reports: enough to draw, small enough for the
+# ROC's points to travel as one KFP metadata property.
+ROC_THRESHOLDS = 50
+CALIBRATION_BUCKETS = 10
 
 
 def _auc_thresholds(settings: EvaluationSettings) -> tfma.MetricConfig:
@@ -47,7 +51,8 @@ def build_eval_config(settings: EvaluationSettings) -> tfma.EvalConfig:
     Returns:
       An EvalConfig with AUC, precision/recall at the operating threshold, calibration and
       counts; overall, per slice feature and on the Credit Card slice; AUC thresholds that
-      must hold overall and on Credit Card, absolutely and against the baseline.
+      must hold overall and on Credit Card, absolutely and against the baseline. Plots for
+      the reports (ROC, confusion matrix, calibration) carry no threshold.
     """
     at_threshold = json.dumps({"thresholds": [settings.operating_threshold]})
     metrics = [
@@ -62,6 +67,16 @@ def build_eval_config(settings: EvaluationSettings) -> tfma.EvalConfig:
         tfma.MetricConfig(class_name="Calibration"),
         tfma.MetricConfig(class_name="MeanLabel"),
         tfma.MetricConfig(class_name="MeanPrediction"),
+        # For the reports only (no thresholds, so blessing is unchanged): the confusion matrix
+        # at the operating threshold, the ROC curve and the calibration plot.
+        tfma.MetricConfig(class_name="ConfusionMatrixAtThresholds", config=at_threshold),
+        tfma.MetricConfig(
+            class_name="ConfusionMatrixPlot",
+            config=json.dumps({"num_thresholds": ROC_THRESHOLDS}),
+        ),
+        tfma.MetricConfig(
+            class_name="CalibrationPlot", config=json.dumps({"num_buckets": CALIBRATION_BUCKETS})
+        ),
     ]
     model_spec = dict(
         signature_name="serving_default",

@@ -33,6 +33,7 @@ class RunSummary:
       pushed_version: Version written (or already serving) in the model dir.
       pushed_path: Its directory.
       push_outcome: `pushed`, `already_serving` or `not_blessed`.
+      reports: Report name -> file of the run's reports for people (Markdown, HTML).
     """
 
     run_id: str
@@ -47,6 +48,7 @@ class RunSummary:
     pushed_version: str | None = None
     pushed_path: str | None = None
     push_outcome: str | None = None
+    reports: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 _STATE_NAMES = {
@@ -148,6 +150,38 @@ def _threshold_text(threshold: Any) -> dict[str, Any]:
     return json_format.MessageToDict(threshold)
 
 
+# (node id, output key, what it is) of the reports written for people and the KFP UI.
+_REPORT_OUTPUTS = (
+    ("AnomaliesGate", "anomalies_report", "data validation (Markdown)"),
+    ("Evaluator", "report", "evaluation (HTML)"),
+)
+
+
+def report_paths(
+    outputs: dict[str, dict[str, list[metadata_store_pb2.Artifact]]],
+) -> dict[str, str]:
+    """Files of the run's Markdown and HTML reports, as recorded in ML-Metadata.
+
+    Args:
+      outputs: Node id -> output key -> artifacts of one run.
+
+    Returns:
+      What each report is -> its file (the artifact URI: these are value artifacts).
+    """
+    return {
+        title: artifact.uri
+        for node, key, title in _REPORT_OUTPUTS
+        for artifact in outputs.get(node, {}).get(key, [])
+    }
+
+
+def format_reports(reports: dict[str, str]) -> list[str]:
+    """Summary lines naming each report file (none when the run wrote none)."""
+    if not reports:
+        return []
+    return ["  reports:"] + [f"    {title}: {path}" for title, path in reports.items()]
+
+
 def summarize_latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
     """Summarises the newest run of a pipeline recorded in a SQLite MLMD store.
 
@@ -199,6 +233,7 @@ def summarize_latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
         if _prop(artifact, "pushed"):
             summary.pushed_version = _prop(artifact, "pushed_version")
             summary.pushed_path = _prop(artifact, "pushed_destination")
+    summary.reports = report_paths(outputs)
     return summary
 
 
@@ -239,4 +274,5 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(
             f"  cached steps: {len(cached)}/{len(summary.node_states)} ({', '.join(cached)})"
         )
+    lines += format_reports(summary.reports)
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from components import ui_artifacts
 from components.anomalies_gate import executor, policies
 
 
@@ -16,15 +17,20 @@ class AnomaliesGateSpec(ComponentSpec):
         executor.ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
         executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema),
     }
-    OUTPUTS = {executor.VALIDATED_SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema)}
+    OUTPUTS = {
+        executor.VALIDATED_SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema),
+        # For people: the KFP UI renders a system.Markdown artifact's file.
+        executor.ANOMALIES_REPORT_KEY: ChannelParameter(type=ui_artifacts.Markdown),
+    }
 
 
 class AnomaliesGate(base_component.BaseComponent):
     """Stops the run when ExampleValidator found anomalies (or only warns).
 
-    ExampleValidator records anomalies but never fails. Transform and Trainer consume this
-    component's `validated_schema` instead of the imported schema, so on every orchestrator
-    (Beam locally, KFP) nothing trains on data that failed validation.
+    ExampleValidator records anomalies but never fails. The gate also writes them as a
+    Markdown table (`anomalies_report`) the Kubeflow Pipelines UI shows. Transform and
+    Trainer consume this component's `validated_schema` instead of the imported schema, so on
+    every orchestrator (Beam locally, KFP) nothing trains on data that failed validation.
     """
 
     SPEC_CLASS = AnomaliesGateSpec
@@ -54,5 +60,6 @@ class AnomaliesGate(base_component.BaseComponent):
                 schema=schema,
                 policy=policy,
                 validated_schema=types.Channel(type=standard_artifacts.Schema),
+                anomalies_report=types.Channel(type=ui_artifacts.Markdown),
             )
         )

@@ -13,10 +13,12 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components.anomalies_gate.policies import FAIL
+from components.reports.anomalies import anomalies_markdown
 
 ANOMALIES_KEY = "anomalies"
 SCHEMA_KEY = "schema"
 VALIDATED_SCHEMA_KEY = "validated_schema"
+ANOMALIES_REPORT_KEY = "anomalies_report"
 POLICY_KEY = "policy"
 ANOMALIES_FOUND_PROPERTY = "anomalies_found"
 REPORT_PROPERTY = "anomalies_report"
@@ -34,7 +36,8 @@ def read_anomalies(anomalies: types.Artifact) -> list[dict[str, str]]:
       anomalies: ExampleValidator's output artifact.
 
     Returns:
-      One dict per anomaly: split, feature ("" for data-set level), short and long reason.
+      One dict per anomaly: split, feature ("" for data-set level), severity, short and long
+      reason.
     """
     found = []
     for split in artifact_utils.decode_split_names(anomalies.split_names):
@@ -49,6 +52,7 @@ def read_anomalies(anomalies: types.Artifact) -> list[dict[str, str]]:
                 {
                     "split": split,
                     "feature": feature,
+                    "severity": anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
                     "short": info.short_description,
                     "description": info.description,
                 }
@@ -78,12 +82,13 @@ class Executor(base_executor.BaseExecutor):
 
         Args:
           input_dict: `anomalies` (ExampleAnomalies) and `schema` (Schema).
-          output_dict: `validated_schema` (Schema), a copy of the input schema.
+          output_dict: `validated_schema` (Schema), a copy of the input schema, and
+            `anomalies_report` (Markdown), the anomalies as a table for people.
           exec_properties: `policy`: `fail` or `warn`.
 
         Raises:
           AnomaliesFoundError: If anomalies exist and the policy is `fail`; the message names
-            each feature and why.
+            each split, feature and why.
         """
         anomalies = artifact_utils.get_single_instance(input_dict[ANOMALIES_KEY])
         found = read_anomalies(anomalies)
@@ -97,6 +102,11 @@ class Executor(base_executor.BaseExecutor):
                 f"{format_anomalies(found)}"
             )
             if policy == FAIL:
+                # No report file here: a failed execution has no outputs. TFX's launcher
+                # (tfx/orchestration/portable/launcher.py, _run_executor) deletes the output
+                # dirs of an executor that raised and publishes none of its artifacts, and
+                # KFP's launcher uploads nothing from a failed container; so the error
+                # message, shown in the step's log, carries every split, feature and reason.
                 raise AnomaliesFoundError(
                     message + "\nThe run stops before Transform and Trainer. Fix the data, or "
                     "update schemas/ after review (make schema-diff), or set anomalies_policy=warn."
@@ -104,6 +114,11 @@ class Executor(base_executor.BaseExecutor):
             logging.warning("%s\nContinuing because anomalies_policy=warn.", message)
         else:
             logging.info("No anomalies in splits %s.", anomalies.split_names)
+        report = artifact_utils.get_single_instance(output_dict[ANOMALIES_REPORT_KEY])
+        # A value artifact: setting the value writes the file at its URI.
+        report.value = anomalies_markdown(
+            found, artifact_utils.decode_split_names(anomalies.split_names), policy
+        )
         schema = artifact_utils.get_single_instance(input_dict[SCHEMA_KEY])
         fileio.makedirs(out.uri)
         io_utils.copy_file(

@@ -1,13 +1,30 @@
-"""Executor of BaselineAwareEvaluator: drops a placeholder baseline, then runs TFX's Evaluator."""
+"""Executor of BaselineAwareEvaluator: drops a placeholder baseline, runs TFX's Evaluator, then
+writes the reports the Kubeflow Pipelines UI shows."""
 
 from typing import Any
 
+import tensorflow_model_analysis as tfma
 from absl import logging
 from tfx import types
 from tfx.components.evaluator import executor as tfx_evaluator_executor
-from tfx.types import standard_component_specs
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
 
-from components.latest_pushed_model.executor import SOURCE_NONE, SOURCE_PROPERTY
+from components.latest_pushed_model.executor import (
+    SOURCE_NONE,
+    SOURCE_PROPERTY,
+    VERSION_PROPERTY,
+)
+from components.reports import html_report, kfp_metrics
+from components.reports.evaluation import describe_blessing, read_evaluation
+
+METRICS_KEY = "metrics"
+CLASSIFICATION_METRICS_KEY = "classification_metrics"
+REPORT_KEY = "report"
+UI_OUTPUT_KEYS = (METRICS_KEY, CLASSIFICATION_METRICS_KEY, REPORT_KEY)
+# TFX's Evaluator writes this custom property on its ModelBlessing (1 blessed, 0 not).
+_BLESSED_PROPERTY = "blessed"
+NO_BASELINE = "none (first push: absolute thresholds only)"
 
 
 def has_served_baseline(baselines: list[types.Artifact]) -> bool:
@@ -27,8 +44,73 @@ def has_served_baseline(baselines: list[types.Artifact]) -> bool:
     )
 
 
+def describe_baseline(baselines: list[types.Artifact]) -> str:
+    """`version N` (or the artifact URI) of the served baseline, or that there was none."""
+    if not has_served_baseline(baselines):
+        return NO_BASELINE
+    served = next(
+        b for b in baselines if b.get_string_custom_property(SOURCE_PROPERTY) != SOURCE_NONE
+    )
+    version = served.get_string_custom_property(VERSION_PROPERTY)
+    return f"version {version}" if version else served.uri
+
+
+def write_ui_outputs(
+    output_dict: dict[str, list[types.Artifact]],
+    eval_config: tfma.EvalConfig,
+    baseline: str,
+) -> None:
+    """Writes `metrics`, `classification_metrics` and `report` from the Evaluator's outputs.
+
+    Args:
+      output_dict: The Evaluator's outputs after TFX's executor ran (`evaluation` and
+        `blessing` are read; the three UI outputs are written).
+      eval_config: The EvalConfig the evaluation ran with.
+      baseline: What the candidate was compared with, for people.
+    """
+    evaluation_artifact = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.EVALUATION_KEY]
+    )
+    blessing = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.BLESSING_KEY]
+    )
+    blessed = blessing.get_int_custom_property(_BLESSED_PROPERTY) == 1
+    evaluation = read_evaluation(evaluation_artifact.uri, eval_config)
+    reason = describe_blessing(evaluation, blessed)
+
+    metrics = artifact_utils.get_single_instance(output_dict[METRICS_KEY])
+    metrics.set_string_custom_property(kfp_metrics.DISPLAY_NAME, "evaluation")
+    for name, value in kfp_metrics.scalar_metrics(
+        evaluation, blessed=blessed, reason=reason, baseline=baseline
+    ).items():
+        if isinstance(value, str):
+            metrics.set_string_custom_property(name, value)
+        else:
+            metrics.set_float_custom_property(name, value)
+
+    classification = artifact_utils.get_single_instance(output_dict[CLASSIFICATION_METRICS_KEY])
+    classification.set_string_custom_property(
+        kfp_metrics.DISPLAY_NAME, "candidate, whole eval split"
+    )
+    if evaluation.roc:
+        classification.set_json_value_custom_property(
+            kfp_metrics.CONFIDENCE_METRICS, kfp_metrics.confidence_metrics(evaluation.roc)
+        )
+    if evaluation.confusion is not None:
+        classification.set_json_value_custom_property(
+            kfp_metrics.CONFUSION_MATRIX, kfp_metrics.confusion_matrix(evaluation.confusion)
+        )
+
+    report = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
+    # A value artifact: setting the value writes the file at its URI.
+    report.value = html_report.render_html(
+        evaluation, blessed=blessed, reason=reason, baseline=baseline, title="Model evaluation"
+    )
+
+
 class Executor(tfx_evaluator_executor.Executor):
-    """TFX's Evaluator executor, evaluating a stand-in baseline only when one was served."""
+    """TFX's Evaluator executor, evaluating a stand-in baseline only when one was served, and
+    writing UI reports TFX's executor never sees."""
 
     def Do(
         self,
@@ -41,14 +123,22 @@ class Executor(tfx_evaluator_executor.Executor):
         Without a served model, TFX's own no-baseline path runs: the baseline ModelSpec and
         every change threshold are dropped (TFX's "rubber stamp" of a first run), so the
         candidate is judged by the absolute thresholds and evaluated once, not twice.
+        Then the UI outputs are written from TFX's `evaluation` and `blessing`.
 
         Args:
           input_dict: As for TFX's Evaluator.
-          output_dict: As for TFX's Evaluator.
+          output_dict: As for TFX's Evaluator, plus `metrics`, `classification_metrics` and
+            `report`.
           exec_properties: As for TFX's Evaluator.
         """
         key = standard_component_specs.BASELINE_MODEL_KEY
+        baselines = input_dict.get(key, [])
         if key in input_dict and not has_served_baseline(input_dict[key]):
             logging.info("No model served yet: evaluating the candidate without a baseline.")
             input_dict = {k: v for k, v in input_dict.items() if k != key}
-        super().Do(input_dict, output_dict, exec_properties)
+        tfx_outputs = {k: v for k, v in output_dict.items() if k not in UI_OUTPUT_KEYS}
+        super().Do(input_dict, tfx_outputs, exec_properties)
+        eval_config = proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.EVAL_CONFIG_KEY], tfma.EvalConfig()
+        )
+        write_ui_outputs(output_dict, eval_config, describe_baseline(baselines))

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
@@ -15,6 +16,7 @@ import model_contract
 from components import features, ui_artifacts
 from components.anomalies_gate import component as gate_component
 from components.anomalies_gate import executor as gate
+from components.anomalies_gate import policies
 from components.latest_pushed_model import component as baseline_component
 from components.latest_pushed_model import executor as baseline
 from components.pusher import component as pusher_component
@@ -73,9 +75,12 @@ def anomalies_and_schema(tmp_path):
 
 def _run_gate(anomalies, schema, policy, out_uri):
     validated = _artifact(standard_artifacts.Schema, out_uri)
+    # TFX gives a value artifact a file URI inside its output directory.
+    os.makedirs(out_uri + "-report", exist_ok=True)
+    report = _artifact(ui_artifacts.Markdown, os.path.join(out_uri + "-report", "value"))
     gate.Executor().Do(
         {gate.ANOMALIES_KEY: [anomalies], gate.SCHEMA_KEY: [schema]},
-        {gate.VALIDATED_SCHEMA_KEY: [validated]},
+        {gate.VALIDATED_SCHEMA_KEY: [validated], gate.ANOMALIES_REPORT_KEY: [report]},
         {gate.POLICY_KEY: policy},
     )
     return validated
@@ -90,13 +95,15 @@ def test_gate_fails_naming_split_feature_and_reason(anomalies_and_schema, tmp_pa
     assert "split 'eval', feature 'trip_start_hour': Out-of-range values" in message
     assert "split 'train'" not in message
     assert not (tmp_path / "out" / "schema.pbtxt").exists()
+    # A failed execution publishes no outputs (TFX deletes their dirs): no report file either.
+    assert not (tmp_path / "out-report" / "value").exists()
 
 
 def test_gate_warn_policy_records_anomalies_and_passes_the_schema(
     anomalies_and_schema, tmp_path
 ) -> None:
     anomalies, schema = anomalies_and_schema
-    validated = _run_gate(anomalies, schema, gate.WARN, str(tmp_path / "out"))
+    validated = _run_gate(anomalies, schema, policies.WARN, str(tmp_path / "out"))
     assert validated.get_int_custom_property(gate.ANOMALIES_FOUND_PROPERTY) == 2
     report = json.loads(validated.get_string_custom_property(gate.REPORT_PROPERTY))
     assert {(a["split"], a["feature"]) for a in report} == {
@@ -104,6 +111,34 @@ def test_gate_warn_policy_records_anomalies_and_passes_the_schema(
         ("eval", "trip_start_hour"),
     }
     assert (tmp_path / "out" / "schema.pbtxt").read_text() == "feature { name: 'x' type: INT }\n"
+    markdown = (tmp_path / "out-report" / "value").read_text()
+    assert "**2 anomalies** against the curated schema" in markdown
+    assert "| train | 0 |" in markdown and "| eval | 2 |" in markdown
+    assert "| eval | payment_type | ERROR | Unexpected string values |" in markdown
+    assert "| eval | trip_start_hour | ERROR | Out-of-range values |" in markdown
+
+
+def test_gate_reports_plainly_that_there_are_no_anomalies(anomalies_and_schema, tmp_path) -> None:
+    anomalies, schema = anomalies_and_schema
+    for split in ("train", "eval"):  # what ExampleValidator writes for clean data
+        path = os.path.join(anomalies.uri, f"Split-{split}", "SchemaDiff.pb")
+        with open(path, "wb") as f:
+            f.write(anomalies_pb2.Anomalies().SerializeToString())
+    validated = _run_gate(anomalies, schema, gate.FAIL, str(tmp_path / "out"))
+    assert validated.get_int_custom_property(gate.ANOMALIES_FOUND_PROPERTY) == 0
+    markdown = (tmp_path / "out-report" / "value").read_text()
+    assert "**No anomalies**: every split (train, eval) matches the curated schema." in markdown
+
+
+def test_gate_declares_a_markdown_report_output() -> None:
+    from tfx import types
+
+    built = gate_component.AnomaliesGate(
+        anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies),
+        schema=types.Channel(type=standard_artifacts.Schema),
+    )
+    assert built.outputs["anomalies_report"].type is ui_artifacts.Markdown
+    assert built.outputs["anomalies_report"].type.TYPE_NAME == "system.Markdown"
 
 
 def test_gate_rejects_unknown_policy_when_the_pipeline_is_built() -> None:
