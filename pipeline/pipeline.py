@@ -74,9 +74,7 @@ def create_components(
         eval_fraction=settings.eval_fraction,
         max_rows=settings.max_rows,
     ).with_id("DataPrep")
-    example_gen = ExampleGen(prepared_data=data_prep.outputs["prepared_data"]).with_id(
-        "ExampleGen"
-    )
+    example_gen = ExampleGen(prepared_data=data_prep.outputs["prepared_data"]).with_id("ExampleGen")
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
         "StatisticsGen"
     )

@@ -231,6 +231,7 @@ def format_summary(summary: RunSummary) -> str:
         return ", ".join(f"{k}={metrics[k]:.4g}" for k in HEADLINE_METRICS if k in metrics) or "n/a"
 
     cached = sorted(n for n, s in summary.node_states.items() if s == "cached")
+
     def time_range(split: str) -> str:
         first, last = summary.data_time_ranges.get(split, (0, 0))
         return " to ".join(
@@ -240,13 +241,10 @@ def format_summary(summary: RunSummary) -> str:
     if summary.data_version is None:
         data_line = "  data: n/a (DataPrep did not finish)"
     else:
-        data_line = (
-            f"  data: version {summary.data_version} from {summary.source_uri}\n"
-            + "".join(
-                f"    {split}: {summary.data_rows.get(split, 0)} rows, {time_range(split)} UTC\n"
-                for split in ("train", "eval")
-            ).rstrip("\n")
-        )
+        data_line = f"  data: version {summary.data_version} from {summary.source_uri}\n" + "".join(
+            f"    {split}: {summary.data_rows.get(split, 0)} rows, {time_range(split)} UTC\n"
+            for split in ("train", "eval")
+        ).rstrip("\n")
     lines = [
         f"Run {summary.run_id}",
         data_line,

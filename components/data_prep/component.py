@@ -77,7 +77,8 @@ class DataPrep(base_component.BaseComponent):
             )
         if max_rows is not None and max_rows < 2:
             raise ValueError(
-                f"DataPrep needs max_rows >= 2 (one train and one eval row) or None; got {max_rows}."
+                "DataPrep needs max_rows >= 2 (one train and one eval row) or None; "
+                f"got {max_rows}."
             )
         if not time_column:
             raise ValueError("DataPrep needs the name of the time column; got an empty name.")

@@ -7,7 +7,6 @@ dict because its message (`kfp-kubernetes`) cannot be installed beside protobuf 
 
 import copy
 import dataclasses
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -545,9 +544,10 @@ def _artifact_type_problem(
     `schemaTitle` (the entrypoint maps them back), and any other type whose title is the
     importable class path of a TFX Artifact (TFX's entrypoint imports it).
     """
-    from components.ui_artifacts import CLASS_PATH_BY_TITLE
     from tfx.types import artifact
     from tfx.utils import import_utils
+
+    from components.ui_artifacts import CLASS_PATH_BY_TITLE
 
     title = _artifact_title(artifact_type)
     if title in tfx_titles:

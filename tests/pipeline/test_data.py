@@ -116,7 +116,7 @@ def test_missing_or_empty_source_is_named(tmp_path) -> None:
     with pytest.raises(source_lib.DataError, match=f"Source {tmp_path}/none does not exist"):
         source_lib.fingerprint_source(str(tmp_path / "none"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(source_lib.DataError, match="No .csv files in"):
+    with pytest.raises(source_lib.DataError, match=r"No \.csv files in"):
         source_lib.list_source_files(str(tmp_path / "empty"))
 
 

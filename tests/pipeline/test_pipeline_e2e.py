@@ -145,7 +145,7 @@ def test_model_is_blessed_on_overall_and_credit_card_and_pushed(first) -> None:
 
 
 def test_pushed_model_scores_serialized_examples(first) -> None:
-    config, run, result = first
+    config, _, result = first
     version_dir = os.path.join(config.model_dir, result.pushed_version)
     loaded = tf.saved_model.load(version_dir)
     examples = tf.constant(_examples(result.data_uri))
@@ -191,7 +191,7 @@ def test_worse_model_than_the_pushed_baseline_is_not_pushed(first, worse) -> Non
 def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(
     first, worse, tmp_path
 ) -> None:
-    config, run, result = first
+    config, _, result = first
     bad_dir = tmp_path / "bad"
     bad_dir.mkdir()
     with open(os.path.join(result.data_uri, "train", "data.csv")) as f:
