@@ -1,6 +1,7 @@
 """Compiles the pipeline for open-source KFP v2: TFX's KubeflowV2DagRunner, then typed patches."""
 
 import os
+from typing import TYPE_CHECKING
 
 import yaml
 from absl import logging
@@ -13,6 +14,9 @@ from pipeline.kubeflow_v2.config import (
     parse_pvc_mounts,
     parse_tolerations,
 )
+
+if TYPE_CHECKING:  # TFX is imported where a pipeline is built, not when this module loads.
+    from tfx.orchestration import pipeline as tfx_pipeline_lib
 
 TRAINER = "Trainer"
 SOURCE_URI_PARAMETER = "source_uri"
@@ -67,7 +71,7 @@ def trainer_resource_spec(
     return spec
 
 
-def build_tfx_pipeline(config: KubeflowConfig):  # -> tfx.dsl.Pipeline (TFX imported lazily)
+def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
     """Builds the project's TFX pipeline for KFP: the source as runtime parameters, Trainer GPU.
 
     Args:
@@ -99,7 +103,9 @@ def build_tfx_pipeline(config: KubeflowConfig):  # -> tfx.dsl.Pipeline (TFX impo
     )
 
 
-def custom_artifact_types(tfx_pipeline) -> dict[str, pipeline_spec_pb2.ArtifactTypeSchema]:
+def custom_artifact_types(
+    tfx_pipeline: "tfx_pipeline_lib.Pipeline",
+) -> dict[str, pipeline_spec_pb2.ArtifactTypeSchema]:
     """Maps the title TFX compiles each non-TFX artifact type to, to the type to write instead.
 
     - UI types (`components.ui_artifacts`, `system.*` names): `schemaTitle` + `schemaVersion`,
@@ -137,7 +143,9 @@ def custom_artifact_types(tfx_pipeline) -> dict[str, pipeline_spec_pb2.ArtifactT
     return result
 
 
-def compile_tfx_pipeline(tfx_pipeline, config: KubeflowConfig) -> spec_lib.PipelineDocs:
+def compile_tfx_pipeline(
+    tfx_pipeline: "tfx_pipeline_lib.Pipeline", config: KubeflowConfig
+) -> spec_lib.PipelineDocs:
     """Compiles any TFX pipeline with KubeflowV2DagRunner and adapts it to open-source KFP v2.
 
     Steps: compile with pipeline spec schema 2.1 (`constant` values; the open-source driver
