@@ -15,7 +15,7 @@ compile: $(STAMP)
 compile-golden: $(STAMP)
 	$(PY) -m pipeline.kubeflow_v2 compile --config kubeflow/config.example.json --output $(KFP_GOLDEN)
 
-## Submit the compiled spec: make submit HOST=https://kfp.example.com [ARGS='--dry-run --param data_root=...']
+## Submit the compiled spec: make submit HOST=https://kfp.example.com [ARGS='--dry-run --param source_uri=...']
 submit: $(STAMP)
 	$(PY) -m pipeline.kubeflow_v2 submit --spec $(KFP_SPEC) $(if $(HOST),--host $(HOST),) $(ARGS)
 

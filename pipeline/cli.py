@@ -14,12 +14,12 @@ EXIT_CONFIG_ERROR = 2
 EXIT_RUN_FAILED = 1
 
 
-def _sample_rows(data_root: str, count: int = 3) -> list[dict[str, object]]:
-    """First rows of the eval split without the label source, as serving requests."""
+def _sample_rows(prepared_data_uri: str, count: int = 3) -> list[dict[str, object]]:
+    """First rows of DataPrep's eval split without the label source, as serving requests."""
     from components import features
 
     label_source = features.taxi_features().label_source
-    with open(os.path.join(data_root, "eval", "data.csv")) as f:
+    with open(os.path.join(prepared_data_uri, "eval", "data.csv")) as f:
         rows = []
         for row in csv.DictReader(f):
             rows.append({k: (v or None) for k, v in row.items() if k != label_source})
@@ -31,14 +31,14 @@ def _sample_rows(data_root: str, count: int = 3) -> list[dict[str, object]]:
 def _run(args: argparse.Namespace) -> int:
     config = config_lib.load_local_config(args.config, args.set)
     # Heavy imports after the config is known to be valid, so config errors are instant.
-    from pipeline import data as data_lib
+    from components.data_prep.source import DataError
     from pipeline import local_runner, summary
 
     log_path = local_runner.configure_logging(os.path.join(config.output_dir, "logs"))
     print(f"Full log: {log_path}")
     try:
         run = local_runner.run_local(config)
-    except data_lib.DataError as e:
+    except DataError as e:
         print(f"data error: {e}", file=sys.stderr)
         return EXIT_RUN_FAILED
     except Exception as e:  # Process boundary: report briefly, full traceback in the log.
@@ -51,15 +51,15 @@ def _run(args: argparse.Namespace) -> int:
     result = summary.summarize_latest_run(
         os.path.abspath(config.metadata_path), config.settings.pipeline_name
     )
-    print(f"\nPipeline finished in {run.elapsed_s:.1f}s on data {run.data.version}")
+    print(f"\nPipeline finished in {run.elapsed_s:.1f}s on data {result.data_version}")
     print(summary.format_summary(result))
-    if config.serve_after_run and result.pushed_version:
+    if config.serve_after_run and result.pushed_version and result.data_uri:
         from serving import smoke
 
         answer = smoke.serve_and_predict(
             os.path.abspath(config.model_dir),
             config.settings.model_name,
-            _sample_rows(run.data.root),
+            _sample_rows(result.data_uri),
         )
         scores = [float(score) for score in typing.cast(list, answer["scores"])]
         latency_ms = float(typing.cast(float, answer["predict_latency_ms"]))
@@ -73,10 +73,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _schema_diff(args: argparse.Namespace) -> int:
     import schemas
-    from pipeline import data as data_lib
+    from components.data_prep.source import default_source
     from pipeline import schema_tools
 
-    source = args.data or data_lib.default_source()
+    source = args.data or default_source()
     print(schema_tools.schema_diff_report(source, schemas.schema_path("taxi")))
     return 0
 

@@ -13,8 +13,8 @@ from tfx.orchestration import metadata
 from tfx.orchestration.beam import beam_dag_runner
 
 import schemas
+from components.data_prep import source as source_lib
 from pipeline import config as config_lib
-from pipeline import data as data_lib
 from pipeline import pipeline as pipeline_lib
 
 progress = pylogging.getLogger("pipeline.progress")
@@ -71,12 +71,14 @@ class LocalRun:
 
     Attributes:
       config: The validated local config.
-      data: The prepared data version the run read.
+      source_uri: The source CSVs (file or directory) DataPrep read.
+      source_fingerprint: `fingerprint_source(source_uri)` when the run started.
       elapsed_s: Wall time of the pipeline run.
     """
 
     config: config_lib.LocalConfig
-    data: data_lib.PreparedData
+    source_uri: str
+    source_fingerprint: str
     elapsed_s: float
 
 
@@ -108,41 +110,37 @@ def versioned_schema(output_dir: str) -> str:
 
 
 def build_local_pipeline(
-    config: config_lib.LocalConfig, data: data_lib.PreparedData, schema_path: str
+    config: config_lib.LocalConfig, source_uri: str, source_fingerprint: str, schema_path: str
 ) -> tfx.dsl.Pipeline:
     """Binds the pipeline definition to the local environment.
 
     Args:
       config: Local config.
-      data: Prepared data to read.
+      source_uri: Source CSVs (absolute path).
+      source_fingerprint: `fingerprint_source(source_uri)`, DataPrep's cache key for the data.
       schema_path: Curated schema file (see `versioned_schema`).
 
     Returns:
       The pipeline, with a SQLite MLMD store under the output directory.
     """
-    settings = config.settings
     return pipeline_lib.create_pipeline(
-        pipeline_name=settings.pipeline_name,
+        config.settings,
         pipeline_root=os.path.abspath(config.pipeline_root),
-        data_root=os.path.abspath(data.root),
+        source_uri=source_uri,
+        source_fingerprint=source_fingerprint,
         schema_path=schema_path,
         model_dir=os.path.abspath(config.model_dir),
-        train_steps=settings.train_steps,
-        eval_steps=settings.eval_steps,
-        hyperparameters=settings.hyperparameters,
-        evaluation=settings.evaluation,
-        anomalies_policy=settings.anomalies_policy,
-        push_provenance={"data_version": data.version, "data_root": os.path.abspath(data.root)},
         beam_pipeline_args=config.beam_pipeline_args,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.abspath(config.metadata_path)
         ),
         enable_cache=config.enable_cache,
+        push_provenance={"source_uri": source_uri, "source_fingerprint": source_fingerprint},
     )
 
 
 def run_local(config: config_lib.LocalConfig) -> LocalRun:
-    """Prepares the data version and runs the whole pipeline with BeamDagRunner.
+    """Fingerprints the source data and runs the whole pipeline (DataPrep first) with BeamDagRunner.
 
     Args:
       config: Local config.
@@ -151,26 +149,17 @@ def run_local(config: config_lib.LocalConfig) -> LocalRun:
       What the run used.
 
     Raises:
-      data_lib.DataError: If the source data cannot be prepared.
+      source_lib.DataError: If the source data cannot be listed or read (DataPrep raises it
+        too, for malformed rows, after its progress line).
       Exception: Whatever a failing component raised (e.g. AnomaliesFoundError), after the
         progress line naming the component.
     """
-    source = config.source_data or data_lib.default_source()
-    data = data_lib.prepare_time_split(
-        source,
-        config.prepared_data_dir,
-        eval_fraction=config.settings.eval_fraction,
-        max_rows=config.settings.max_rows,
+    source_uri = os.path.abspath(config.source_data or source_lib.default_source())
+    fingerprint = source_lib.fingerprint_source(source_uri)
+    progress.info("Source %s (fingerprint %s)", source_uri, fingerprint[:12])
+    pipeline = build_local_pipeline(
+        config, source_uri, fingerprint, versioned_schema(config.output_dir)
     )
-    progress.info(
-        "Data %s: %d train rows up to %s, %d eval rows after it (from %s)",
-        data.version,
-        data.train_rows,
-        time.strftime("%Y-%m-%d %H:%M", time.gmtime(data.cutoff_timestamp)),
-        data.eval_rows,
-        source,
-    )
-    pipeline = build_local_pipeline(config, data, versioned_schema(config.output_dir))
     logging.info(
         "Running pipeline %s with root %s",
         pipeline.pipeline_info.pipeline_name,
@@ -178,7 +167,12 @@ def run_local(config: config_lib.LocalConfig) -> LocalRun:
     )
     start = time.monotonic()
     ProgressBeamDagRunner().run(pipeline)
-    return LocalRun(config=config, data=data, elapsed_s=time.monotonic() - start)
+    return LocalRun(
+        config=config,
+        source_uri=source_uri,
+        source_fingerprint=fingerprint,
+        elapsed_s=time.monotonic() - start,
+    )
 
 
 def configure_logging(log_dir: str) -> str:

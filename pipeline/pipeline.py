@@ -1,27 +1,29 @@
-"""What the DAG is: the one TFX pipeline, built from typed parameters, with no I/O.
+"""What the DAG is: the one TFX pipeline, built from typed settings, with no I/O.
 
 Where it runs lives elsewhere: `pipeline/local_runner.py` (BeamDagRunner) and
 `pipeline/kubeflow_v2/` (KFP v2 spec).
 """
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from google.protobuf import message
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
+from tfx.orchestration import data_types
 
 from components.anomalies_gate.component import AnomaliesGate
+from components.data_prep.component import DataPrep, ExampleGen
 from components.evaluator.component import BaselineAwareEvaluator
 from components.latest_pushed_model.component import LatestPushedModel
 from components.pusher.component import AtomicPusher
-from components.trainer.hyperparameters import Hyperparameters
-from pipeline.config import EvaluationSettings
+from pipeline.config import PipelineSettings
 from pipeline.evaluation import build_eval_config
 
 PREPROCESSING_FN = "components.transform.preprocessing_fn"
 RUN_FN = "components.trainer.run.run_fn"
 NODE_IDS = (
+    "DataPrep",
     "ExampleGen",
     "StatisticsGen",
     "SchemaImporter",
@@ -33,49 +35,46 @@ NODE_IDS = (
     "Evaluator",
     "Pusher",
 )
+# A str where the value is known when the pipeline is built (local runs), a RuntimeParameter
+# where it is given per run (KFP).
+StrOrParameter = str | data_types.RuntimeParameter
 
 
 def create_components(
+    settings: PipelineSettings,
     *,
-    data_root: Any,
+    source_uri: StrOrParameter,
+    source_fingerprint: StrOrParameter,
     schema_path: str,
     model_dir: str,
-    train_steps: Any,
-    eval_steps: Any,
-    hyperparameters: Hyperparameters,
-    evaluation: EvaluationSettings,
-    anomalies_policy: str,
-    push_provenance: dict[str, str] | None = None,
-    trainer_platform_config: message.Message | None = None,
+    platform_configs: Mapping[str, message.Message] | None = None,
+    push_provenance: Mapping[str, str] | None = None,
 ) -> list[base_node.BaseNode]:
     """Builds the pipeline's components, each named with `.with_id()`.
 
     Args:
-      data_root: Prepared data root (`train/*` and `eval/*` CSVs), a str or a
-        RuntimeParameter.
+      settings: What the pipeline does (split, steps, model, thresholds, anomalies policy).
+      source_uri: Source CSVs (a file or a directory) as the executors see them.
+      source_fingerprint: `fingerprint_source(source_uri)`: keys the cache on the data.
       schema_path: Curated schema file as seen by the executors.
       model_dir: `<serving_base>/<model_name>`: TF Serving model base path.
-      train_steps: Trainer training steps (int or RuntimeParameter).
-      eval_steps: Trainer validation steps (int or RuntimeParameter).
-      hyperparameters: Model/training settings passed to run_fn.
-      evaluation: TFMA thresholds and slices.
-      anomalies_policy: `fail` or `warn` (AnomaliesGate).
+      platform_configs: Node id -> orchestrator-specific config (e.g. a KFP ResourceSpec with
+        a GPU for the Trainer); None locally.
       push_provenance: Extra fields recorded in each pushed version's manifest.
-      trainer_platform_config: Orchestrator-specific resources for the Trainer (e.g. a KFP
-        ResourceSpec with a GPU); None locally.
 
     Returns:
-      Components in topological order.
+      Components in topological order, ids as in `NODE_IDS`.
+
+    Raises:
+      KeyError: If `platform_configs` names a node the pipeline does not have.
     """
-    example_gen = tfx.components.CsvExampleGen(
-        input_base=data_root,
-        input_config=tfx.proto.Input(
-            splits=[
-                tfx.proto.Input.Split(name="train", pattern="train/*"),
-                tfx.proto.Input.Split(name="eval", pattern="eval/*"),
-            ]
-        ),
-    ).with_id("ExampleGen")
+    data_prep = DataPrep(
+        source_uri=source_uri,
+        source_fingerprint=source_fingerprint,
+        eval_fraction=settings.eval_fraction,
+        max_rows=settings.max_rows,
+    ).with_id("DataPrep")
+    example_gen = ExampleGen(prepared_data=data_prep.outputs["prepared_data"]).with_id("ExampleGen")
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
         "StatisticsGen"
     )
@@ -89,7 +88,7 @@ def create_components(
     gate = AnomaliesGate(
         anomalies=example_validator.outputs["anomalies"],
         schema=schema_importer.outputs["schema"],
-        policy=anomalies_policy,
+        policy=settings.anomalies_policy,
     ).with_id("AnomaliesGate")
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -103,12 +102,10 @@ def create_components(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=gate.outputs["validated_schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
-        custom_config=hyperparameters.to_custom_config(),
+        train_args=tfx.proto.TrainArgs(num_steps=settings.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=settings.eval_steps),
+        custom_config=settings.hyperparameters.to_custom_config(),
     ).with_id("Trainer")
-    if trainer_platform_config is not None:
-        trainer.with_platform_config(trainer_platform_config)
     baseline = LatestPushedModel(
         candidate_model=trainer.outputs["model"], model_dir=model_dir
     ).with_id("LatestPushedModel")
@@ -117,7 +114,7 @@ def create_components(
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline_model"],
         example_splits=["eval"],
-        eval_config=build_eval_config(evaluation),
+        eval_config=build_eval_config(settings.evaluation),
     ).with_id("Evaluator")
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
@@ -127,7 +124,8 @@ def create_components(
         ),
         custom_config={"provenance": dict(push_provenance or {})},
     ).with_id("Pusher")
-    return [
+    components = [
+        data_prep,
         example_gen,
         statistics_gen,
         schema_importer,
@@ -139,62 +137,60 @@ def create_components(
         evaluator,
         pusher,
     ]
+    by_id = {c.id: c for c in components}
+    unknown = sorted(set(platform_configs or {}) - set(by_id))
+    if unknown:
+        raise KeyError(f"platform configs given for nodes {unknown} not in {list(NODE_IDS)}")
+    for node_id, config in (platform_configs or {}).items():
+        by_id[node_id].with_platform_config(config)
+    return components
 
 
 def create_pipeline(
+    settings: PipelineSettings,
     *,
-    pipeline_name: str,
     pipeline_root: str,
-    data_root: Any,
+    source_uri: StrOrParameter,
+    source_fingerprint: StrOrParameter,
     schema_path: str,
     model_dir: str,
-    train_steps: Any,
-    eval_steps: Any,
-    hyperparameters: Hyperparameters,
-    evaluation: EvaluationSettings,
-    anomalies_policy: str = "fail",
-    push_provenance: dict[str, str] | None = None,
     beam_pipeline_args: Sequence[str] = (),
-    metadata_connection_config: Any = None,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
-    trainer_platform_config: message.Message | None = None,
+    platform_configs: Mapping[str, message.Message] | None = None,
+    push_provenance: Mapping[str, str] | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Builds the TFX pipeline: ExampleGen -> ... -> Evaluator -> Pusher.
+    """Builds the TFX pipeline: DataPrep -> ExampleGen -> ... -> Evaluator -> Pusher.
+
+    Only where-it-runs values are separate arguments; what the pipeline does is `settings`.
 
     Args:
-      pipeline_name: Pipeline name (MLMD context, KFP pipeline name).
+      settings: What the pipeline does; `settings.pipeline_name` names it.
       pipeline_root: Root of all artifacts.
-      data_root: See `create_components`.
+      source_uri: See `create_components`.
+      source_fingerprint: See `create_components`.
       schema_path: See `create_components`.
       model_dir: See `create_components`.
-      train_steps: See `create_components`.
-      eval_steps: See `create_components`.
-      hyperparameters: See `create_components`.
-      evaluation: See `create_components`.
-      anomalies_policy: See `create_components`.
-      push_provenance: See `create_components`.
       beam_pipeline_args: Beam arguments for the components' Beam jobs.
       metadata_connection_config: MLMD connection (local runs); None on KFP.
       enable_cache: Reuse outputs of unchanged steps.
-      trainer_platform_config: See `create_components`.
+      platform_configs: See `create_components`.
+      push_provenance: See `create_components`.
 
     Returns:
       The pipeline.
     """
     return tfx.dsl.Pipeline(
-        pipeline_name=pipeline_name,
+        pipeline_name=settings.pipeline_name,
         pipeline_root=pipeline_root,
         components=create_components(
-            data_root=data_root,
+            settings,
+            source_uri=source_uri,
+            source_fingerprint=source_fingerprint,
             schema_path=schema_path,
             model_dir=model_dir,
-            train_steps=train_steps,
-            eval_steps=eval_steps,
-            hyperparameters=hyperparameters,
-            evaluation=evaluation,
-            anomalies_policy=anomalies_policy,
+            platform_configs=platform_configs,
             push_provenance=push_provenance,
-            trainer_platform_config=trainer_platform_config,
         ),
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,

@@ -6,7 +6,7 @@ import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components import features
-from pipeline import data as data_lib
+from components.data_prep.source import list_source_files
 
 
 def infer_schema(source: str) -> tuple[schema_pb2.Schema, object]:
@@ -18,7 +18,7 @@ def infer_schema(source: str) -> tuple[schema_pb2.Schema, object]:
     Returns:
       The inferred schema and the statistics it came from.
     """
-    files = data_lib.source_files(source)
+    files = list_source_files(source)
     stats = tfdv.generate_statistics_from_csv(
         files[0] if len(files) == 1 else os.path.join(source, "*.csv")
     )

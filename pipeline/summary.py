@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import time
 from typing import Any
 
 import tensorflow_data_validation as tfdv
@@ -23,6 +24,11 @@ class RunSummary:
     Attributes:
       run_id: TFX pipeline run id.
       node_states: Node id -> `complete`, `cached`, `failed`, ... for nodes that ran.
+      data_version: Hash of the train/eval CSVs DataPrep wrote (None if it did not finish).
+      data_uri: Directory of those CSVs (`train/data.csv`, `eval/data.csv`).
+      data_rows: Split name -> rows DataPrep wrote.
+      data_time_ranges: Split name -> (first, last) Unix time of its rows.
+      source_uri: The source CSVs DataPrep read.
       rows_per_split: Split name -> examples counted by StatisticsGen.
       anomalies: Anomalies the gate saw (split, feature, reason).
       metrics_overall: Headline metrics of the candidate on the whole eval split.
@@ -38,6 +44,11 @@ class RunSummary:
 
     run_id: str
     node_states: dict[str, str]
+    data_version: str | None = None
+    data_uri: str | None = None
+    data_rows: dict[str, int] = dataclasses.field(default_factory=dict)
+    data_time_ranges: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    source_uri: str | None = None
     rows_per_split: dict[str, int] = dataclasses.field(default_factory=dict)
     anomalies: list[dict[str, str]] = dataclasses.field(default_factory=list)
     metrics_overall: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -210,6 +221,17 @@ def summarize_latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
     states, outputs = _outputs_by_node(store, run.id)
     summary = RunSummary(run_id=run.name, node_states=states)
 
+    for artifact in outputs.get("DataPrep", {}).get("prepared_data", []):
+        summary.data_version = _prop(artifact, "data_version")
+        summary.data_uri = artifact.uri
+        summary.source_uri = _prop(artifact, "source_uri")
+        for split in ("train", "eval"):
+            summary.data_rows[split] = int(_prop(artifact, f"{split}_rows") or 0)
+            summary.data_time_ranges[split] = (
+                int(_prop(artifact, f"{split}_start_time") or 0),
+                int(_prop(artifact, f"{split}_end_time") or 0),
+            )
+
     for artifact in outputs.get("StatisticsGen", {}).get("statistics", []):
         for split in artifact_utils.decode_split_names(_prop(artifact, "split_names") or "[]"):
             stats = tfdv.load_stats_binary(
@@ -244,8 +266,23 @@ def format_summary(summary: RunSummary) -> str:
         return ", ".join(f"{k}={metrics[k]:.4g}" for k in HEADLINE_METRICS if k in metrics) or "n/a"
 
     cached = sorted(n for n, s in summary.node_states.items() if s == "cached")
+
+    def time_range(split: str) -> str:
+        first, last = summary.data_time_ranges.get(split, (0, 0))
+        return " to ".join(
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(stamp)) for stamp in (first, last)
+        )
+
+    if summary.data_version is None:
+        data_line = "  data: n/a (DataPrep did not finish)"
+    else:
+        data_line = f"  data: version {summary.data_version} from {summary.source_uri}\n" + "".join(
+            f"    {split}: {summary.data_rows.get(split, 0)} rows, {time_range(split)} UTC\n"
+            for split in ("train", "eval")
+        ).rstrip("\n")
     lines = [
         f"Run {summary.run_id}",
+        data_line,
         "  rows per split: "
         + (", ".join(f"{k}={v}" for k, v in sorted(summary.rows_per_split.items())) or "n/a"),
         f"  anomalies: {len(summary.anomalies)}"

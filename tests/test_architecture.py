@@ -87,20 +87,16 @@ def test_components_use_no_future_annotations_and_no_module_file() -> None:
 
 
 def test_every_pipeline_node_is_named_and_user_code_is_a_dotted_path(tmp_path) -> None:
-    from components.trainer.hyperparameters import Hyperparameters
     from pipeline import pipeline as pipeline_lib
-    from pipeline.config import EvaluationSettings
+    from pipeline.config import PipelineSettings
 
     built = pipeline_lib.create_pipeline(
-        pipeline_name="p",
+        PipelineSettings(),
         pipeline_root=str(tmp_path),
-        data_root=str(tmp_path / "data"),
+        source_uri=str(tmp_path / "data"),
+        source_fingerprint="0" * 64,
         schema_path=str(tmp_path / "schema.pbtxt"),
         model_dir=str(tmp_path / "serving" / "m"),
-        train_steps=1,
-        eval_steps=1,
-        hyperparameters=Hyperparameters(),
-        evaluation=EvaluationSettings(),
     )
     assert sorted(c.id for c in built.components) == sorted(pipeline_lib.NODE_IDS)
     by_id = {c.id: c for c in built.components}

@@ -31,6 +31,17 @@ def _parser() -> argparse.ArgumentParser:
         "--param", action="append", default=[], help="name=value pipeline parameter"
     )
     submit.add_argument("--no-cache", action="store_true", help="disable caching for this run")
+    submit.add_argument(
+        "--pipeline-root", default="", help="artifact root (default: the compiled pipeline_root)"
+    )
+    submit.add_argument(
+        "--pipeline-name", default="", help="upload the spec as a new version of this pipeline"
+    )
+    submit.add_argument("--version-name", default="", help="uploaded version name")
+    submit.add_argument(
+        "--cron", default="", help="recurring run schedule, 6 fields, seconds first"
+    )
+    submit.add_argument("--max-concurrency", type=int, default=1, help="recurring runs at once")
     submit.add_argument("--dry-run", action="store_true", help="print what would be sent")
     local = sub.add_parser("run-local", help="execute the spec here as KFP's v2 launcher would")
     local.add_argument("--spec", default="out/kubeflow/pipeline.yaml")
@@ -73,8 +84,12 @@ def main(argv: list[str] | None = None) -> int:
 
             print(compiler.write_spec(compiler.compile_pipeline(config), args.output))
         elif args.command == "check":
+            from pipeline.kubeflow_v2.compiler import ALWAYS_RUN_TASKS
+
             with open(args.spec) as f:
-                problems = spec_lib.find_unsupported_constructs(spec_lib.parse(f.read()))
+                docs = spec_lib.parse(f.read())
+            spec_lib.check_strictly(docs)
+            problems = spec_lib.find_unsupported_constructs(docs, ALWAYS_RUN_TASKS)
             print("\n".join(problems) or "ok: every construct runs on open-source KFP v2")
             return 1 if problems else 0
         elif args.command == "submit":
@@ -85,12 +100,20 @@ def main(argv: list[str] | None = None) -> int:
                 experiment=args.experiment,
                 run_name=args.run_name,
                 parameters=_params(args.param),
-                enable_caching=False if args.no_cache else None,
+                disable_caching=args.no_cache,
+                pipeline_root=args.pipeline_root,
+                pipeline_name=args.pipeline_name,
+                version_name=args.version_name,
+                cron=args.cron,
+                max_concurrency=args.max_concurrency,
             )
             if args.dry_run:
                 print(submit_lib.describe(request, submit_lib.check_request(request)))
             else:
-                print(submit_lib.submit(request))
+                submitted = submit_lib.submit(request)
+                if submitted.version_id:
+                    print(f"pipeline {submitted.pipeline_id} version {submitted.version_id}")
+                print(submitted.url)
         elif args.command == "run-local":
             from pipeline.kubeflow_v2 import launcher
 

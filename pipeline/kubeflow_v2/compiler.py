@@ -1,8 +1,11 @@
-"""Compiles the pipeline for open-source KFP v2: TFX's KubeflowV2DagRunner, then patches."""
+"""Compiles the pipeline for open-source KFP v2: TFX's KubeflowV2DagRunner, then typed patches."""
 
 import os
+from typing import TYPE_CHECKING
 
+import yaml
 from absl import logging
+from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipeline.kubeflow_v2 import spec as spec_lib
 from pipeline.kubeflow_v2.config import (
@@ -12,24 +15,39 @@ from pipeline.kubeflow_v2.config import (
     parse_tolerations,
 )
 
+if TYPE_CHECKING:  # TFX is imported where a pipeline is built, not when this module loads.
+    from tfx.orchestration import pipeline as tfx_pipeline_lib
+
 TRAINER = "Trainer"
-DATA_ROOT_PARAMETER = "data_root"
-# What each step is called in the KFP UI (DAG keys stay the TFX node ids).
-TASK_DISPLAY_NAMES = {
-    "ExampleGen": "Ingest CSV examples",
-    "StatisticsGen": "Compute statistics",
-    "SchemaImporter": "Import curated schema",
-    "ExampleValidator": "Validate examples",
-    "AnomaliesGate": "Stop on anomalies",
-    "Transform": "Transform features",
-    "Trainer": "Train model (GPU)",
-    "LatestPushedModel": "Baseline: latest pushed model",
-    "Evaluator": "Evaluate and bless",
-    "Pusher": "Push to serving",
+SOURCE_URI_PARAMETER = "source_uri"
+SOURCE_FINGERPRINT_PARAMETER = "source_fingerprint"
+FINGERPRINT_TASK = "SourceFingerprint"
+FINGERPRINT_OUTPUT = "fingerprint"
+# Tasks that read state outside their inputs (the source files, the serving directory): KFP's
+# cache key covers parameter values and input artifact ids, never that state
+# (`backend/src/v2/driver/cache.go`), so they must always run.
+ALWAYS_RUN_TASKS = (FINGERPRINT_TASK, "LatestPushedModel", "Pusher")
+# What each step does, for people: the pipeline description in the KFP UI. The UI's step
+# names stay the task keys (see `spec_lib.keep_task_identity`).
+STEP_TITLES = {
+    FINGERPRINT_TASK: "fingerprint the source data (always runs)",
+    "DataPrep": "time-ordered train/eval split of the source CSVs",
+    "ExampleGen": "CSV to tf.Examples",
+    "StatisticsGen": "statistics",
+    "SchemaImporter": "curated schema",
+    "ExampleValidator": "validate examples against the schema",
+    "AnomaliesGate": "stop on anomalies",
+    "Transform": "feature transform",
+    "Trainer": "train (GPU)",
+    "LatestPushedModel": "baseline = the served model (always runs)",
+    "Evaluator": "evaluate against thresholds and the baseline, bless",
+    "Pusher": "push to serving (always runs)",
 }
 
 
-def trainer_resource_spec(config: KubeflowConfig):  # -> ResourceSpec (kfp proto)
+def trainer_resource_spec(
+    config: KubeflowConfig,
+) -> pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec:
     """Builds the Trainer's platform config: KFP's container ResourceSpec.
 
     Args:
@@ -40,8 +58,6 @@ def trainer_resource_spec(config: KubeflowConfig):  # -> ResourceSpec (kfp proto
       `accelerator_count > 0`, the accelerator type (verbatim: `nvidia.com/gpu` for open-source
       KFP, e.g. `NVIDIA_TESLA_T4` for Vertex AI) and count.
     """
-    from kfp.pipeline_spec import pipeline_spec_pb2
-
     resources = config.trainer
     spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec(
         cpu_limit=resources.cpu_limit,
@@ -55,8 +71,8 @@ def trainer_resource_spec(config: KubeflowConfig):  # -> ResourceSpec (kfp proto
     return spec
 
 
-def build_tfx_pipeline(config: KubeflowConfig):  # -> tfx.dsl.Pipeline
-    """Builds the project's TFX pipeline for KFP: `data_root` as a runtime parameter, Trainer GPU.
+def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
+    """Builds the project's TFX pipeline for KFP: the source as runtime parameters, Trainer GPU.
 
     Args:
       config: The kubeflow config.
@@ -68,35 +84,77 @@ def build_tfx_pipeline(config: KubeflowConfig):  # -> tfx.dsl.Pipeline
 
     from pipeline.pipeline import create_pipeline
 
-    settings = config.settings
-    data_root = tfx.dsl.experimental.RuntimeParameter(
-        name=DATA_ROOT_PARAMETER, ptype=str, default=config.data_root
-    )
     return create_pipeline(
-        pipeline_name=settings.pipeline_name,
+        config.settings,
         pipeline_root=config.pipeline_root,
-        data_root=data_root,
+        source_uri=tfx.dsl.experimental.RuntimeParameter(
+            name=SOURCE_URI_PARAMETER, ptype=str, default=config.source_uri
+        ),
+        # Rewired by the compiler to the SourceFingerprint task's output.
+        source_fingerprint=tfx.dsl.experimental.RuntimeParameter(
+            name=SOURCE_FINGERPRINT_PARAMETER, ptype=str
+        ),
         schema_path=config.schema_path,
         model_dir=config.model_dir,
-        train_steps=settings.train_steps,
-        eval_steps=settings.eval_steps,
-        hyperparameters=settings.hyperparameters,
-        evaluation=settings.evaluation,
-        anomalies_policy=settings.anomalies_policy,
-        push_provenance={"orchestrator": "kubeflow-pipelines-v2", "image": config.image},
         beam_pipeline_args=config.beam_pipeline_args,
         enable_cache=config.enable_cache,
-        trainer_platform_config=trainer_resource_spec(config),
+        platform_configs={TRAINER: trainer_resource_spec(config)},
+        push_provenance={"orchestrator": "kubeflow-pipelines-v2", "image": config.image},
     )
 
 
-def compile_tfx_pipeline(tfx_pipeline, config: KubeflowConfig) -> spec_lib.PipelineDocs:
+def custom_artifact_types(
+    tfx_pipeline: "tfx_pipeline_lib.Pipeline",
+) -> dict[str, pipeline_spec_pb2.ArtifactTypeSchema]:
+    """Maps the title TFX compiles each non-TFX artifact type to, to the type to write instead.
+
+    - UI types (`components.ui_artifacts`, `system.*` names): `schemaTitle` + `schemaVersion`,
+      the form the KFP UI renders.
+    - Other project types: TFX only accepts `word.Word` type names and writes that name as the
+      title, which TFX's container then imports as a class path; the class path is written.
+
+    Args:
+      tfx_pipeline: The TFX pipeline compiled.
+
+    Returns:
+      Title -> ArtifactTypeSchema.
+    """
+    from tfx.orchestration.kubeflow.v2 import compiler_utils
+
+    from components.ui_artifacts import CLASS_PATH_BY_TITLE
+
+    result = {}
+    for component in tfx_pipeline.components:
+        for channel in (*component.outputs.values(), *component.inputs.values()):
+            artifact_type = channel.type
+            schema = yaml.safe_load(compiler_utils.get_artifact_schema(artifact_type))
+            title = schema["title"]
+            if title in compiler_utils.TITLE_TO_CLASS_PATH:
+                continue
+            if title in CLASS_PATH_BY_TITLE:
+                result[title] = pipeline_spec_pb2.ArtifactTypeSchema(
+                    schema_title=title, schema_version=spec_lib.UI_SCHEMA_VERSION
+                )
+            else:
+                schema["title"] = f"{artifact_type.__module__}.{artifact_type.__qualname__}"
+                result[title] = pipeline_spec_pb2.ArtifactTypeSchema(
+                    instance_schema=yaml.dump(schema, sort_keys=False)
+                )
+    return result
+
+
+def compile_tfx_pipeline(
+    tfx_pipeline: "tfx_pipeline_lib.Pipeline", config: KubeflowConfig
+) -> spec_lib.PipelineDocs:
     """Compiles any TFX pipeline with KubeflowV2DagRunner and adapts it to open-source KFP v2.
 
     Steps: compile with pipeline spec schema 2.1 (`constant` values; the open-source driver
     does not implement 2.0's `constantValue`) and this project's container entrypoint; replace
-    the ExampleGen hook; set UI names and parameter defaults; add the Kubernetes section
-    (CPU pool for every step, GPU pool + tolerations for the Trainer, PVC mounts); check.
+    an ExampleGen driver hook; then, on the typed spec: a `SourceFingerprint` task feeding
+    every input that read the `source_fingerprint` parameter; caching off for tasks reading
+    external state; task names equal to task keys; UI and project artifact types; parameter
+    defaults; then the Kubernetes section (CPU pool for every step, GPU pool + tolerations for
+    the Trainer, PVC mounts); a strict re-parse; the supported-constructs check.
 
     Args:
       tfx_pipeline: A TFX pipeline.
@@ -108,6 +166,7 @@ def compile_tfx_pipeline(tfx_pipeline, config: KubeflowConfig) -> spec_lib.Pipel
     Raises:
       UnsupportedConstructError: If the result still holds something open-source KFP v2
         cannot run (e.g. a Resolver node).
+      InvalidSpecError: If the patched spec does not parse strictly into KFP's protos.
     """
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as runner_lib
 
@@ -118,41 +177,75 @@ def compile_tfx_pipeline(tfx_pipeline, config: KubeflowConfig) -> spec_lib.Pipel
         use_pipeline_spec_2_1=True,
     )
     job = runner_lib.KubeflowV2DagRunner(runner_config).run(tfx_pipeline, write_out=False)
-    pipeline_spec = job["pipelineSpec"]
-    changed = spec_lib.replace_example_gen_hook(pipeline_spec)
-    logging.info("Replaced the ExampleGen driver hook in executors %s", changed)
-    tasks = pipeline_spec["root"]["dag"]["tasks"]
-    spec_lib.set_display_names(
-        pipeline_spec,
-        config.pipeline_display_name,
-        {k: v for k, v in TASK_DISPLAY_NAMES.items() if k in tasks},
-    )
-    parameters = pipeline_spec["root"].get("inputDefinitions", {}).get("parameters", {})
-    if DATA_ROOT_PARAMETER in parameters:
-        spec_lib.set_parameter_defaults(
-            pipeline_spec,
-            {DATA_ROOT_PARAMETER: config.data_root},
-            {DATA_ROOT_PARAMETER: "Prepared data (train/, eval/ CSVs) as the steps see it."},
+    compiled = job["pipelineSpec"]
+    changed = spec_lib.replace_example_gen_hook(compiled)
+    if changed:
+        logging.info("Replaced the ExampleGen driver hook in executors %s", changed)
+    typed = spec_lib.to_typed(compiled)
+    spec = typed.spec
+    parameters = spec.root.input_definitions.parameters
+    if SOURCE_FINGERPRINT_PARAMETER in parameters:
+        spec_lib.add_parameter_task(
+            typed,
+            task=FINGERPRINT_TASK,
+            image=config.image,
+            command=spec_lib.FINGERPRINT_COMMAND,
+            args=[
+                "--source-uri",
+                f"{{{{$.inputs.parameters['{SOURCE_URI_PARAMETER}']}}}}",
+                "--output",
+                f"{{{{$.outputs.parameters['{FINGERPRINT_OUTPUT}'].output_file}}}}",
+            ],
+            inputs={SOURCE_URI_PARAMETER: SOURCE_URI_PARAMETER},
+            output=FINGERPRINT_OUTPUT,
         )
-    pipeline_spec["defaultPipelineRoot"] = config.pipeline_root
+        rewired = spec_lib.wire_parameter_from_task(
+            spec,
+            parameter=SOURCE_FINGERPRINT_PARAMETER,
+            producer=FINGERPRINT_TASK,
+            output=FINGERPRINT_OUTPUT,
+        )
+        logging.info("%s now feeds %s", FINGERPRINT_TASK, rewired)
+    tasks = spec.root.dag.tasks
+    spec_lib.set_caching(spec, [t for t in ALWAYS_RUN_TASKS if t in tasks], enabled=False)
+    spec_lib.keep_task_identity(spec)
+    spec_lib.describe_pipeline(
+        spec,
+        config.pipeline_display_name,
+        {name: title for name, title in STEP_TITLES.items() if name in tasks},
+    )
+    spec_lib.retitle_artifact_types(typed, custom_artifact_types(tfx_pipeline))
+    if SOURCE_URI_PARAMETER in parameters:
+        spec_lib.set_parameter_defaults(
+            spec,
+            {SOURCE_URI_PARAMETER: config.source_uri},
+            {
+                SOURCE_URI_PARAMETER: "Source CSV file or directory as the steps see it "
+                "(gs:// or a path on the mounted PVC)."
+            },
+        )
+    spec.default_pipeline_root = config.pipeline_root
+    pipeline_spec = spec_lib.to_dict(typed)
     gpu = config.trainer
+    trainer_present = TRAINER in tasks
     platform_spec = spec_lib.build_kubernetes_platform(
         pipeline_spec,
         default_node_selector=parse_node_selector(config.cpu_node_selector, "cpu_node_selector"),
         task_node_selectors=(
             {TRAINER: parse_node_selector(gpu.node_selector, "trainer.node_selector")}
-            if TRAINER in tasks
+            if trainer_present
             else {}
         ),
         task_tolerations=(
             {TRAINER: parse_tolerations(gpu.tolerations, "trainer.tolerations")}
-            if TRAINER in tasks
+            if trainer_present
             else {}
         ),
         pvc_mounts=parse_pvc_mounts(config.pvc_mounts, "pvc_mounts"),
     )
     docs = spec_lib.PipelineDocs(pipeline_spec, platform_spec)
-    spec_lib.check_supported(docs)
+    spec_lib.check_strictly(docs)
+    spec_lib.check_supported(docs, ALWAYS_RUN_TASKS)
     return docs
 
 

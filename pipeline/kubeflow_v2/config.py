@@ -79,8 +79,8 @@ class KubeflowConfig(Settings):
       image: Pipeline image by tag (`repo/name:tag`) or digest (`repo/name@sha256:...`).
       pipeline_root: Artifact root: `gs://`, `s3://` or `minio://` (what the KFP launcher
         supports; a PVC path cannot be a pipeline root there).
-      data_root: Prepared data (`train/`, `eval/`) as the executors see it: `gs://` or a
-        path on a mounted PVC. Also the default of the `data_root` pipeline parameter.
+      source_uri: Source CSV file or directory as the steps see it: `gs://` or a path on a
+        mounted PVC. Also the default of the `source_uri` pipeline parameter.
       schema_path: Curated schema file as the executors see it (default: inside the image).
       serving_base: Directory the Pusher writes `<model_name>/<version>` to (`gs://` or a
         PVC path shared with TF Serving).
@@ -95,7 +95,7 @@ class KubeflowConfig(Settings):
     settings: PipelineSettings = dataclasses.field(default_factory=PipelineSettings)
     image: str = "ghcr.io/example/tfx-taxi-kfp:0.1.0"
     pipeline_root: str = "minio://mlpipeline/v2/artifacts"
-    data_root: str = "/mnt/taxi/data/prepared"
+    source_uri: str = "/mnt/taxi/data/source"
     schema_path: str = "/pipeline/schemas/taxi/schema.pbtxt"
     serving_base: str = "/mnt/taxi/serving"
     display_name: str = ""
@@ -132,7 +132,7 @@ class KubeflowConfig(Settings):
             )
         return value
 
-    @pydantic.field_validator("data_root", "schema_path", "serving_base")
+    @pydantic.field_validator("source_uri", "schema_path", "serving_base")
     @classmethod
     def _check_executor_path(cls, value: str) -> str:
         if not value.startswith(EXECUTOR_PATH_SCHEMES):

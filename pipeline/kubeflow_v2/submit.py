@@ -1,6 +1,13 @@
-"""Submits a compiled spec to a KFP v2 API server with kfp.Client (token from the environment)."""
+"""Submits a compiled spec to a KFP v2 API server with kfp.Client (token from the environment).
+
+One run, or a recurring run (cron), either from the spec file itself or from a new version of
+a named pipeline uploaded first. The run's `pipeline_root` is always sent: KFP's backend never
+reads the spec's `defaultPipelineRoot` (`backend/src/v2/driver/root_dag.go` takes the run's
+root or the `kfp-launcher` ConfigMap's).
+"""
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -9,6 +16,8 @@ from typing import Any
 from pipeline.kubeflow_v2 import spec as spec_lib
 
 TOKEN_ENV = "KFP_AUTH_TOKEN"
+# KFP's scheduler parses cron with seconds first (robfig/cron, 6 fields), e.g. `0 0 3 * * *`.
+CRON_FIELDS = 6
 
 
 class SubmitError(RuntimeError):
@@ -24,9 +33,17 @@ class SubmitRequest:
       host: KFP API endpoint, e.g. `https://kfp.example.com/pipeline` or `http://127.0.0.1:8888`.
       namespace: Kubernetes namespace of the run (multi-user KFP); empty = the client's default.
       experiment: Experiment name (created when missing).
-      run_name: Run display name.
-      parameters: Pipeline parameter values (e.g. `{"data_root": "/mnt/taxi/data/v2"}`).
-      enable_caching: Overrides the compiled caching choice when not None.
+      run_name: Run (or recurring run) display name; empty = the pipeline name.
+      parameters: Pipeline parameter values (e.g. `{"source_uri": "/mnt/taxi/data/2024-06"}`).
+      disable_caching: Run every step, whatever the compiled caching options say.
+      pipeline_root: Artifact root of the run; empty = the spec's `defaultPipelineRoot` (the
+        config's `pipeline_root`).
+      pipeline_name: When set, upload the spec as a new version of this pipeline (created on
+        first upload) and run that version.
+      version_name: Name of the uploaded version; empty = `<spec name>-<spec hash>`.
+      cron: When set, create a recurring run on this schedule (6 fields, seconds first)
+        instead of one run.
+      max_concurrency: Scheduled runs allowed at once (recurring runs).
     """
 
     spec_path: str
@@ -35,7 +52,27 @@ class SubmitRequest:
     experiment: str = "chicago-taxi"
     run_name: str = ""
     parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    enable_caching: bool | None = None
+    disable_caching: bool = False
+    pipeline_root: str = ""
+    pipeline_name: str = ""
+    version_name: str = ""
+    cron: str = ""
+    max_concurrency: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Submitted:
+    """What the server created.
+
+    Attributes:
+      url: The run's (or recurring run's) page in the KFP UI.
+      pipeline_id: The pipeline uploaded to, if any.
+      version_id: The pipeline version run, if one was uploaded.
+    """
+
+    url: str
+    pipeline_id: str | None = None
+    version_id: str | None = None
 
 
 def check_request(request: SubmitRequest) -> spec_lib.PipelineDocs:
@@ -45,7 +82,8 @@ def check_request(request: SubmitRequest) -> spec_lib.PipelineDocs:
       The parsed spec.
 
     Raises:
-      SubmitError: On a missing/invalid spec file, a bad host, or an unknown parameter.
+      SubmitError: On a missing/invalid spec file, a bad host, an unknown parameter, a
+        malformed schedule, or caching disabled for an uploaded version.
     """
     if not request.host.startswith(("http://", "https://")):
         raise SubmitError(f"--host must be an http:// or https:// URL, got {request.host!r}")
@@ -56,13 +94,40 @@ def check_request(request: SubmitRequest) -> spec_lib.PipelineDocs:
     try:
         with open(request.spec_path) as f:
             docs = spec_lib.parse(f.read())
+        spec_lib.check_strictly(docs)
     except ValueError as e:
         raise SubmitError(f"{request.spec_path!r} is not a compiled pipeline spec: {e}") from e
     known = docs.pipeline_spec["root"].get("inputDefinitions", {}).get("parameters", {})
     unknown = sorted(set(request.parameters) - set(known))
     if unknown:
         raise SubmitError(f"unknown pipeline parameters {unknown}; the spec has {sorted(known)}")
+    if request.cron and len(request.cron.split()) != CRON_FIELDS:
+        raise SubmitError(
+            f"--cron needs {CRON_FIELDS} fields, seconds first (KFP's scheduler), e.g. "
+            f"'0 0 3 * * *' for 03:00 daily; got {request.cron!r}"
+        )
+    if request.max_concurrency < 1:
+        raise SubmitError(f"--max-concurrency must be >= 1, got {request.max_concurrency}")
+    if request.disable_caching and request.pipeline_name:
+        # kfp.Client rewrites cachingOptions only in a spec it sends itself; a run of an
+        # uploaded version keeps the compiled options.
+        raise SubmitError(
+            "--no-cache cannot apply to an uploaded pipeline version: compile with "
+            "enable_cache=false for that, or submit the spec file without --pipeline-name"
+        )
     return docs
+
+
+def _pipeline_root(request: SubmitRequest, docs: spec_lib.PipelineDocs) -> str | None:
+    return request.pipeline_root or docs.pipeline_spec.get("defaultPipelineRoot") or None
+
+
+def _version_name(request: SubmitRequest, docs: spec_lib.PipelineDocs) -> str:
+    if request.version_name:
+        return request.version_name
+    with open(request.spec_path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    return f"{docs.pipeline_spec['pipelineInfo']['name']}-{digest}"
 
 
 def describe(request: SubmitRequest, docs: spec_lib.PipelineDocs) -> str:
@@ -76,7 +141,18 @@ def describe(request: SubmitRequest, docs: spec_lib.PipelineDocs) -> str:
             "pipeline": docs.pipeline_spec["pipelineInfo"].get("displayName"),
             "spec": request.spec_path,
             "parameters": dict(request.parameters),
-            "enable_caching": request.enable_caching,
+            "pipeline_root": _pipeline_root(request, docs),
+            "caching": "off for every step" if request.disable_caching else "as compiled",
+            "upload": (
+                {"pipeline": request.pipeline_name, "version": _version_name(request, docs)}
+                if request.pipeline_name
+                else None
+            ),
+            "schedule": (
+                {"cron": request.cron, "max_concurrency": request.max_concurrency}
+                if request.cron
+                else None
+            ),
             "auth_token": f"from ${TOKEN_ENV}" if os.environ.get(TOKEN_ENV) else None,
         },
         indent=2,
@@ -84,14 +160,54 @@ def describe(request: SubmitRequest, docs: spec_lib.PipelineDocs) -> str:
     )
 
 
-def submit(request: SubmitRequest) -> str:
-    """Creates (or reuses) the experiment and starts a run of the spec.
+def _upload(client: Any, request: SubmitRequest, docs: spec_lib.PipelineDocs) -> tuple[str, str]:
+    """Uploads the spec as a new version of `request.pipeline_name`; returns (pipeline, version)."""
+    description = docs.pipeline_spec["pipelineInfo"].get("description")
+    found = client.list_pipelines(
+        filter=json.dumps(
+            {
+                "predicates": [
+                    {
+                        "operation": "EQUALS",
+                        "key": "display_name",
+                        "stringValue": request.pipeline_name,
+                    }
+                ]
+            }
+        ),
+        namespace=request.namespace or None,
+    ).pipelines
+    if found:
+        version = client.upload_pipeline_version(
+            request.spec_path,
+            _version_name(request, docs),
+            pipeline_id=found[0].pipeline_id,
+            description=description,
+        )
+        return version.pipeline_id, version.pipeline_version_id
+    # The first upload creates the pipeline and its first version together.
+    pipeline = client.upload_pipeline(
+        request.spec_path,
+        pipeline_name=request.pipeline_name,
+        description=description,
+        namespace=request.namespace or None,
+    )
+    versions = client.list_pipeline_versions(
+        pipeline.pipeline_id, sort_by="created_at desc", page_size=1
+    ).pipeline_versions
+    if not versions:
+        raise SubmitError(f"KFP created pipeline {pipeline.pipeline_id} but lists no version")
+    return pipeline.pipeline_id, versions[0].pipeline_version_id
+
+
+def submit(request: SubmitRequest) -> Submitted:
+    """Starts a run (or a recurring run) of the spec, uploading it first when asked.
 
     Args:
       request: What to send. The bearer token, if any, comes from $KFP_AUTH_TOKEN.
 
     Returns:
-      The run's URL in the KFP UI.
+      What was created, with the UI address.
 
     Raises:
       SubmitError: On a bad request or when the server cannot be reached or refuses it.
@@ -102,22 +218,44 @@ def submit(request: SubmitRequest) -> str:
     from kfp_server_api.exceptions import ApiException
 
     token = os.environ.get(TOKEN_ENV) or None
+    name = request.run_name or docs.pipeline_spec["pipelineInfo"]["name"]
+    source: dict[str, Any] = {"pipeline_package_path": request.spec_path}
+    pipeline_id = version_id = None
     try:
         client = kfp.Client(
             host=request.host, namespace=request.namespace or "kubeflow", existing_token=token
         )
-        result = client.create_run_from_pipeline_package(
-            request.spec_path,
-            arguments=dict(request.parameters),
-            run_name=request.run_name or docs.pipeline_spec["pipelineInfo"]["name"],
-            experiment_name=request.experiment,
-            namespace=request.namespace or None,
-            enable_caching=request.enable_caching,
+        experiment = client.create_experiment(
+            name=request.experiment, namespace=request.namespace or None
         )
+        if request.pipeline_name:
+            pipeline_id, version_id = _upload(client, request, docs)
+            source = {"pipeline_id": pipeline_id, "version_id": version_id}
+        common = {
+            "experiment_id": experiment.experiment_id,
+            "job_name": name,
+            "params": dict(request.parameters),
+            "pipeline_root": _pipeline_root(request, docs),
+            # Only ever False: True would switch caching on for the always-run steps too.
+            "enable_caching": False if request.disable_caching else None,
+            **source,
+        }
+        if request.cron:
+            recurring = client.create_recurring_run(
+                cron_expression=request.cron,
+                max_concurrency=request.max_concurrency,
+                # A paused schedule resumes with the latest interval, not a backlog of runs.
+                no_catchup=True,
+                **common,
+            )
+            path = f"#/recurringrun/details/{recurring.recurring_run_id}"
+        else:
+            run = client.run_pipeline(**common)
+            path = f"#/runs/details/{run.run_id}"
     except ApiException as e:
         raise SubmitError(
             f"KFP at {request.host} refused the request: HTTP {e.status} {e.reason}: {e.body}"
         ) from e
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise SubmitError(f"cannot reach KFP at {request.host}: {e}") from e
-    return f"{client._get_url_prefix()}/#/runs/details/{result.run_id}"
+    return Submitted(f"{client._get_url_prefix()}/{path}", pipeline_id, version_id)

@@ -1,14 +1,24 @@
-"""Compile: determinism, golden file, supported constructs only, GPU placement, UI names."""
+"""Compile: determinism, golden file, supported constructs only, GPU placement, task identity,
+the source fingerprint task, caching rules, artifact types, strict re-parse."""
 
 import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 from tfx import v1 as tfx
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
+from components import ui_artifacts
+from components.data_prep import source as source_lib
+from components.data_prep.artifacts import PreparedData
+from components.data_prep.component import DataPrep
+from pipeline import pipeline as pipeline_lib
 from pipeline.config import ConfigError
+from pipeline.kubeflow_v2 import __main__ as cli
 from pipeline.kubeflow_v2 import compiler
 from pipeline.kubeflow_v2 import spec as spec_lib
 from pipeline.kubeflow_v2.config import load_kubeflow_config
@@ -42,15 +52,16 @@ def test_diff_reports_both_directions():
     assert spec_lib.diff({"a": [1, 2]}, {"a": [1, 3]}) == ["changed: a[1]: 2 != 3"]
 
 
-def test_compiled_spec_has_only_supported_constructs(compiled):
-    assert spec_lib.find_unsupported_constructs(compiled) == []
-    text = spec_lib.render(compiled)
-    for construct in ("resolver", "lifecycle", "preCacheCheck", "constantValue", "customJob"):
-        assert construct not in text
-    example_gen = compiled.pipeline_spec["deploymentSpec"]["executors"]["ExampleGen_executor"][
-        "container"
-    ]
-    assert example_gen["args"][0] == spec_lib.EXAMPLE_GEN_DRIVER_FLAG
+def test_check_command_passes_the_golden_and_names_a_cached_external_read(tmp_path, capsys):
+    assert cli.main(["check", "--spec", GOLDEN]) == 0
+    with open(GOLDEN) as f:
+        docs = spec_lib.parse(f.read())
+    docs.pipeline_spec["root"]["dag"]["tasks"]["Pusher"]["cachingOptions"] = {"enableCache": True}
+    path = compiler.write_spec(docs, str(tmp_path / "cached-pusher.yaml"))
+    assert cli.main(["check", "--spec", path]) == 1
+    assert "task Pusher: reads external state but cachingOptions.enableCache is true" in (
+        capsys.readouterr().out
+    )
 
 
 def _resolver_pipeline(tmp_path):
@@ -119,18 +130,152 @@ def test_vertex_accelerator_name_passes_through(tmp_path):
     assert not compiler.trainer_resource_spec(cpu_only).HasField("accelerator")
 
 
-def test_ui_names_and_pipeline_parameters(compiled, example_config):
+def test_task_names_are_task_keys_and_steps_are_described(compiled):
     spec = compiled.pipeline_spec
-    assert spec["pipelineInfo"] == {"name": "chicago-taxi", "displayName": "chicago-taxi"}
     tasks = spec["root"]["dag"]["tasks"]
-    assert {n: t["taskInfo"]["name"] for n, t in tasks.items()} == compiler.TASK_DISPLAY_NAMES
-    parameter = spec["root"]["inputDefinitions"]["parameters"]["data_root"]
-    assert parameter["parameterType"] == "STRING"
-    assert parameter["defaultValue"] == example_config.data_root
-    assert tasks["ExampleGen"]["inputs"]["parameters"]["input_base"] == {
-        "componentInputParameter": "data_root"
-    }
+    assert sorted(tasks) == sorted((compiler.FINGERPRINT_TASK, *pipeline_lib.NODE_IDS))
+    for name, task in tasks.items():
+        assert task["taskInfo"]["name"] == name
+        assert f"{name}: " in spec["pipelineInfo"]["description"]
+    assert spec["pipelineInfo"]["displayName"] == "chicago-taxi"
     assert spec["defaultPipelineRoot"] == "minio://mlpipeline/v2/artifacts"
+
+
+def test_only_the_source_is_a_parameter_and_its_fingerprint_keys_data_prep(
+    compiled, example_config
+):
+    spec = compiled.pipeline_spec
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert sorted(parameters) == ["source_uri"]
+    assert parameters["source_uri"]["defaultValue"] == example_config.source_uri
+    tasks = spec["root"]["dag"]["tasks"]
+    data_prep = tasks["DataPrep"]
+    assert data_prep["inputs"]["parameters"]["source_fingerprint"] == {
+        "taskOutputParameter": {
+            "producerTask": "SourceFingerprint",
+            "outputParameterKey": "fingerprint",
+        }
+    }
+    assert data_prep["inputs"]["parameters"]["source_uri"] == {
+        "componentInputParameter": "source_uri"
+    }
+    assert data_prep["dependentTasks"] == ["SourceFingerprint"]
+    assert tasks["SourceFingerprint"]["inputs"]["parameters"]["source_uri"] == {
+        "componentInputParameter": "source_uri"
+    }
+    cached = {name for name, task in tasks.items() if task["cachingOptions"].get("enableCache")}
+    assert cached == set(tasks) - set(compiler.ALWAYS_RUN_TASKS)
+
+
+def test_fingerprint_task_command_writes_the_source_fingerprint(compiled, tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "a.csv").write_text("trip_start_timestamp,fare\n1,2.5\n")
+    spec = compiled.pipeline_spec
+    label = spec_lib.executor_label_of(spec, compiler.FINGERPRINT_TASK)
+    container = spec["deploymentSpec"]["executors"][label]["container"]
+    output = tmp_path / "outputs" / "fingerprint"
+    # Fill the placeholders as KFP's launcher does, then run the command the spec names.
+    placeholders = {
+        "{{$.inputs.parameters['source_uri']}}": str(source),
+        "{{$.outputs.parameters['fingerprint'].output_file}}": str(output),
+    }
+    args = [placeholders.get(arg, arg) for arg in container["args"]]
+    assert container["command"][0] == "python"
+    result = subprocess.run(
+        [sys.executable, *container["command"][1:], *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert output.read_text() == source_lib.fingerprint_source(str(source))
+    missing = [placeholders.get(arg, arg) for arg in container["args"]]
+    missing[missing.index(str(source))] = str(tmp_path / "none")
+    result = subprocess.run(
+        [sys.executable, *container["command"][1:], *missing],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1 and "does not exist" in result.stderr
+
+
+class _ReportExecutor(base_executor.BaseExecutor):
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
+        pass
+
+
+class _ReportSpec(ComponentSpec):
+    PARAMETERS: dict = {}
+    INPUTS = {"prepared": ChannelParameter(type=PreparedData)}
+    OUTPUTS = {"report": ChannelParameter(type=ui_artifacts.Markdown)}
+
+
+class _Report(base_component.BaseComponent):
+    SPEC_CLASS = _ReportSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_ReportExecutor)
+
+
+class _ReaderSpec(ComponentSpec):
+    PARAMETERS: dict = {}
+    INPUTS = {"report": ChannelParameter(type=ui_artifacts.Markdown)}
+    OUTPUTS: dict = {}
+
+
+class _Reader(base_component.BaseComponent):
+    SPEC_CLASS = _ReaderSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_ReportExecutor)
+
+
+def test_ui_and_project_artifact_types_compile_to_what_ui_and_container_read(example_config):
+    data_prep = DataPrep(source_uri="/d", source_fingerprint="f", eval_fraction=0.2).with_id(
+        "DataPrep"
+    )
+    report = _Report(
+        spec=_ReportSpec(
+            prepared=data_prep.outputs["prepared_data"],
+            report=tfx.dsl.Channel(type=ui_artifacts.Markdown),
+        )
+    ).with_id("Report")
+    reader = _Reader(spec=_ReaderSpec(report=report.outputs["report"])).with_id("Reader")
+    docs = compiler.compile_tfx_pipeline(
+        tfx.dsl.Pipeline(
+            pipeline_name="ui-types",
+            pipeline_root="gs://b/r",
+            components=[data_prep, report, reader],
+        ),
+        example_config,
+    )
+    components = docs.pipeline_spec["components"]
+    markdown = {"schemaTitle": "system.Markdown", "schemaVersion": "0.0.1"}
+    assert (
+        components["Report"]["outputDefinitions"]["artifacts"]["report"]["artifactType"] == markdown
+    )
+    assert (
+        components["Reader"]["inputDefinitions"]["artifacts"]["report"]["artifactType"] == markdown
+    )
+    prepared = components["Report"]["inputDefinitions"]["artifacts"]["prepared"]["artifactType"]
+    assert spec_lib.artifact_title(prepared) == "components.data_prep.artifacts.PreparedData"
+    # The executor's own copy of its inputs spec (what TFX rebuilds artifacts from) agrees.
+    args = docs.pipeline_spec["deploymentSpec"]["executors"]["Reader_executor"]["container"]["args"]
+    inputs_spec = json.loads(args[args.index(spec_lib.INPUTS_SPEC_FLAG) + 1])
+    assert inputs_spec["artifacts"]["report"]["artifactType"] == markdown
+
+
+def test_strict_reparse_names_what_does_not_parse(compiled):
+    docs = spec_lib.parse(spec_lib.render(compiled))
+    docs.pipeline_spec["root"]["dag"]["tasks"]["Trainer"]["taskInfo"]["title"] = "Train"
+    with pytest.raises(spec_lib.InvalidSpecError, match=r"PipelineSpec.*title"):
+        spec_lib.check_strictly(docs)
+    docs = spec_lib.parse(spec_lib.render(compiled))
+    docs.pipeline_spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["gpu"] = 1
+    with pytest.raises(spec_lib.InvalidSpecError, match=r"deploymentSpec.*gpu"):
+        spec_lib.check_strictly(docs)
+    docs = spec_lib.parse(spec_lib.render(compiled))
+    docs.platform_spec["platforms"]["kubernetes"]["deploymentSpecs"] = {}
+    with pytest.raises(spec_lib.InvalidSpecError, match=r"platform spec.*deploymentSpecs"):
+        spec_lib.check_strictly(docs)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +283,7 @@ def test_ui_names_and_pipeline_parameters(compiled, example_config):
     [
         ("image=tfx-taxi:latest", "image"),
         ("pipeline_root=/mnt/pvc/root", "pipeline_root"),
-        ("data_root=s3://bucket/data", "data_root"),
+        ("source_uri=s3://bucket/data", "source_uri"),
         ("trainer.tolerations=nvidia.com/gpu", "trainer.tolerations"),
         ("trainer.node_selector=pool", "trainer.node_selector"),
         ("trainer.accelerator_count=-1", "trainer.accelerator_count"),

@@ -1,8 +1,8 @@
-"""End to end with BeamDagRunner on a small slice: blessed and pushed, cached re-run, a worse
-model kept out, anomalous data stopped before training."""
+"""End to end with BeamDagRunner on a small slice: data prepared inside the run, blessed and
+pushed, cached re-run, a worse model kept out, new (anomalous) data re-prepared and stopped
+before training."""
 
 import csv
-import dataclasses
 import os
 
 import pytest
@@ -24,9 +24,10 @@ def _versions(config) -> list[int]:
     return model_contract.list_versions(tf.io.gfile, config.model_dir)
 
 
-def _config(output_dir: str, **settings) -> config_lib.LocalConfig:
+def _config(output_dir: str, source_data: str | None = None, **settings) -> config_lib.LocalConfig:
     values = {
         "output_dir": output_dir,
+        "source_data": source_data,
         "serve_after_run": False,
         "settings": {
             "max_rows": 1500,
@@ -78,11 +79,11 @@ def worse(first, rerun):
     return _run(worse_config)[1]
 
 
-def _examples(data_root: str, count: int = 5) -> list[bytes]:
+def _examples(prepared_data_uri: str, count: int = 5) -> list[bytes]:
     schema = features.load_schema()
     types = {f.name: f.type for f in schema.feature if "SERVING" not in f.not_in_environment}
     out = []
-    with open(os.path.join(data_root, "eval", "data.csv")) as f:
+    with open(os.path.join(prepared_data_uri, "eval", "data.csv")) as f:
         for row in list(csv.DictReader(f))[:count]:
             example = tf.train.Example()
             for name, kind in types.items():
@@ -104,6 +105,8 @@ def test_every_component_ran_and_wrote_artifacts(first) -> None:
     assert result.node_states == {node: "complete" for node in NODES}
     root = config.pipeline_root
     for path in [
+        "DataPrep/prepared_data/*/train/data.csv",
+        "DataPrep/prepared_data/*/eval/data.csv",
         "ExampleGen/examples/*/Split-train/*.gz",
         "ExampleGen/examples/*/Split-eval/*.gz",
         "StatisticsGen/statistics/*/Split-eval/FeatureStats.pb",
@@ -123,6 +126,10 @@ def test_every_component_ran_and_wrote_artifacts(first) -> None:
         assert tf.io.gfile.glob(os.path.join(root, path)), f"missing {path}"
     total = result.rows_per_split["train"] + result.rows_per_split["eval"]
     assert total == 1500 and result.rows_per_split["eval"] < result.rows_per_split["train"]
+    # DataPrep's metadata in MLMD agrees with what StatisticsGen counted downstream.
+    assert result.data_rows == result.rows_per_split
+    assert result.data_time_ranges["train"][1] < result.data_time_ranges["eval"][0]
+    assert result.data_version and result.data_uri
     assert result.anomalies == []
 
 
@@ -137,15 +144,15 @@ def test_model_is_blessed_on_overall_and_credit_card_and_pushed(first) -> None:
     version_dir = os.path.join(config.model_dir, result.pushed_version)
     assert os.path.isfile(os.path.join(version_dir, "assets.extra", "tf_serving_warmup_requests"))
     manifest = model_contract.read_manifest(tf.io.gfile, version_dir)
-    assert manifest["data_version"] == run.data.version
+    assert manifest["source_fingerprint"] == run.source_fingerprint
     assert manifest["pipeline_run_id"] == result.run_id
 
 
 def test_pushed_model_scores_serialized_examples(first) -> None:
-    config, run, result = first
+    config, _, result = first
     version_dir = os.path.join(config.model_dir, result.pushed_version)
     loaded = tf.saved_model.load(version_dir)
-    examples = tf.constant(_examples(run.data.root))
+    examples = tf.constant(_examples(result.data_uri))
     probabilities = loaded.signatures["serving_default"](examples=examples)["probabilities"].numpy()
     assert probabilities.shape == (5, 1)
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
@@ -173,6 +180,9 @@ def test_rerun_on_unchanged_inputs_is_cached_and_adds_no_version(first, rerun) -
 def test_worse_model_than_the_pushed_baseline_is_not_pushed(first, worse) -> None:
     config, _, result = first
     assert worse.node_states["Trainer"] == "complete"
+    # Same source and split settings: the data steps come from the cache.
+    assert worse.node_states["DataPrep"] == worse.node_states["ExampleGen"] == "cached"
+    assert worse.data_version == result.data_version
     assert worse.baseline == f"version {result.pushed_version}"
     assert worse.blessed is False
     assert any("auc change vs baseline on overall" in line for line in worse.failed_thresholds), (
@@ -185,10 +195,10 @@ def test_worse_model_than_the_pushed_baseline_is_not_pushed(first, worse) -> Non
 def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(
     first, worse, tmp_path
 ) -> None:
-    config, run, result = first
+    config, _, result = first
     bad_dir = tmp_path / "bad"
     bad_dir.mkdir()
-    with open(os.path.join(run.data.root, "train", "data.csv")) as f:
+    with open(os.path.join(result.data_uri, "train", "data.csv")) as f:
         rows = list(csv.DictReader(f))
     for row in rows[-50:]:
         row["payment_type"] = "Bitcoin"
@@ -197,11 +207,7 @@ def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    bad = dataclasses.replace(
-        _config(config.output_dir),
-        source_data=str(bad_dir),
-        settings=dataclasses.replace(config.settings, max_rows=None),
-    )
+    bad = _config(config.output_dir, source_data=str(bad_dir), max_rows=None)
     with pytest.raises(
         Exception, match="feature 'payment_type': Unexpected string values"
     ) as error:
@@ -211,5 +217,9 @@ def test_anomalous_data_stops_the_run_before_transform_and_pushes_nothing(
         os.path.abspath(config.metadata_path), config.settings.pipeline_name
     )
     assert stopped.node_states["AnomaliesGate"] == "failed"
+    # New source bytes: DataPrep and the steps after it ran again rather than being cached.
+    for node in ("DataPrep", "ExampleGen", "StatisticsGen", "ExampleValidator"):
+        assert stopped.node_states[node] == "complete", node
+    assert stopped.data_version != result.data_version
     assert not {"Transform", "Trainer", "Evaluator", "Pusher"} & set(stopped.node_states)
     assert _versions(config) == [int(result.pushed_version)]

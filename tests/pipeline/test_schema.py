@@ -7,7 +7,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 import schemas
 from components import features
-from pipeline import data as data_lib
+from components.data_prep.source import default_source
 from pipeline import schema_tools
 
 
@@ -20,7 +20,7 @@ def test_schema_parses_and_every_feature_has_one_role() -> None:
 
 
 def test_schema_covers_every_column_of_the_embedded_data() -> None:
-    with open(f"{data_lib.default_source()}/data.csv") as f:
+    with open(f"{default_source()}/data.csv") as f:
         header = next(csv.reader(f))
     assert {f.name for f in features.load_schema().feature} == set(header)
 
@@ -49,7 +49,7 @@ def test_categorical_features_need_a_domain_max() -> None:
 
 
 def test_schema_diff_reports_new_values_new_columns_and_anomalies(tmp_path) -> None:
-    source = f"{data_lib.default_source()}/data.csv"
+    source = f"{default_source()}/data.csv"
     with open(source) as f:
         rows = list(csv.DictReader(f))[:300]
     for row in rows[:10]:

@@ -1,0 +1,1 @@
+"""DataPrep (source CSVs -> time-ordered train/eval split) and the ExampleGen reading it."""
