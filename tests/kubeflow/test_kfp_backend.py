@@ -18,7 +18,9 @@ def local(uri):
     scheme, rest = uri.split("://")
     return {"gs": "/gcs/", "s3": "/s3/", "minio": "/minio/"}[scheme] + rest
 """
-PRODUCE = LOCAL + """
+PRODUCE = (
+    LOCAL
+    + """
 import json, os, sys
 ei = json.loads(sys.argv[1])
 out = ei["outputs"]
@@ -33,8 +35,11 @@ with open(out["parameters"]["count"]["outputFile"], "w") as f:
     f.write("3")
 print("produced", path)
 """
+)
 # Records what it saw (its ExecutorInput, its input's files as the pod shows them).
-CONSUME = LOCAL + """
+CONSUME = (
+    LOCAL
+    + """
 import json, os, sys
 ei = json.loads(sys.argv[1])
 data = ei["inputs"]["artifacts"]["data"]["artifacts"][0]
@@ -43,6 +48,7 @@ out = ei["outputs"]["artifacts"]["seen"]["artifacts"][0]["uri"]
 with open(local(out), "w") as f:
     json.dump(seen, f)
 """
+)
 METADATA = {"rows": 3, "ok": True, "splits": ["a"], "info": {"k": 1}, "label": "x"}
 
 
@@ -208,7 +214,7 @@ def test_display_names_break_producer_lookup_before_2_14(tmp_path):
     result = backend_lib.Backend(str(tmp_path / "c"), version="2.14.0").run(_spec())
     assert result.tasks["consume"].task_name == "consume"
     assert backend_lib.BackendVersion.parse("2.5.0").task_identity == "pre-2.14"
-    with pytest.raises(ValueError, match="only 2.5.0 to 2.17.x"):
+    with pytest.raises(ValueError, match=r"only 2\.5\.0 to 2\.17\.x"):
         backend_lib.BackendVersion.parse("1.8.5")
 
 
@@ -236,7 +242,9 @@ def test_cache_key_covers_ids_values_and_command_not_uris():
                 "artifacts": {"x": {"artifacts": [{"name": name, "uri": uri}]}},
             },
             "outputs": {
-                "artifacts": {"y": {"artifacts": [{"uri": uri + "/y", "type": {"schemaTitle": "t"}}]}},
+                "artifacts": {
+                    "y": {"artifacts": [{"uri": uri + "/y", "type": {"schemaTitle": "t"}}]}
+                },
                 "parameters": {"n": {"outputFile": "/tmp/kfp/outputs/n"}},
             },
         }
@@ -284,7 +292,7 @@ def test_executor_output_is_parsed_strictly(tmp_path):
 
 def test_failed_step_uploads_only_its_logs(tmp_path):
     failing = "import sys; print('about to fail'); sys.exit(3)"
-    with pytest.raises(backend_lib.StepFailedError, match="(?s)produce exited 3.*about to fail"):
+    with pytest.raises(backend_lib.StepFailedError, match=r"(?s)produce exited 3.*about to fail"):
         backend_lib.Backend(str(tmp_path)).run(_spec(produce=failing), run_id="r1")
     store = ObjectStore(str(tmp_path / "objectstore"))
     uploaded = store.list("minio://mlpipeline/v2/artifacts/tiny/r1")
@@ -300,7 +308,9 @@ def test_pipeline_root_comes_from_the_run_or_the_launcher_config(tmp_path):
         resolve(None, {"defaultPipelineRoot": "/mnt/pvc/root"})
     docs = _spec()
     docs.pipeline_spec["defaultPipelineRoot"] = "gs://never/read"
-    backend = backend_lib.Backend(str(tmp_path), launcher_config={"defaultPipelineRoot": "s3://b/x"})
+    backend = backend_lib.Backend(
+        str(tmp_path), launcher_config={"defaultPipelineRoot": "s3://b/x"}
+    )
     result = backend.run(docs, run_id="r1")
     assert result.pipeline_root == "s3://b/x/tiny/r1"
     assert result.tasks["produce"].outputs["data"]["uri"].startswith("s3://b/x/tiny/r1/produce/")
@@ -309,7 +319,7 @@ def test_pipeline_root_comes_from_the_run_or_the_launcher_config(tmp_path):
 def test_backend_refuses_other_schema_versions_and_resolvers(tmp_path):
     docs = _spec()
     docs.pipeline_spec["schemaVersion"] = "2.0.0"
-    with pytest.raises(spec_lib.UnsupportedConstructError, match="schema version 2.1.0"):
+    with pytest.raises(spec_lib.UnsupportedConstructError, match=r"schema version 2\.1\.0"):
         backend_lib.Backend(str(tmp_path)).run(docs)
     docs = _spec()
     docs.pipeline_spec["deploymentSpec"]["executors"]["exec-r"] = {"resolver": {}}
