@@ -87,7 +87,7 @@ def test_fixed_driver_input_parses_into_tfx_artifacts():
     # As the driver hands it over, TFX fails on the untyped input and on `executor-logs`.
     with pytest.raises(AttributeError):
         _parse_with_tfx(raw, "inputs")
-    with pytest.raises(ImportError, match="system.Artifact"):
+    with pytest.raises(ImportError, match=r"system\.Artifact"):
         _parse_with_tfx(raw, "outputs")
     fixed = container.fix_executor_input(raw, inputs_spec)
     assert "executor-logs" not in fixed["outputs"]["artifacts"]

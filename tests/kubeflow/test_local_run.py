@@ -14,7 +14,6 @@ import os
 
 import pytest
 
-from components.data_prep.source import default_source, list_source_files
 from devtools.kfp_backend.backend import Backend, RunResult
 from devtools.kfp_backend.objectstore import ObjectStore
 from pipeline.kubeflow_v2 import compiler
@@ -34,6 +33,9 @@ ALWAYS_RUN = {"SourceFingerprint", "LatestPushedModel", "Pusher"}
 
 def _write_source(directory: str, rows: int) -> str:
     """Writes the first `rows` rows of the project's source CSV as a one-file source."""
+    # Imported here: DataPrep arrives with the new DAG (kfp-dag branch).
+    from components.data_prep.source import default_source, list_source_files
+
     (source_file,) = list_source_files(default_source())[:1]
     os.makedirs(directory, exist_ok=True)
     with (
