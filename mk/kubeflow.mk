@@ -32,7 +32,7 @@ $(KFP_K8S_STAMP): kubeflow/kfp-kubernetes-requirements.txt scripts/bootstrap-ven
 
 ## Validate the compiled spec's Kubernetes section against kfp-kubernetes' protos.
 validate-platform: $(KFP_K8S_STAMP) compile
-	$(KFP_K8S_VENV)/bin/python pipeline/kubeflow_v2/validate_platform.py $(KFP_SPEC)
+	$(KFP_K8S_VENV)/bin/python devtools/validate_platform.py $(KFP_SPEC)
 
 # The platform-section test runs the validator in the tool venv.
 test test-fast: $(KFP_K8S_STAMP)

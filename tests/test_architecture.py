@@ -60,6 +60,17 @@ def test_folders_import_only_downstream(folder: str, forbidden: set[str]) -> Non
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
+def test_product_folders_never_import_devtools() -> None:
+    # `devtools/` (the emulated KFP backend, the platform validator) is for developers and
+    # tests; it is not installed with the product.
+    for folder in PACKAGES:
+        for path in _modules(folder):
+            assert "devtools" not in _top(_imports(path)), (
+                f"{path.relative_to(ROOT)} imports devtools"
+            )
+    assert "devtools" not in (ROOT / "setup.py").read_text()
+
+
 def test_kubeflow_folder_is_not_a_python_package() -> None:
     # The import name `kubeflow` belongs to the official Kubeflow SDK.
     assert not (ROOT / "kubeflow" / "__init__.py").exists()

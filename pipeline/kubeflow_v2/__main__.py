@@ -1,7 +1,6 @@
-"""Command line: `python -m pipeline.kubeflow_v2 compile|check|submit|run-local`."""
+"""Command line: `python -m pipeline.kubeflow_v2 compile|check|submit`."""
 
 import argparse
-import json
 import os
 import sys
 
@@ -43,10 +42,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--max-concurrency", type=int, default=1, help="recurring runs at once")
     submit.add_argument("--dry-run", action="store_true", help="print what would be sent")
-    local = sub.add_parser("run-local", help="execute the spec here as KFP's v2 launcher would")
-    local.add_argument("--spec", default="out/kubeflow/pipeline.yaml")
-    local.add_argument("--work-dir", default="out/kubeflow/local-run")
-    local.add_argument("--param", action="append", default=[], help="name=value pipeline parameter")
     return parser
 
 
@@ -114,16 +109,6 @@ def main(argv: list[str] | None = None) -> int:
                 if submitted.version_id:
                     print(f"pipeline {submitted.pipeline_id} version {submitted.version_id}")
                 print(submitted.url)
-        elif args.command == "run-local":
-            from pipeline.kubeflow_v2 import launcher
-
-            with open(args.spec) as f:
-                docs = spec_lib.parse(f.read())
-            result = launcher.run_spec(docs, args.work_dir, arguments=_params(args.param))
-            summary = {
-                n: {k: a["uri"] for k, a in t.outputs.items()} for n, t in result.tasks.items()
-            }
-            print(json.dumps(summary, indent=2))
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR

@@ -26,8 +26,13 @@ from absl import logging
 
 # Where the launcher mounts each object-store scheme.
 MOUNT_DIRS = {"gs://": "gcs", "s3://": "s3", "minio://": "minio"}
-# Environment variable naming the filesystem root the mount dirs live under ("/" in a pod).
-MOUNT_ROOT_ENV = "TFX_KFP_MOUNT_ROOT"
+# The output the KFP driver adds to every step when log publishing is on (the default): the
+# launcher itself streams the step's stdout/stderr into its local path and uploads it
+# (`backend/src/v2/driver/driver.go` provisionOutputs, `component/launcher_v2.go` getLogWriter).
+EXECUTOR_LOGS_KEY = "executor-logs"
+# MLMD keeps list and struct metadata wrapped in a one-key struct
+# (`backend/src/v2/metadata/converter.go` StructValueToMLMDValue).
+MLMD_WRAPPER_KEYS = ("list", "struct")
 EXAMPLE_GEN_DRIVER_FLAG = "--example_gen_driver"
 
 
@@ -69,6 +74,96 @@ def map_artifact_uris(
     return reverse
 
 
+def schema_title(artifact_type: dict[str, Any]) -> str:
+    """Returns the title of an ArtifactTypeSchema JSON (`schemaTitle` or YAML `instanceSchema`)."""
+    import yaml  # Imported here: only steps need it.
+
+    if artifact_type.get("schemaTitle"):
+        return str(artifact_type["schemaTitle"])
+    schema = yaml.safe_load(artifact_type.get("instanceSchema") or "") or {}
+    return str(schema.get("title", "")) if isinstance(schema, dict) else ""
+
+
+def unwrap_mlmd_value(value: Any) -> Any:
+    """Undoes MLMD's wrapping of list and struct metadata (`{"list": [...]}`, `{"struct": {}}`)."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, inner),) = value.items()
+        if key in MLMD_WRAPPER_KEYS:
+            return inner
+    return value
+
+
+def fix_executor_input(
+    executor_input: dict[str, Any], inputs_spec: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Turns the ExecutorInput open-source KFP's driver builds into one TFX can parse, in place.
+
+    - Drops the `executor-logs` output: TFX would import its type `system.Artifact` as a class
+      and fail; the launcher writes and uploads that file itself.
+    - Restores the type of each input artifact the driver rebuilt from MLMD without a schema
+      (`{"instanceSchema": ""}`, `backend/src/v2/metadata/client.go`
+      GetOutputArtifactsByExecutionId) from this step's own inputs spec.
+    - Maps `system.*` titles (KFP UI types) to the project's class path
+      (`components.ui_artifacts.CLASS_PATH_BY_TITLE`): TFX imports a title as a class path.
+    - Unwraps list/struct metadata that came back wrapped from MLMD.
+    - Creates an input's local directory when the object store had no file for it (an empty
+      output directory does not survive the upload, `backend/src/v2/objectstore/object_store.go`).
+      This runs after the URIs were mapped; see `run`.
+
+    Args:
+      executor_input: ExecutorInput JSON.
+      inputs_spec: The step's `--json_serialized_inputs_spec_args` (ComponentInputsSpec JSON).
+
+    Returns:
+      The same dict.
+
+    Raises:
+      ValueError: For an untyped input the inputs spec does not describe, naming it.
+    """
+    from components.ui_artifacts import CLASS_PATH_BY_TITLE
+
+    outputs = executor_input.setdefault("outputs", {}).setdefault("artifacts", {})
+    outputs.pop(EXECUTOR_LOGS_KEY, None)
+    specs = (inputs_spec or {}).get("artifacts", {})
+    inputs = executor_input.setdefault("inputs", {}).setdefault("artifacts", {})
+    for direction, artifacts in (("input", inputs), ("output", outputs)):
+        for key, artifact_list in artifacts.items():
+            for artifact in artifact_list.get("artifacts", []):
+                artifact_type = artifact.get("type") or {}
+                if direction == "input" and not schema_title(artifact_type):
+                    if key not in specs:
+                        raise ValueError(
+                            f"input artifact {key!r} arrived without a type {artifact_type!r} "
+                            "and --json_serialized_inputs_spec_args does not describe it"
+                        )
+                    artifact_type = dict(specs[key]["artifactType"])
+                title = schema_title(artifact_type)
+                if title in CLASS_PATH_BY_TITLE:
+                    artifact_type = {"schemaTitle": CLASS_PATH_BY_TITLE[title]}
+                artifact["type"] = artifact_type
+                if direction == "input" and "metadata" in artifact:
+                    artifact["metadata"] = {
+                        k: unwrap_mlmd_value(v) for k, v in artifact["metadata"].items()
+                    }
+    return executor_input
+
+
+def recreate_missing_input_dirs(executor_input: dict[str, Any]) -> list[str]:
+    """Creates the local path of every input artifact that has none; returns those paths.
+
+    The launcher downloads files only: an artifact that was an empty directory arrives as
+    nothing at all (`backend/src/v2/objectstore/object_store.go` UploadBlob/DownloadBlob).
+    """
+    created = []
+    for artifact_list in executor_input.get("inputs", {}).get("artifacts", {}).values():
+        for artifact in artifact_list.get("artifacts", []):
+            uri = artifact.get("uri", "")
+            if uri.startswith("/") and not os.path.exists(uri):
+                os.makedirs(uri)
+                created.append(uri)
+    return created
+
+
 def _parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--executor_class_path", required=True)
@@ -96,7 +191,6 @@ def run(argv: Sequence[str]) -> None:
     from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver
 
     args, beam_args = _parse_args(argv)
-    mount_root = os.environ.get(MOUNT_ROOT_ENV, "/")
     try:
         executor_input = json.loads(args.json_serialized_invocation_args)
     except ValueError as e:
@@ -104,14 +198,20 @@ def run(argv: Sequence[str]) -> None:
             "--json_serialized_invocation_args is not JSON: "
             f"{args.json_serialized_invocation_args[:200]!r}"
         ) from e
+    inputs_spec = (
+        json.loads(args.json_serialized_inputs_spec_args)
+        if args.json_serialized_inputs_spec_args
+        else None
+    )
+    fix_executor_input(executor_input, inputs_spec)
     to_remote = map_artifact_uris(
-        executor_input.get("inputs", {}).get("artifacts", {}),
-        lambda uri: local_path_for_uri(uri, mount_root),
+        executor_input.get("inputs", {}).get("artifacts", {}), local_path_for_uri
     )
     to_remote |= map_artifact_uris(
-        executor_input.get("outputs", {}).get("artifacts", {}),
-        lambda uri: local_path_for_uri(uri, mount_root),
+        executor_input.get("outputs", {}).get("artifacts", {}), local_path_for_uri
     )
+    for path in recreate_missing_input_dirs(executor_input):
+        logging.warning("Input %s had no files in the object store: created it empty", path)
     args.json_serialized_invocation_args = json.dumps(executor_input)
     output_file = executor_input["outputs"]["outputFile"]
 

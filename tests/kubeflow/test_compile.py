@@ -22,7 +22,7 @@ from pipeline.kubeflow_v2 import __main__ as cli
 from pipeline.kubeflow_v2 import compiler
 from pipeline.kubeflow_v2 import spec as spec_lib
 from pipeline.kubeflow_v2.config import load_kubeflow_config
-from tests.kubeflow.conftest import EXAMPLE_CONFIG, GOLDEN, TOOL_PYTHON
+from tests.kubeflow.conftest import EXAMPLE_CONFIG, GOLDEN, REPO, TOOL_PYTHON
 
 
 def test_two_compiles_are_byte_identical(example_config, compiled, tmp_path):
@@ -307,7 +307,7 @@ def test_image_by_digest_is_accepted():
 
 def test_platform_section_parses_into_kfp_kubernetes_protos(compiled, tmp_path):
     assert os.path.exists(TOOL_PYTHON), "tool venv missing: run `make kfp-kubernetes-venv`"
-    validator = os.path.join(os.path.dirname(compiler.__file__), "validate_platform.py")
+    validator = os.path.join(REPO, "devtools", "validate_platform.py")
     path = compiler.write_spec(compiled, str(tmp_path / "spec.yaml"))
     result = subprocess.run(
         [TOOL_PYTHON, validator, path], capture_output=True, text=True, check=False

@@ -1,9 +1,16 @@
-"""The step entrypoint's URI mapping, the launcher's ordering and placeholder filling."""
+"""The step entrypoint: URI mapping and fixing what open-source KFP's driver hands to TFX."""
+
+import json
 
 import pytest
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as tfx_utils
 
-from pipeline.kubeflow_v2 import container, launcher
-from pipeline.kubeflow_v2 import spec as spec_lib
+from components import ui_artifacts
+from pipeline.kubeflow_v2 import container
+
+EXAMPLES_SCHEMA = "title: tfx.Examples\ntype: object\n"
 
 
 def test_local_paths_follow_kfp_launcher():
@@ -29,40 +36,93 @@ def test_map_artifact_uris_rewrites_and_reverses():
     assert reverse == {"/p/minio/b/m": "minio://b/m"}
 
 
-def test_order_follows_artifacts_and_rejects_cycles():
-    spec = {
-        "root": {
-            "dag": {
-                "tasks": {
-                    "b": {
-                        "inputs": {
-                            "artifacts": {"x": {"taskOutputArtifact": {"producerTask": "a"}}}
+def _driver_input() -> dict:
+    """An ExecutorInput as open-source KFP's driver builds it for a step after ExampleGen."""
+    return {
+        "inputs": {
+            "artifacts": {
+                "examples": {
+                    "artifacts": [
+                        {
+                            "name": "42",
+                            "uri": "minio://mlpipeline/v2/artifacts/p/r/ExampleGen/u/examples",
+                            "type": {"instanceSchema": ""},
+                            "metadata": {
+                                "span": 0.0,
+                                "split_names": '["train", "eval"]',
+                                "sources": {"list": ["a.csv"]},
+                            },
                         }
-                    },
-                    "a": {},
-                    "c": {"dependentTasks": ["b"]},
+                    ]
                 }
+            }
+        },
+        "outputs": {
+            "artifacts": {
+                "report": {
+                    "artifacts": [
+                        {
+                            "uri": "minio://mlpipeline/v2/artifacts/p/r/T/u/report",
+                            "type": {"schemaTitle": "system.Markdown"},
+                        }
+                    ]
+                },
+                "executor-logs": {
+                    "artifacts": [
+                        {
+                            "uri": "minio://mlpipeline/v2/artifacts/p/r/T/u/executor-logs",
+                            "type": {"schemaTitle": "system.Artifact"},
+                        }
+                    ]
+                },
+            },
+            "outputFile": "/tmp/kfp_outputs/output_metadata.json",
+        },
+    }
+
+
+def test_fixed_driver_input_parses_into_tfx_artifacts():
+    inputs_spec = {"artifacts": {"examples": {"artifactType": {"instanceSchema": EXAMPLES_SCHEMA}}}}
+    raw = _driver_input()
+    # As the driver hands it over, TFX fails on the untyped input and on `executor-logs`.
+    with pytest.raises(AttributeError):
+        _parse_with_tfx(raw, "inputs")
+    with pytest.raises(ImportError, match=r"system\.Artifact"):
+        _parse_with_tfx(raw, "outputs")
+    fixed = container.fix_executor_input(raw, inputs_spec)
+    assert "executor-logs" not in fixed["outputs"]["artifacts"]
+    inputs, outputs = _parse_with_tfx(fixed, "inputs"), _parse_with_tfx(fixed, "outputs")
+    examples = inputs["examples"][0]
+    assert examples.type_name == "Examples"
+    assert examples.split_names == '["train", "eval"]'
+    assert examples.span == 0  # A float from MLMD lands in the INT property.
+    assert examples.get_custom_property("sources") == ["a.csv"]  # Unwrapped.
+    assert isinstance(outputs["report"][0], ui_artifacts.Markdown)
+
+
+def _parse_with_tfx(executor_input: dict, section: str) -> dict:
+    """Parses one section's artifacts as TFX's Kubeflow v2 entrypoint does."""
+    message = pipeline_spec_pb2.ExecutorInput()
+    json_format.Parse(json.dumps(executor_input), message)
+    return tfx_utils.parse_raw_artifact_dict(getattr(message, section).artifacts)
+
+
+def test_untyped_input_outside_the_inputs_spec_fails_naming_it():
+    with pytest.raises(ValueError, match="input artifact 'examples' arrived without a type"):
+        container.fix_executor_input(_driver_input(), {"parameters": {}})
+
+
+def test_missing_input_directories_are_recreated(tmp_path):
+    present = tmp_path / "present"
+    present.mkdir()
+    executor_input = {
+        "inputs": {
+            "artifacts": {
+                "a": {"artifacts": [{"uri": str(tmp_path / "vanished")}]},
+                "b": {"artifacts": [{"uri": str(present)}]},
+                "c": {"artifacts": [{"uri": "minio://not/mapped"}]},
             }
         }
     }
-    assert launcher.order_tasks(spec) == ["a", "b", "c"]
-    spec["root"]["dag"]["tasks"]["a"]["dependentTasks"] = ["c"]
-    with pytest.raises(spec_lib.UnsupportedConstructError, match="dependency cycle"):
-        launcher.order_tasks(spec)
-
-
-def test_unresolvable_placeholder_fails_naming_it():
-    with pytest.raises(
-        spec_lib.UnsupportedConstructError, match=r"\{\{\$.inputs.artifacts\['x'\].path\}\}"
-    ):
-        launcher._fill("T", "--in={{$.inputs.artifacts['x'].path}}", {"{{$}}": "{}"})
-
-
-def test_parameter_types_are_checked_like_the_driver():
-    component = {"inputDefinitions": {"parameters": {"n": {"parameterType": "NUMBER_INTEGER"}}}}
-    task = {"inputs": {"parameters": {"n": {"runtimeValue": {"constant": "3"}}}}}
-    with pytest.raises(ValueError, match="'n' is '3', not NUMBER_INTEGER"):
-        launcher.resolve_parameters("T", task, component, {}, {})
-    task = {"inputs": {"parameters": {"n": {"runtimeValue": {"constantValue": {"intValue": 3}}}}}}
-    with pytest.raises(spec_lib.UnsupportedConstructError, match="constantValue"):
-        launcher.resolve_parameters("T", task, component, {}, {})
+    assert container.recreate_missing_input_dirs(executor_input) == [str(tmp_path / "vanished")]
+    assert (tmp_path / "vanished").is_dir()

@@ -1,58 +1,141 @@
-"""The compiled spec runs: each task executed here as KFP's v2 launcher would, to a push."""
+"""The compiled spec runs on the emulated open-source KFP v2 backend, to a blessed, pushed model.
 
-import json
+Three runs against one backend state (object store, metadata store, cache), as on a cluster:
+1. a backend before 2.14 (executions keyed by display name), fresh: every task runs;
+2. a 2.14+ backend, the source data changed: everything from the data step on runs again
+   (only the schema import, which does not read the data, comes from the cache);
+3. the same source again: served from the cache except the tasks that read state outside their
+   inputs (the fingerprint task, LatestPushedModel, Pusher) and the Evaluator, whose baseline
+   input is LatestPushedModel's fresh output.
+"""
+
+import csv
 import os
 
 import pytest
 
-from pipeline import data as data_lib
-from pipeline.kubeflow_v2 import compiler, launcher
+from devtools.kfp_backend.backend import Backend, RunResult
+from devtools.kfp_backend.objectstore import ObjectStore
+from pipeline.kubeflow_v2 import compiler
 from pipeline.kubeflow_v2 import spec as spec_lib
 from pipeline.kubeflow_v2.config import load_kubeflow_config
 from tests.kubeflow.conftest import EXAMPLE_CONFIG, REPO
 
+pytestmark = pytest.mark.slow
 
-@pytest.mark.slow
-def test_compiled_spec_runs_to_a_blessed_pushed_model(tmp_path):
-    prepared = data_lib.prepare_time_split(
-        data_lib.default_source(), str(tmp_path / "data"), max_rows=300
-    )
-    serving = tmp_path / "serving"
+TASKS = [
+    "DataPrep", "Evaluator", "ExampleGen", "ExampleValidator", "AnomaliesGate",
+    "LatestPushedModel", "Pusher", "SchemaImporter", "SourceFingerprint", "StatisticsGen",
+    "Trainer", "Transform",
+]  # fmt: skip
+ALWAYS_RUN = {"SourceFingerprint", "LatestPushedModel", "Pusher"}
+
+
+def _write_source(directory: str, rows: int) -> str:
+    """Writes the first `rows` rows of the project's source CSV as a one-file source."""
+    # Imported here: DataPrep arrives with the new DAG (kfp-dag branch).
+    from components.data_prep.source import default_source, list_source_files
+
+    (source_file,) = list_source_files(default_source())[:1]
+    os.makedirs(directory, exist_ok=True)
+    with (
+        open(source_file, newline="") as f,
+        open(os.path.join(directory, "data.csv"), "w", newline="") as out,
+    ):
+        reader = csv.reader(f)
+        writer = csv.writer(out)
+        writer.writerow(next(reader))
+        for _, row in zip(range(rows), reader, strict=False):
+            writer.writerow(row)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("kfp")
+    serving = tmp / "serving"
     config = load_kubeflow_config(
         EXAMPLE_CONFIG,
         [
             # Paths the steps see (a PVC on a cluster); artifacts go through the object store.
-            "data_root=/nonexistent/overridden/by/the/run/parameter",
+            "source_uri=/nonexistent/overridden/by/the/run/parameter",
             f"schema_path={os.path.join(REPO, 'schemas', 'taxi', 'schema.pbtxt')}",
             f"serving_base={serving}",
             "settings.train_steps=20",
             "settings.eval_steps=5",
             "settings.hyperparameters.epochs=1",
-            # A 300-row slice trained for 20 steps: blessing must not hinge on model quality.
+            # A few hundred rows trained for 20 steps: blessing must not hinge on model quality.
             "settings.evaluation.min_auc=0",
             "settings.evaluation.min_auc_credit_card=0",
             "settings.evaluation.max_auc_drop=1",
         ],
     )
     docs = spec_lib.parse(spec_lib.render(compiler.compile_pipeline(config)))
-    result = launcher.run_spec(docs, str(tmp_path / "kfp"), arguments={"data_root": prepared.root})
+    source = str(tmp / "source")
+    state = str(tmp / "backend")
+    result = {"config": config, "serving": serving, "store": ObjectStore(f"{state}/objectstore")}
+    _write_source(source, 300)
+    result["first"] = Backend(state, version="2.13.0").run(
+        docs, arguments={"source_uri": source}, run_id="run-1"
+    )
+    _write_source(source, 360)
+    newer = Backend(state, version="2.14.0")
+    result["changed"] = newer.run(docs, arguments={"source_uri": source}, run_id="run-2")
+    result["unchanged"] = newer.run(docs, arguments={"source_uri": source}, run_id="run-3")
+    return result
 
-    assert list(result.tasks) == [
-        "ExampleGen", "SchemaImporter", "StatisticsGen", "ExampleValidator", "AnomaliesGate",
-        "Transform", "Trainer", "LatestPushedModel", "Evaluator", "Pusher",
-    ]  # fmt: skip
-    examples = result.tasks["ExampleGen"].outputs["examples"]
-    assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
+
+def _assert_blessed_and_pushed(run: RunResult, runs: dict, outcomes: tuple[str, ...]) -> None:
+    blessing = run.tasks["Evaluator"].outputs["blessing"]
+    # Through MLMD: the int property comes back as a double.
+    assert blessing["metadata"]["blessed"] == 1.0
+    assert blessing["metadata"]["current_model"] == run.tasks["Trainer"].outputs["model"]["uri"]
+    pushed = run.tasks["Pusher"].outputs["pushed_model"]["metadata"]
+    assert pushed["push_outcome"] in outcomes
+    serving = runs["serving"] / runs["config"].settings.model_name
+    versions = sorted(os.listdir(serving), key=lambda v: int(v) if v.isdigit() else -1)
+    assert os.path.isfile(serving / versions[-1] / "saved_model.pb")
+
+
+def test_first_run_executes_every_task_and_pushes(runs):
+    first = runs["first"]
+    assert sorted(first.tasks) == sorted(TASKS)
+    assert set(first.states().values()) == {"COMPLETE"}
+    # Before 2.14 executions are named by display name: the compiler keeps them = task keys.
+    assert all(t.task_name == n for n, t in first.tasks.items())
+    prepared = first.tasks["DataPrep"].outputs["prepared_data"]
+    assert prepared["metadata"]["train_rows"] + prepared["metadata"]["eval_rows"] == 300
+    examples = first.tasks["ExampleGen"].outputs["examples"]
     assert "input_fingerprint" in examples["metadata"]  # The ExampleGen driver ran.
-    blessing = result.tasks["Evaluator"].outputs["blessing"]
-    assert blessing["metadata"]["blessed"] == 1
-    assert blessing["metadata"]["current_model"] == result.tasks["Trainer"].outputs["model"]["uri"]
-    pushed = result.tasks["Pusher"].outputs["pushed_model"]
-    assert pushed["metadata"]["pushed"] == 1
-    version_dir = pushed["metadata"]["pushed_destination"]
-    assert os.path.dirname(version_dir) == str(serving / config.settings.model_name)
-    assert os.path.isfile(os.path.join(version_dir, "saved_model.pb"))
-    store = launcher.ObjectStore(str(tmp_path / "kfp" / "objectstore"))
-    model_uri = result.tasks["Trainer"].outputs["model"]["uri"]
-    assert model_uri.startswith("minio://mlpipeline/v2/artifacts/local-run/Trainer/")
-    assert os.path.isfile(os.path.join(store.path(model_uri), "Format-Serving", "saved_model.pb"))
+    model_uri = first.tasks["Trainer"].outputs["model"]["uri"]
+    assert model_uri.startswith("minio://mlpipeline/v2/artifacts/chicago-taxi/run-1/Trainer/")
+    assert os.path.isfile(
+        os.path.join(runs["store"].path(model_uri), "Format-Serving", "saved_model.pb")
+    )
+    for task in first.tasks.values():
+        assert "executor-logs" in task.outputs, task.name
+    _assert_blessed_and_pushed(first, runs, ("pushed",))
+
+
+def test_changed_source_runs_again_from_the_data_step(runs):
+    changed = runs["changed"]
+    assert changed.states() == {
+        **{name: "COMPLETE" for name in TASKS},
+        "SchemaImporter": "CACHED",  # Reads no data: its key did not change.
+    }
+    assert (
+        changed.tasks["SourceFingerprint"].parameters["fingerprint"]
+        != runs["first"].tasks["SourceFingerprint"].parameters["fingerprint"]
+    )
+    prepared = changed.tasks["DataPrep"].outputs["prepared_data"]["metadata"]
+    assert prepared["train_rows"] + prepared["eval_rows"] == 360
+    _assert_blessed_and_pushed(changed, runs, ("pushed",))
+
+
+def test_unchanged_source_is_served_from_the_cache(runs):
+    unchanged, changed = runs["unchanged"], runs["changed"]
+    executed = {n for n, s in unchanged.states().items() if s == "COMPLETE"}
+    assert executed == ALWAYS_RUN | {"Evaluator"}
+    assert unchanged.tasks["Trainer"].outputs["model"] == changed.tasks["Trainer"].outputs["model"]
+    # The model pushed by run 2 is the one this run evaluates: already in serving.
+    _assert_blessed_and_pushed(unchanged, runs, ("pushed", "already_serving"))

@@ -1,7 +1,7 @@
 """Validates a spec's Kubernetes platform section against kfp-kubernetes' protos (tool venv script).
 
 Run with the `.venv-kfp-kubernetes` interpreter (kfp-kubernetes needs protobuf >= 4, which the
-main environment cannot have): `python pipeline/kubeflow_v2/validate_platform.py SPEC.yaml`.
+main environment cannot have): `python devtools/validate_platform.py SPEC.yaml`.
 Imports nothing from this project. Prints one JSON summary line; exits 1 on any problem.
 """
 

@@ -1,0 +1,1 @@
+"""Developer and test tools (not installed, never imported by product folders)."""
