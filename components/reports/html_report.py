@@ -26,7 +26,7 @@ _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:24px;
 color:#1b1f24;max-width:1100px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid
-#d0d7de;padding-bottom:4px}.muted{color:#57606a;font-size:13px}
+#d0d7de;padding-bottom:4px}h3{font-size:15px;margin:18px 0 4px}.muted{color:#57606a;font-size:13px}
 .verdict{padding:10px 14px;border-radius:6px;margin:12px 0;font-size:15px}
 .ok{background:#dafbe1;border:1px solid #4ac26b}.bad{background:#ffebe9;border:1px solid #ff8182}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
@@ -42,10 +42,10 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | None, name: str = "") -> str:
     if value is None:
         return "-"
-    if float(value).is_integer() and abs(value) >= 10:
+    if name == "example_count":
         return f"{value:,.0f}"
     return f"{value:.4f}"
 
@@ -193,9 +193,9 @@ def _metrics_table(results: Sequence[SliceResult], with_baseline: bool) -> str:
     for r in results:
         cells = []
         for n in names:
-            text = _fmt(r.candidate.get(n))
+            text = _fmt(r.candidate.get(n), n)
             if with_baseline and n in r.baseline:
-                text += f'<br><span class="muted">{_fmt(r.baseline[n])}</span>'
+                text += f'<br><span class="muted">{_fmt(r.baseline[n], n)}</span>'
             cells.append(f"<td>{text}</td>")
         rows.append(f"<tr><td>{_e(r.name)}</td>{''.join(cells)}</tr>")
     return f"<table><tr><th>slice</th>{head}</tr>{''.join(rows)}</table>"
