@@ -1,7 +1,8 @@
 """Predict latency and throughput: gRPC and REST against the server, vs the in-process floor.
 
-Run: `make serving-bench` (or `.venv/bin/python bench/serving_bench.py --duration 3`). The server
-runs in its own process (as in production); load comes from client threads in this one.
+Run: `make serving-bench` (or, from the repository root, `.venv/bin/python -m
+bench.serving_bench --duration 3`). The server runs in its own process (as in production);
+load comes from client threads in this one.
 """
 
 from __future__ import annotations

@@ -35,14 +35,6 @@ EXAMPLE_INPUT_NAMES = ("examples", "inputs")
 
 
 @dataclasses.dataclass(frozen=True)
-class RunResult:
-    """A signature's outputs, and the fused schema detector's flags (None: no detector ran)."""
-
-    outputs: Arrays
-    flags: np.ndarray | None
-
-
-@dataclasses.dataclass(frozen=True)
 class TensorInfo:
     """dtype (DataType enum) and shape (-1 = any; None = unknown rank) of a signature tensor."""
 
@@ -95,6 +87,14 @@ def _signature_info(key: str, sig: meta_graph_pb2.SignatureDef) -> SignatureInfo
         for t in list(inputs.values()) + list(outputs.values())
     )
     return SignatureInfo(key, sig.method_name, inputs, outputs, batchable)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """A signature's outputs, and the fused schema detector's flags (None: no detector ran)."""
+
+    outputs: Arrays
+    flags: np.ndarray | None
 
 
 def tf_error(e: tf.errors.OpError, context: str) -> ServingError:

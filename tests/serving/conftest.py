@@ -6,7 +6,8 @@ import dataclasses
 import os
 import pathlib
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 import tensorflow as tf
@@ -17,7 +18,7 @@ from serving.client import ClientSettings, ModelRef, PredictionClient, RestClien
 from serving.examples import ExampleBuilder
 from serving.schema import FeatureSpec
 from serving.server import ModelServer
-from serving.settings import ServerSettings
+from serving.settings import ModelSettings, ServerSettings
 from tests.serving.support import fixture
 
 MODEL = "chicago_taxi"
@@ -38,7 +39,7 @@ class Target:
 
 # Fixtures that start a server or build SavedModels: tests using them are `slow`, so that
 # `make test-fast` (-m "not slow") runs only the tests that need neither.
-SLOW_FIXTURES = frozenset({"target", "embedded", "model_library"})
+SLOW_FIXTURES = frozenset({"target", "embedded", "model_library", "serve_model"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -100,6 +101,16 @@ def install_version(library: dict[int, str], source: int, base: str, version: in
     return final
 
 
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Polls `predicate` until true; fails the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
 def server_settings(**overrides: object) -> ServerSettings:
     values: dict[str, object] = {
         "host": "127.0.0.1",
@@ -112,6 +123,51 @@ def server_settings(**overrides: object) -> ServerSettings:
     }
     values.update(overrides)
     return ServerSettings(**values)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """A server started for one test, a gRPC client of it, and its model base path."""
+
+    server: ModelServer
+    client: PredictionClient
+    base: str
+
+
+@pytest.fixture()
+def serve_model(
+    tmp_path: pathlib.Path, model_library: dict[int, str]
+) -> Iterator[Callable[..., Served]]:
+    """Starts servers of `MODEL` for one test (gRPC only unless overridden); stops them after.
+
+    Call it with the library versions to install first (each as its own number), the version
+    to wait for (None: do not wait) and `server_settings` overrides.
+    """
+    started: list[Served] = []
+
+    def start(
+        versions: tuple[int, ...] = (1,), wait_for_version: int | None = 1, **overrides: object
+    ) -> Served:
+        base = str(tmp_path / MODEL)
+        os.makedirs(base, exist_ok=True)
+        for version in versions:
+            install_version(model_library, version, base, version)
+        values: dict[str, object] = {"models": (ModelSettings(MODEL, base),), "rest_port": None}
+        server = ModelServer(server_settings(**{**values, **overrides}))
+        server.start()
+        client = PredictionClient(
+            ClientSettings(f"127.0.0.1:{server.grpc_port}", deadline_s=30, max_retries=0)
+        )
+        served = Served(server, client, base)
+        started.append(served)
+        if wait_for_version is not None:
+            server.manager.wait_until_available(MODEL, wait_for_version, 60)
+        return served
+
+    yield start
+    for served in reversed(started):
+        served.client.close()
+        served.server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime
-import os
+import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from serving.client import ClientSettings, ClientTls, ModelRef, PredictionClient
 from serving.errors import Code, InvalidArgumentError, ServingError
 from serving.server import ModelServer
 from serving.settings import ModelSettings, TlsServerSettings
-from tests.serving.conftest import MODEL, install_version, mutate, server_settings
+from tests.serving.conftest import MODEL, Served, install_version, mutate, server_settings
 
 
 def spin(client: PredictionClient, iterations: int) -> float:
@@ -71,48 +72,54 @@ def test_graceful_shutdown_drains_in_flight(
 
 
 def test_client_retries_only_unavailable(
-    tmp_path: Path, model_library: dict[int, str], examples: list[bytes]
+    serve_model: Callable[..., Served], model_library: dict[int, str], examples: list[bytes]
 ) -> None:
-    base = str(tmp_path / MODEL)
-    os.makedirs(base)
-    with ModelServer(
-        server_settings(models=(ModelSettings(MODEL, base),), rest_port=None)
-    ) as server:
-        target = f"127.0.0.1:{server.grpc_port}"
+    running = serve_model(versions=(), wait_for_version=None)
+    server, base = running.server, running.base
+    target = f"127.0.0.1:{server.grpc_port}"
 
-        def count(model: str, code: str) -> float:
-            value = server.metrics.registry.get_sample_value(
-                "serving_requests_total",
-                {
-                    "model": model,
-                    "version": "",
-                    "method": "Predict",
-                    "protocol": "grpc",
-                    "code": code,
-                },
-            )
-            return value or 0.0
+    def count(model: str, code: str) -> float:
+        value = server.metrics.registry.get_sample_value(
+            "serving_requests_total",
+            {"model": model, "version": "", "method": "Predict", "protocol": "grpc", "code": code},
+        )
+        return value or 0.0
 
-        client = PredictionClient(
-            ClientSettings(target, deadline_s=10, max_retries=2, backoff_initial_s=0.01)
+    # gRPC's retry policy (the channel's service config) does the retrying.
+    client = PredictionClient(
+        ClientSettings(target, deadline_s=10, max_retries=2, backoff_initial_s=0.01)
+    )
+    with pytest.raises(ServingError) as info:
+        client.predict(ModelRef(MODEL), examples)
+    assert info.value.code == Code.UNAVAILABLE and count(MODEL, "UNAVAILABLE") == 3
+    with pytest.raises(ServingError) as info:
+        client.predict(ModelRef("other"), examples)
+    assert info.value.code == Code.NOT_FOUND and count("other", "NOT_FOUND") == 1
+    # A client whose retries outlast the load gets its answer once the first version
+    # loads (backoffs 1, 2, 4, 8 s: up to 15 s of retries within the deadline).
+    patient = PredictionClient(
+        ClientSettings(
+            target, deadline_s=60, max_retries=4, backoff_initial_s=1.0, backoff_max_s=8.0
         )
-        with pytest.raises(ServingError) as info:
-            client.predict(ModelRef(MODEL), examples)
-        assert info.value.code == Code.UNAVAILABLE and count(MODEL, "UNAVAILABLE") == 3
-        with pytest.raises(ServingError) as info:
-            client.predict(ModelRef("other"), examples)
-        assert info.value.code == Code.NOT_FOUND and count("other", "NOT_FOUND") == 1
-        # A client whose retries outlast the load gets its answer once the first version
-        # loads (backoffs 1, 2, 4, 8 s: up to 15 s of retries within the deadline).
-        patient = PredictionClient(
-            ClientSettings(
-                target, deadline_s=60, max_retries=4, backoff_initial_s=1.0, backoff_max_s=8.0
-            )
-        )
-        threading.Timer(0.3, install_version, (model_library, 1, base, 1)).start()
-        assert patient.predict(ModelRef(MODEL), examples).version == 1
-        client.close()
-        patient.close()
+    )
+    threading.Timer(0.3, install_version, (model_library, 1, base, 1)).start()
+    assert patient.predict(ModelRef(MODEL), examples).version == 1
+    client.close()
+    patient.close()
+
+
+def test_client_settings_name_what_grpc_cannot_do() -> None:
+    with pytest.raises(ValueError, match=r"max_retries must be in \[0, 4\].*got 5"):
+        ClientSettings(max_retries=5)
+    with pytest.raises(ValueError, match="backoff_initial_s <= backoff_max_s"):
+        ClientSettings(backoff_initial_s=2.0, backoff_max_s=1.0)
+    policy = json.loads(ClientSettings(max_retries=2).service_config())["methodConfig"][0]
+    assert policy["retryPolicy"]["maxAttempts"] == 3
+    assert policy["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert (
+        "retryPolicy"
+        not in json.loads(ClientSettings(max_retries=0).service_config())["methodConfig"][0]
+    )
 
 
 def _certificates(directory: Path) -> dict[str, str]:
@@ -230,63 +237,47 @@ def test_batch_queue_merges_and_isolates_failures() -> None:
 
 
 def test_server_side_batching_gives_the_same_answers(
-    tmp_path: Path, model_library: dict[int, str], examples: list[bytes]
+    serve_model: Callable[..., Served], examples: list[bytes]
 ) -> None:
-    base = str(tmp_path / MODEL)
-    install_version(model_library, 1, base, 1)
     batching = BatchingSettings(max_batch_size=32, batch_timeout_s=0.005)
-    with ModelServer(
-        server_settings(models=(ModelSettings(MODEL, base),), rest_port=None, batching=batching)
-    ) as server:
-        server.manager.wait_until_available(MODEL, 1, 60)
-        client = PredictionClient(ClientSettings(f"127.0.0.1:{server.grpc_port}", max_retries=0))
-        expected = [client.predict(ModelRef(MODEL), [e]).outputs["probabilities"] for e in examples]
-        got: dict[int, np.ndarray] = {}
+    client = serve_model(batching=batching).client
+    expected = [client.predict(ModelRef(MODEL), [e]).outputs["probabilities"] for e in examples]
+    got: dict[int, np.ndarray] = {}
 
-        def one(i: int) -> None:
-            got[i] = client.predict(ModelRef(MODEL), [examples[i % len(examples)]]).outputs[
-                "probabilities"
-            ]
+    def one(i: int) -> None:
+        got[i] = client.predict(ModelRef(MODEL), [examples[i % len(examples)]]).outputs[
+            "probabilities"
+        ]
 
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        for i in range(24):
-            np.testing.assert_allclose(got[i], expected[i % len(examples)], rtol=1e-6)
-        assert client.classify(ModelRef(MODEL), examples).classes
-        client.close()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for i in range(24):
+        np.testing.assert_allclose(got[i], expected[i % len(examples)], rtol=1e-6)
+    assert client.classify(ModelRef(MODEL), examples).classes
 
 
 def test_log_only_validation_lets_requests_through(
-    tmp_path: Path, model_library: dict[int, str], examples: list[bytes]
+    serve_model: Callable[..., Served], examples: list[bytes]
 ) -> None:
-    base = str(tmp_path / MODEL)
-    install_version(model_library, 1, base, 1)
     bad = [mutate(examples[0], trip_start_hour=30)]
-    # 20 examples: checked by the detector fused into the model call; the wrongly typed
-    # feature makes that call fail, so the request falls back to the two-call path.
+    # 20 examples: checked by the detector fused into the model call.
     big_bad = [*(examples * 3)[:19], *bad]
+    # A wrongly typed feature makes that one call fail: the schema check names it (logged),
+    # and the answer is the model's own error, as without validation; nothing runs twice.
     big_typo = [*(examples * 3)[:19], mutate(examples[0], trip_start_month="May")]
-    with ModelServer(
-        server_settings(
-            models=(ModelSettings(MODEL, base),), rest_port=None, input_validation="log"
-        )
-    ) as server:
-        server.manager.wait_until_available(MODEL, 1, 60)
-        with PredictionClient(
-            ClientSettings(f"127.0.0.1:{server.grpc_port}", max_retries=0)
-        ) as client:
-            assert client.predict(ModelRef(MODEL), bad).outputs["probabilities"].shape == (1, 1)
-            out = client.predict(ModelRef(MODEL), big_bad).outputs["probabilities"]
-            assert out.shape == (20, 1)
-            # Logged, then the model itself cannot parse it: its own error, as without fusing.
-            with pytest.raises(ServingError) as info:
-                client.predict(ModelRef(MODEL), big_typo)
-            assert info.value.code == Code.INVALID_ARGUMENT
-            assert "Signature 'serving_default'" in info.value.message
-        value = server.metrics.registry.get_sample_value(
-            "serving_input_validation_failures_total", {"model": MODEL, "mode": "log"}
-        )
-        assert value == 3.0
+    running = serve_model(input_validation="log")
+    client = running.client
+    assert client.predict(ModelRef(MODEL), bad).outputs["probabilities"].shape == (1, 1)
+    out = client.predict(ModelRef(MODEL), big_bad).outputs["probabilities"]
+    assert out.shape == (20, 1)
+    with pytest.raises(ServingError) as info:
+        client.predict(ModelRef(MODEL), big_typo)
+    assert info.value.code == Code.INVALID_ARGUMENT
+    assert "Signature 'serving_default'" in info.value.message
+    value = running.server.metrics.registry.get_sample_value(
+        "serving_input_validation_failures_total", {"model": MODEL, "mode": "log"}
+    )
+    assert value == 3.0

@@ -7,6 +7,7 @@ import shutil
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,17 +15,13 @@ import pytest
 from serving.client import ClientSettings, ModelRef, PredictionClient
 from serving.errors import Code, ServingError
 from serving.server import ModelServer
-from serving.settings import ModelSettings
-from tests.serving.conftest import MODEL, install_version, server_settings
-
-
-def wait_for(predicate, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+from tests.serving.conftest import (
+    MODEL,
+    Served,
+    install_version,
+    server_settings,
+    wait_for,
+)
 
 
 def states(client: PredictionClient) -> dict[int, tuple[str, str]]:
@@ -34,81 +31,70 @@ def states(client: PredictionClient) -> dict[int, tuple[str, str]]:
 
 
 def test_hot_reload_under_traffic(
-    tmp_path: Path, model_library: dict[int, str], examples: list[bytes]
+    serve_model: Callable[..., Served], model_library: dict[int, str], examples: list[bytes]
 ) -> None:
-    base = str(tmp_path / MODEL)
-    install_version(model_library, 1, base, 1)
-    with ModelServer(
-        server_settings(models=(ModelSettings(MODEL, base),), rest_port=None)
-    ) as server:
-        server.manager.wait_until_available(MODEL, 1, 60)
-        client = PredictionClient(
-            ClientSettings(f"127.0.0.1:{server.grpc_port}", deadline_s=10, max_retries=0)
-        )
-        served: list[int] = []
-        failures: list[str] = []
-        stop = threading.Event()
+    running = serve_model()
+    client, base = running.client, running.base
+    served: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
 
-        def traffic() -> None:
-            while not stop.is_set():
-                try:
-                    served.append(client.predict(ModelRef(MODEL), examples[:2]).version or -1)
-                except ServingError as e:
-                    failures.append(f"{e.code.name}: {e.message}")
+    def traffic() -> None:
+        while not stop.is_set():
+            try:
+                served.append(client.predict(ModelRef(MODEL), examples[:2]).version or -1)
+            except ServingError as e:
+                failures.append(f"{e.code.name}: {e.message}")
 
-        threads = [threading.Thread(target=traffic) for _ in range(3)]
+    threads = [threading.Thread(target=traffic) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(served) > 20)
+        install_version(model_library, 2, base, 2)
+        wait_for(lambda: served[-1:] == [2] and states(client).get(1, ("END",))[0] == "END")
+        shutil.rmtree(os.path.join(base, "1"))  # the old version leaves the disk
+        count = len(served)
+        wait_for(lambda: len(served) > count + 20)
+    finally:
+        stop.set()
         for t in threads:
-            t.start()
-        try:
-            wait_for(lambda: len(served) > 20)
-            install_version(model_library, 2, base, 2)
-            wait_for(lambda: served[-1:] == [2] and states(client).get(1, ("END",))[0] == "END")
-            shutil.rmtree(os.path.join(base, "1"))  # the old version leaves the disk
-            count = len(served)
-            wait_for(lambda: len(served) > count + 20)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(30)
-        assert failures == []
-        switch = served.index(2)
-        assert set(served[:switch]) == {1}, Counter(served)
-        # Threads append concurrently: a reply from v1 may land just after the first from v2.
-        assert served[switch:].count(1) <= len(threads) and set(served[switch + 10 :]) == {2}
-        wait_for(lambda: states(client) == {2: ("AVAILABLE", "OK")})  # v1 forgotten once gone
-        client.close()
+            t.join(30)
+    assert failures == []
+    switch = served.index(2)
+    assert set(served[:switch]) == {1}, Counter(served)
+    # Threads append concurrently: a reply from v1 may land just after the first from v2.
+    assert served[switch:].count(1) <= len(threads) and set(served[switch + 10 :]) == {2}
+    wait_for(lambda: states(client) == {2: ("AVAILABLE", "OK")})  # v1 forgotten once gone
 
 
 def test_corrupt_version_keeps_the_old_one_serving(
-    tmp_path: Path, model_library: dict[int, str], examples: list[bytes]
+    tmp_path: Path,
+    serve_model: Callable[..., Served],
+    model_library: dict[int, str],
+    examples: list[bytes],
 ) -> None:
-    base = str(tmp_path / MODEL)
-    install_version(model_library, 1, base, 1)
-    with ModelServer(
-        server_settings(models=(ModelSettings(MODEL, base),), rest_port=None)
-    ) as server:
-        server.manager.wait_until_available(MODEL, 1, 60)
-        client = PredictionClient(ClientSettings(f"127.0.0.1:{server.grpc_port}", max_retries=0))
-        bad = tmp_path / "staging"
-        shutil.copytree(model_library[2], bad)
-        pb = bad / "saved_model.pb"
-        pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])  # truncated saved_model.pb
-        os.rename(bad, os.path.join(base, "2"))
-        wait_for(lambda: states(client).get(2, ("", ""))[0] == "END")
-        status = {s["version"]: s for s in client.model_status(ModelRef(MODEL))}
-        assert status[1]["state"] == "AVAILABLE"
-        assert status[2]["error_code"] != "OK" and "saved_model.pb" in status[2]["error_message"]
-        assert client.predict(ModelRef(MODEL), examples).version == 1
-        time.sleep(1.0)  # several polls later: not retried while unchanged, v1 still serves
-        assert client.predict(ModelRef(MODEL), examples).version == 1
-        # Fixing the files (as a Pusher finishing its copy would) makes it load.
-        shutil.copy(
-            os.path.join(model_library[2], "saved_model.pb"),
-            os.path.join(base, "2", "saved_model.pb"),
-        )
-        wait_for(lambda: states(client).get(2) == ("AVAILABLE", "OK"))
-        assert client.predict(ModelRef(MODEL), examples).version == 2
-        client.close()
+    running = serve_model()
+    client, base = running.client, running.base
+    bad = tmp_path / "staging"
+    shutil.copytree(model_library[2], bad)
+    pb = bad / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])  # truncated saved_model.pb
+    os.rename(bad, os.path.join(base, "2"))
+    wait_for(lambda: states(client).get(2, ("", ""))[0] == "END")
+    status = {s["version"]: s for s in client.model_status(ModelRef(MODEL))}
+    assert status[1]["state"] == "AVAILABLE"
+    assert status[2]["error_code"] != "OK" and "saved_model.pb" in status[2]["error_message"]
+    assert client.predict(ModelRef(MODEL), examples).version == 1
+    time.sleep(1.0)  # several polls later: not retried while unchanged, v1 still serves
+    assert client.predict(ModelRef(MODEL), examples).version == 1
+    # Fixing the files (as a Pusher finishing its copy would) makes it load.
+    shutil.copy(
+        os.path.join(model_library[2], "saved_model.pb"),
+        os.path.join(base, "2", "saved_model.pb"),
+    )
+    wait_for(lambda: states(client).get(2) == ("AVAILABLE", "OK"))
+    assert client.predict(ModelRef(MODEL), examples).version == 2
 
 
 def test_config_file_policy_and_labels_reload(
