@@ -98,19 +98,23 @@ def render_push_report(
     headline = {
         PUSHED: f"Pushed as version {version}",
         ALREADY_SERVING: f"Not pushed again: this model is already served as version {version}",
-        NOT_BLESSED: "Not pushed: the Evaluator did not bless this model",
+        NOT_BLESSED: (
+            "Not pushed: the Evaluator did not bless this model (its validation result says "
+            "which threshold failed)"
+        ),
     }[outcome]
     rows = [
         ("outcome", outcome),
-        ("version", version),
+        ("version", "none" if version is None else version),
         ("destination", model_dir if version is None else os.path.join(model_dir, str(version))),
         ("model artifact", manifest.get("model_uri")),
         ("model artifact id", manifest.get("model_artifact_id")),
         ("blessing", manifest.get("model_blessing_uri")),
         ("pipeline run", manifest.get("pipeline_run_id")),
         ("data version", manifest.get("data_version")),
-        ("pushed at", manifest.get("pushed_at")),
     ]
+    if version is not None:
+        rows.append(("pushed at", manifest.get("pushed_at")))
     known = {"model_uri", "model_artifact_id", "model_blessing_uri", "pipeline_run_id"}
     known |= {"data_version", "pushed_at", "version", "model_name"}
     rows += [(name, value) for name, value in sorted(manifest.items()) if name not in known]
