@@ -149,17 +149,7 @@ class Executor(tfx_pusher_executor.Executor):
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination
         )
         model_dir = model_dir_of(destination)
-        config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
-        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
-        manifest: dict[str, Any] = {
-            "model_uri": model.uri,
-            "model_artifact_id": model.id,
-            "model_blessing_uri": artifact_utils.get_single_uri(
-                input_dict[standard_component_specs.MODEL_BLESSING_KEY]
-            ),
-            "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
-            **provenance_of(config),
-        }
+        manifest = self._manifest(input_dict, exec_properties)
         model_push = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.PUSHED_MODEL_KEY]
         )
@@ -172,7 +162,7 @@ class Executor(tfx_pusher_executor.Executor):
         result = model_contract.push_version(
             tf.io.gfile, model_dir, model_path, manifest, now=time.time(), token=uuid.uuid4().hex
         )
-        logging.info("Push of %s: %s, version %s.", model.uri, result.outcome, result.version)
+        logging.info("Push of %s: %s, version %s.", model_path, result.outcome, result.version)
         if result.outcome == PUSHED:
             # Archived in the PushedModel artifact too, as TFX's Pusher does, for lineage.
             io_utils.copy_dir(model_path, model_push.uri)
@@ -181,6 +171,22 @@ class Executor(tfx_pusher_executor.Executor):
         )
         model_push.set_string_custom_property(OUTCOME_PROPERTY, result.outcome)
         self._write_report(output_dict, result.outcome, model_dir, result.manifest, result.version)
+
+    def _manifest(
+        self, input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The push manifest's provenance: model, blessing, run and custom_config's fields."""
+        config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
+        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        return {
+            "model_uri": model.uri,
+            "model_artifact_id": model.id,
+            "model_blessing_uri": artifact_utils.get_single_uri(
+                input_dict[standard_component_specs.MODEL_BLESSING_KEY]
+            ),
+            "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
+            **provenance_of(config),
+        }
 
     def _write_report(
         self,
