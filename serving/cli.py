@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 
 import schemas
+from model_contract import WARMUP_FILE
 from serving import logs
 from serving.batching import BatchingSettings
 from serving.server import ModelServer
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         "--enable_model_warmup",
         type=lambda v: v.lower() in ("1", "true", "yes"),
         default=True,
-        help="replay assets.extra/tf_serving_warmup_requests before serving a version",
+        help=f"replay {WARMUP_FILE} before serving a version",
     )
     p.add_argument(
         "--monitoring_config_file",
