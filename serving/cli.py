@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import schemas
 import typed_config
+from model_contract import WARMUP_FILE
 from serving import logs
 from serving.settings import LATEST, SPECIFIC, ServerSettings
 
@@ -43,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         "--enable_model_warmup",
         type=lambda v: v.lower() in ("1", "true", "yes"),
         default=True,
-        help="replay assets.extra/tf_serving_warmup_requests before serving a version",
+        help=f"replay {WARMUP_FILE} before serving a version",
     )
     p.add_argument(
         "--monitoring_config_file",

@@ -71,6 +71,37 @@ def test_product_folders_never_import_devtools() -> None:
     assert "devtools" not in (ROOT / "setup.py").read_text()
 
 
+# What a TF Serving model directory is, written anywhere but in model_contract/ (docstrings aside).
+_CONTRACT_LITERALS = (
+    "tensorflow/serving/predict",
+    "tensorflow/serving/classify",
+    "tensorflow/serving/regress",
+    "tf_serving_warmup_requests",
+    "push_manifest.json",
+    "_rolled_back_",
+)
+
+
+@pytest.mark.parametrize("folder", ["components", "pipeline", "serving"])
+def test_model_directory_contract_is_written_only_in_model_contract(folder: str) -> None:
+    for path in _modules(folder):
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if id(node) in docstrings:
+                    continue
+                found = [s for s in _CONTRACT_LITERALS if s in node.value]
+                assert not found, (
+                    f"{path.relative_to(ROOT)}:{node.lineno} writes {found}: import it from "
+                    "model_contract instead"
+                )
+
+
 def test_kubeflow_folder_is_not_a_python_package() -> None:
     # The import name `kubeflow` belongs to the official Kubeflow SDK.
     assert not (ROOT / "kubeflow" / "__init__.py").exists()

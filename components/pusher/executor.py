@@ -98,19 +98,23 @@ def render_push_report(
     headline = {
         PUSHED: f"Pushed as version {version}",
         ALREADY_SERVING: f"Not pushed again: this model is already served as version {version}",
-        NOT_BLESSED: "Not pushed: the Evaluator did not bless this model",
+        NOT_BLESSED: (
+            "Not pushed: the Evaluator did not bless this model (its validation result says "
+            "which threshold failed)"
+        ),
     }[outcome]
     rows = [
         ("outcome", outcome),
-        ("version", version),
+        ("version", "none" if version is None else version),
         ("destination", model_dir if version is None else os.path.join(model_dir, str(version))),
         ("model artifact", manifest.get("model_uri")),
         ("model artifact id", manifest.get("model_artifact_id")),
         ("blessing", manifest.get("model_blessing_uri")),
         ("pipeline run", manifest.get("pipeline_run_id")),
         ("data version", manifest.get("data_version")),
-        ("pushed at", manifest.get("pushed_at")),
     ]
+    if version is not None:
+        rows.append(("pushed at", manifest.get("pushed_at")))
     known = {"model_uri", "model_artifact_id", "model_blessing_uri", "pipeline_run_id"}
     known |= {"data_version", "pushed_at", "version", "model_name"}
     rows += [(name, value) for name, value in sorted(manifest.items()) if name not in known]
@@ -145,17 +149,7 @@ class Executor(tfx_pusher_executor.Executor):
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination
         )
         model_dir = model_dir_of(destination)
-        config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
-        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
-        manifest: dict[str, Any] = {
-            "model_uri": model.uri,
-            "model_artifact_id": model.id,
-            "model_blessing_uri": artifact_utils.get_single_uri(
-                input_dict[standard_component_specs.MODEL_BLESSING_KEY]
-            ),
-            "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
-            **provenance_of(config),
-        }
+        manifest = self._manifest(input_dict, exec_properties)
         model_push = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.PUSHED_MODEL_KEY]
         )
@@ -168,7 +162,7 @@ class Executor(tfx_pusher_executor.Executor):
         result = model_contract.push_version(
             tf.io.gfile, model_dir, model_path, manifest, now=time.time(), token=uuid.uuid4().hex
         )
-        logging.info("Push of %s: %s, version %s.", model.uri, result.outcome, result.version)
+        logging.info("Push of %s: %s, version %s.", model_path, result.outcome, result.version)
         if result.outcome == PUSHED:
             # Archived in the PushedModel artifact too, as TFX's Pusher does, for lineage.
             io_utils.copy_dir(model_path, model_push.uri)
@@ -177,6 +171,22 @@ class Executor(tfx_pusher_executor.Executor):
         )
         model_push.set_string_custom_property(OUTCOME_PROPERTY, result.outcome)
         self._write_report(output_dict, result.outcome, model_dir, result.manifest, result.version)
+
+    def _manifest(
+        self, input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The push manifest's provenance: model, blessing, run and custom_config's fields."""
+        config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
+        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        return {
+            "model_uri": model.uri,
+            "model_artifact_id": model.id,
+            "model_blessing_uri": artifact_utils.get_single_uri(
+                input_dict[standard_component_specs.MODEL_BLESSING_KEY]
+            ),
+            "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
+            **provenance_of(config),
+        }
 
     def _write_report(
         self,

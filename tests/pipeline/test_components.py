@@ -236,10 +236,11 @@ def test_unblessed_model_is_not_pushed_and_the_report_says_why(tmp_path) -> None
     assert pushed.get_int_custom_property("pushed") == 0
     assert pushed.get_string_custom_property(pusher.OUTCOME_PROPERTY) == pusher.NOT_BLESSED
     assert model_contract.list_versions(tf.io.gfile, model_dir) == []
-    assert report.startswith("# Not pushed: the Evaluator did not bless this model\n")
+    assert report.startswith("# Not pushed: the Evaluator did not bless this model (")
     assert f"| model artifact | {tmp_path / 'model'} |" in report
     assert f"| blessing | {tmp_path / 'blessing'} |" in report
-    assert "| data version | taxi-abc |" in report and "| version | unknown |" in report
+    assert "| data version | taxi-abc |" in report and "| version | none |" in report
+    assert "pushed at" not in report
 
 
 def test_blessed_model_appears_complete_with_manifest_report_and_no_duplicate(tmp_path) -> None:

@@ -122,6 +122,7 @@ def test_every_component_ran_and_wrote_artifacts(first) -> None:
         "Evaluator/evaluation/*/validations*",
         "Evaluator/blessing/*/BLESSED",
         "Pusher/pushed_model/*/saved_model.pb",
+        "Pusher/push_report/*/value",
     ]:
         assert tf.io.gfile.glob(os.path.join(root, path)), f"missing {path}"
     total = result.rows_per_split["train"] + result.rows_per_split["eval"]

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from model_contract import WARMUP_FILE, set_method_names
+from model_contract import STAGING_PREFIX, WARMUP_FILE, set_method_names
 from serving import tensors
 from serving.examples import ExampleBuilder
 from serving.schema import BYTES, FLOAT, INT, FeatureSpec
@@ -194,7 +194,7 @@ def build_model(
         signatures["spin"] = module.spin.get_concrete_function()
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
         set_method_names(tf.io.gfile, tmp, saved_model_pb2.SavedModel())
