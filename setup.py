@@ -24,6 +24,9 @@ setup(
         "tfx[kfp]==1.16.0",
         "tensorflow-serving-api==2.16.1",
         "pydantic>=2,<3",
+        # The REST front end and the JSON logs of serving/ (versions pinned in constraints.txt).
+        "tornado",
+        "python-json-logger",
     ],
     extras_require={"dev": ["pytest", "ruff", "mypy", "kubernetes-validate"]},
 )
