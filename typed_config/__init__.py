@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import pydantic.dataclasses
+import pydantic.fields
 import pydantic_core
 
 # Unknown fields are errors; a JSON number is accepted in a text field (2 -> "2"), as before.
@@ -95,12 +96,12 @@ def _is_union(annotation: object) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
-def _members(annotation: object) -> tuple[Any, ...]:
+def _members(annotation: object) -> tuple[object, ...]:
     """`X | None` -> (X, NoneType); `X` -> (X,)."""
     return typing.get_args(annotation) if _is_union(annotation) else (annotation,)
 
 
-def _fields(cls: object) -> dict[str, Any]:
+def _fields(cls: object) -> dict[str, pydantic.fields.FieldInfo]:
     """Name to pydantic FieldInfo of a settings class (empty for anything else)."""
     return dict(getattr(cls, "__pydantic_fields__", None) or {})
 
@@ -141,7 +142,8 @@ def config_error(error: pydantic.ValidationError, root: type | None = None) -> C
 
     Args:
       error: What pydantic reported while building a settings class.
-      root: That class, to list the known fields next to unknown ones.
+      root: That class: names positional arguments, lists the known fields next to unknown
+        ones.
 
     Returns:
       The error: `Unknown config field(s) [...]` and/or `Invalid config value for 'a.b':
@@ -151,8 +153,12 @@ def config_error(error: pydantic.ValidationError, root: type | None = None) -> C
     unknown: list[str] = []
     known: list[str] = []
     invalid: list[tuple[str, str]] = []
+    names = list(_fields(root))
     for item in error.errors():
         loc = tuple(str(part) for part in item["loc"])
+        if loc and isinstance(item["loc"][0], int) and item["loc"][0] < len(names):
+            # Built with positional arguments: pydantic names the argument by its index.
+            loc = (names[item["loc"][0]], *loc[1:])
         if item["type"] in _UNKNOWN:
             unknown.append(".".join(loc))
             known += _known_fields(root, loc[:-1]) if root else []
