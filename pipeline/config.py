@@ -134,11 +134,6 @@ class LocalConfig(Settings):
         return os.path.join(self.output_dir, "metadata.sqlite")
 
     @property
-    def prepared_data_dir(self) -> str:
-        """Where time-split, versioned copies of the source data are written."""
-        return os.path.join(self.output_dir, "data")
-
-    @property
     def model_dir(self) -> str:
         """`<serving_base>/<model_name>`: the TF Serving model base path."""
         base = self.serving_base or os.path.join(self.output_dir, "serving")
