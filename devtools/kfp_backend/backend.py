@@ -506,7 +506,10 @@ class Backend:
                 raise BackendError(f"task {key}: {producer_key} has no output {output_key!r}")
             inputs[input_key] = producer.outputs[output_key]
         if "importer" in executor:
-            return self._import(mlmd, pipeline_name, run_id, key, task_name, executor, values)
+            (output_key,) = component.get("outputDefinitions", {}).get("artifacts", {})
+            return self._import(
+                mlmd, pipeline_name, run_id, key, task_name, executor, values, output_key
+            )
         if "container" not in executor:
             raise spec_lib.UnsupportedConstructError(f"task {key}: executor {sorted(executor)}")
         container = executor["container"]
@@ -639,7 +642,9 @@ class Backend:
         task_name: str,
         executor: Mapping[str, Any],
         values: Mapping[str, Any],
+        output_key: str,
     ) -> TaskRun:
+        """An importer task (`driver/driver.go`, launcher importer mode): records the URI."""
         importer = executor["importer"]
         uri_source = importer.get("artifactUri", {})
         if "constant" in uri_source:
@@ -659,7 +664,7 @@ class Backend:
             task_name=task_name,
             state="COMPLETE",
             fingerprint="",
-            outputs={"artifact": artifact_id},
+            outputs={output_key: artifact_id},
             parameters={},
         )
         return _task_run(mlmd, key, task_name, "COMPLETE", execution_id, "")

@@ -87,8 +87,14 @@ def test_fixed_driver_input_parses_into_tfx_artifacts():
     # As the driver hands it over, TFX fails on the untyped input and on `executor-logs`.
     with pytest.raises(AttributeError):
         _parse_with_tfx(raw, "inputs")
-    with pytest.raises(ImportError, match=r"system\.Artifact"):
-        _parse_with_tfx(raw, "outputs")
+    logs_only = {
+        "outputs": {"artifacts": {"executor-logs": raw["outputs"]["artifacts"]["executor-logs"]}}
+    }
+    with pytest.raises(ImportError, match=r"Could not import system\.Artifact"):
+        _parse_with_tfx(logs_only, "outputs")
+    report_only = {"outputs": {"artifacts": {"report": raw["outputs"]["artifacts"]["report"]}}}
+    with pytest.raises(ImportError, match=r"Could not import system\.Markdown"):
+        _parse_with_tfx(report_only, "outputs")
     fixed = container.fix_executor_input(raw, inputs_spec)
     assert "executor-logs" not in fixed["outputs"]["artifacts"]
     inputs, outputs = _parse_with_tfx(fixed, "inputs"), _parse_with_tfx(fixed, "outputs")

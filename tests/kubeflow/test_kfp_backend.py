@@ -401,3 +401,29 @@ def test_parameters_resolve_like_the_driver():
     assert backend_lib.parameter_from_text(" abc\n", "STRING") == " abc\n"
     with pytest.raises(ValueError, match="not a LIST"):
         backend_lib.parameter_from_text('{"a": 1}', "LIST")
+
+
+def test_importer_records_the_uri_it_is_given(tmp_path):
+    docs = _spec()
+    spec = docs.pipeline_spec
+    spec["components"]["comp-import"] = {
+        "executorLabel": "exec-import",
+        "inputDefinitions": {"parameters": {"uri": {"parameterType": "STRING"}}},
+        "outputDefinitions": {"artifacts": {"imported": {"artifactType": {"schemaTitle": "t.T"}}}},
+    }
+    spec["deploymentSpec"]["executors"]["exec-import"] = {
+        "importer": {
+            "artifactUri": {"runtimeParameter": "uri"},
+            "typeSchema": {"schemaTitle": "system.Dataset"},
+        }
+    }
+    spec["root"]["dag"]["tasks"] = {
+        "imp": {
+            "taskInfo": {"name": "imp"},
+            "componentRef": {"name": "comp-import"},
+            "inputs": {"parameters": {"uri": {"runtimeValue": {"constant": "gs://b/data"}}}},
+        }
+    }
+    result = backend_lib.Backend(str(tmp_path)).run(docs)
+    assert result.tasks["imp"].outputs["imported"]["uri"] == "gs://b/data"
+    assert result.tasks["imp"].output_titles == {"imported": "system.Dataset"}
