@@ -65,10 +65,8 @@ def main(argv: list[str] | None = None) -> int:
       Exit status: 0 ok, 1 failure (message on stderr, no traceback), 2 usage or config error.
     """
     args = _parser().parse_args(argv)
-    # Imported after parsing: --help stays fast.
-    from pipeline.kubeflow_v2 import spec as spec_lib
-    from pipeline.kubeflow_v2 import submit as submit_lib
-
+    # kfp, TFX and TensorFlow are imported inside each command, after parsing and after the
+    # config is valid: --help and config errors stay instant.
     try:
         if args.command == "compile":
             from pipeline.kubeflow_v2.config import load_kubeflow_config
@@ -79,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(compiler.write_spec(compiler.compile_pipeline(config), args.output))
         elif args.command == "check":
+            from pipeline.kubeflow_v2 import spec as spec_lib
             from pipeline.kubeflow_v2.compiler import ALWAYS_RUN_TASKS
 
             with open(args.spec) as f:
@@ -88,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(problems) or "ok: every construct runs on open-source KFP v2")
             return 1 if problems else 0
         elif args.command == "submit":
+            from pipeline.kubeflow_v2 import submit as submit_lib
+
             request = submit_lib.SubmitRequest(
                 spec_path=args.spec,
                 host=args.host,
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    except (ValueError, OSError, submit_lib.SubmitError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # submit.SubmitError is a RuntimeError
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
