@@ -79,6 +79,10 @@ class KubeflowConfig:
       cpu_node_selector: `label=value` pairs keeping every other step on the CPU pool.
       pvc_mounts: `pvc-name:/mount/path` volumes mounted into every step.
       trainer: Trainer resources and GPU pool placement.
+      metadata_grpc_host: KFP's ML-Metadata gRPC service as steps reach it: DriftGate follows
+        the served model's lineage there (KFP's default install: `metadata-grpc-service` in
+        namespace `kubeflow`, the `metadata-grpc-configmap` values).
+      metadata_grpc_port: Its port (default 8080).
     """
 
     settings: PipelineSettings = dataclasses.field(default_factory=PipelineSettings)
@@ -93,9 +97,23 @@ class KubeflowConfig:
     cpu_node_selector: tuple[str, ...] = ("pool=cpu",)
     pvc_mounts: tuple[str, ...] = ("taxi-pipeline:/mnt/taxi",)
     trainer: TrainerResources = dataclasses.field(default_factory=TrainerResources)
+    metadata_grpc_host: str = "metadata-grpc-service.kubeflow"
+    metadata_grpc_port: int = 8080
 
     def __post_init__(self) -> None:
         """Validates values, naming the field."""
+        check_field(
+            bool(self.metadata_grpc_host.strip()),
+            "metadata_grpc_host",
+            "a host name (KFP's metadata-grpc-service)",
+            self.metadata_grpc_host,
+        )
+        check_field(
+            0 < self.metadata_grpc_port < 65536,
+            "metadata_grpc_port",
+            "a port in 1-65535",
+            self.metadata_grpc_port,
+        )
         check_field(
             bool(_PIPELINE_NAME_RE.match(self.settings.pipeline_name)),
             "settings.pipeline_name",
