@@ -80,7 +80,7 @@ def _scale(column: str, factor: float, integer: bool = False) -> Callable[[Rows]
         if value == "":
             return value
         scaled = float(value) * factor
-        return str(int(round(scaled))) if integer else f"{scaled:.4f}"
+        return str(round(scaled)) if integer else f"{scaled:.4f}"
 
     return lambda rows: [{**r, column: convert(r[column])} for r in rows]
 
@@ -172,9 +172,7 @@ def main() -> None:
         threshold = thresholds.get(key)
         print(
             f"{key[0]} | {key[1]} | {'-' if threshold is None else f'{threshold:g}'} | "
-            + " | ".join(
-                f"{results[n][key]:.3f}" if key in results[n] else "absent" for n in names
-            )
+            + " | ".join(f"{results[n][key]:.3f}" if key in results[n] else "absent" for n in names)
         )
     print("\nWhat the curated thresholds stop:")
     for name in names:

@@ -41,7 +41,7 @@ NODE_IDS = (
 # A str where the value is known when the pipeline is built (local runs), a RuntimeParameter
 # where it is given per run (KFP).
 StrOrParameter = str | data_types.RuntimeParameter
-MetadataConfig = metadata_store_pb2.ConnectionConfig | metadata_store_pb2.MetadataStoreClientConfig
+MetadataConfig = lineage_graph.MetadataConfig
 
 
 def create_components(

@@ -1,1 +1,1 @@
-"""DriftGate: stops a run whose training data drifted from the data the served model learned from."""
+"""DriftGate: stops a run whose training data drifted from the served model's training data."""

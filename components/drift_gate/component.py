@@ -1,4 +1,4 @@
-"""DriftGate component: passes the schema on only when the new data looks like the served model's."""
+"""DriftGate component: passes the schema on only when new data looks like the served model's."""
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec

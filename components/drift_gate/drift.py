@@ -24,6 +24,7 @@ def stats_options(schema: schema_pb2.Schema | None = None) -> tfdv.StatsOptions:
     """The statistics options of the pipeline's StatisticsGen (and of the bench)."""
     return tfdv.StatsOptions(schema=schema, num_histogram_buckets=HISTOGRAM_BUCKETS)
 
+
 _MEASURE_NAMES = {
     anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: L_INFINITY,
     anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: JENSEN_SHANNON,

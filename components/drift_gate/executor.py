@@ -1,4 +1,4 @@
-"""Executor of DriftGate: compares the new training data with the served model's, then passes or stops."""
+"""Executor of DriftGate: compares new training data with the served model's; passes or stops."""
 
 import json
 import os
@@ -41,15 +41,15 @@ BASELINE_UNAVAILABLE = "baseline_unavailable"
 _SCHEMA_FILE = "schema.pbtxt"
 
 
-class DriftGateStop(RuntimeError):
+class DriftGateError(RuntimeError):
     """The gate stops the run (policy `fail`); the message says which feature and why."""
 
 
-class DriftDetectedError(DriftGateStop):
+class DriftDetectedError(DriftGateError):
     """New training data drifted from the served model's, or a column is (nearly) gone."""
 
 
-class BaselineUnavailableError(DriftGateStop):
+class BaselineUnavailableError(DriftGateError):
     """A model is served but the data it learned from cannot be found: nothing to compare."""
 
 

@@ -31,9 +31,10 @@ class LineageError(LookupError):
     """The chain from a pushed model to its data cannot be followed; the message says where."""
 
 
-def encode_connection(
-    config: metadata_store_pb2.ConnectionConfig | metadata_store_pb2.MetadataStoreClientConfig | None,
-) -> str:
+MetadataConfig = metadata_store_pb2.ConnectionConfig | metadata_store_pb2.MetadataStoreClientConfig
+
+
+def encode_connection(config: MetadataConfig | None) -> str:
     """Serialises an MLMD connection for an exec property ("" when there is none).
 
     Args:
