@@ -42,7 +42,12 @@ def _read_sample() -> tuple[list[str], Rows]:
 
 
 def _train_statistics(
-    header: list[str], rows: Rows, work_dir: str, name: str, max_rows: int | None
+    header: list[str],
+    rows: Rows,
+    work_dir: str,
+    name: str,
+    max_rows: int | None,
+    options: tfdv.StatsOptions,
 ) -> statistics_pb2.DatasetFeatureStatisticsList:
     source = os.path.join(work_dir, name, "source.csv")
     os.makedirs(os.path.dirname(source))
@@ -55,7 +60,7 @@ def _train_statistics(
     time_split.prepare_time_split(source, prepared, eval_fraction=0.2, max_rows=max_rows)
     return tfdv.generate_statistics_from_csv(
         os.path.join(prepared, time_split.TRAIN_SPLIT, time_split.DATA_FILE),
-        stats_options=drift.stats_options(),
+        stats_options=options,
     )
 
 
@@ -121,7 +126,15 @@ def main() -> None:
     """Prints the measurements."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="", help="work directory (default: a temporary one)")
+    parser.add_argument(
+        "--histogram-buckets",
+        type=int,
+        default=drift.HISTOGRAM_BUCKETS,
+        help="histogram buckets of the statistics (the pipeline's by default; TFDV's is 10)",
+    )
     args = parser.parse_args()
+    options = drift.stats_options()
+    options.num_histogram_buckets = args.histogram_buckets
     header, rows = _read_sample()
     rows = _by_time(rows)
     even, odd = rows[0::2], rows[1::2]
@@ -147,11 +160,13 @@ def main() -> None:
     thresholds = drift.thresholds(curated)
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = args.out or tmp
-        baseline_full = _train_statistics(header, even, work_dir, "baseline", None)
-        baseline_small = _train_statistics(header, even, work_dir, "baseline-1500", 1500)
+        baseline_full = _train_statistics(header, even, work_dir, "baseline", None, options)
+        baseline_small = _train_statistics(header, even, work_dir, "baseline-1500", 1500, options)
         results: dict[str, dict[tuple[str, str], float]] = {}
         for index, (name, variant_rows, max_rows) in enumerate(variants):
-            current = _train_statistics(header, variant_rows, work_dir, f"v{index}", max_rows)
+            current = _train_statistics(
+                header, variant_rows, work_dir, f"v{index}", max_rows, options
+            )
             baseline = baseline_small if max_rows else baseline_full
             results[name] = {
                 (c.feature, c.measure): c.value

@@ -41,7 +41,6 @@ NODE_IDS = (
 # A str where the value is known when the pipeline is built (local runs), a RuntimeParameter
 # where it is given per run (KFP).
 StrOrParameter = str | data_types.RuntimeParameter
-MetadataConfig = lineage_graph.MetadataConfig
 
 
 def create_components(
@@ -53,7 +52,7 @@ def create_components(
     model_dir: str,
     platform_configs: Mapping[str, message.Message] | None = None,
     push_provenance: Mapping[str, str] | None = None,
-    baseline_metadata: MetadataConfig | None = None,
+    baseline_metadata: lineage_graph.MetadataConfig | None = None,
 ) -> list[base_node.BaseNode]:
     """Builds the pipeline's components, each named with `.with_id()`.
 
@@ -176,7 +175,7 @@ def create_pipeline(
     enable_cache: bool = True,
     platform_configs: Mapping[str, message.Message] | None = None,
     push_provenance: Mapping[str, str] | None = None,
-    baseline_metadata: MetadataConfig | None = None,
+    baseline_metadata: lineage_graph.MetadataConfig | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline: DataPrep -> ExampleGen -> ... -> Evaluator -> Pusher.
 

@@ -12,7 +12,7 @@ task input and output keyed by its name (kubeflow/pipelines `backend/src/v2/meta
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 from google.protobuf import json_format
 from ml_metadata.metadata_store import metadata_store
@@ -31,7 +31,10 @@ class LineageError(LookupError):
     """The chain from a pushed model to its data cannot be followed; the message says where."""
 
 
-MetadataConfig = metadata_store_pb2.ConnectionConfig | metadata_store_pb2.MetadataStoreClientConfig
+# A direct connection (local SQLite) or a gRPC client config (KFP's metadata-grpc-service).
+MetadataConfig: TypeAlias = (
+    metadata_store_pb2.ConnectionConfig | metadata_store_pb2.MetadataStoreClientConfig
+)
 
 
 def encode_connection(config: MetadataConfig | None) -> str:
