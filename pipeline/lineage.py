@@ -345,9 +345,11 @@ def format_version_lineage(found: dict[str, Any]) -> str:
     """Renders `version_lineage` for the terminal."""
     data, code, blessing = found["data"], found["code"], found["blessing"]
 
+    from pipeline.summary import HEADLINE_METRICS
+
     def metrics(name: str) -> str:
         values = found["metrics"].get(name) or {}
-        return ", ".join(f"{k}={v:.4g}" for k, v in values.items()) or "n/a"
+        return ", ".join(f"{k}={values[k]:.4g}" for k in HEADLINE_METRICS if k in values) or "n/a"
 
     def span(key: str) -> str:
         return " to ".join(str(stamp) for stamp in data.get(key, []))
