@@ -103,8 +103,13 @@ def _lineage(args: argparse.Namespace) -> int:
     config = config_lib.load_local_config(args.config, args.set)
     import json
 
+    from absl import logging
+
     from components.drift_gate.lineage_graph import LineageError
     from pipeline import lineage
+
+    # TFMA warns while it probes which model names an evaluation holds; the answer is complete.
+    logging.set_verbosity(logging.ERROR)
 
     model_dir = os.path.abspath(args.model_dir or config.model_dir)
     try:

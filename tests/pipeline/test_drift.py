@@ -195,6 +195,20 @@ def test_gate_with_policy_warn_records_an_unavailable_baseline_and_passes(tmp_pa
         assert "no model artifact with id 5" in f.read()
 
 
+def test_on_kfp_the_gate_reads_kfp_metadata_grpc_service_from_the_config() -> None:
+    from pipeline.config import ConfigError
+    from pipeline.kubeflow_v2 import compiler
+    from pipeline.kubeflow_v2.config import load_kubeflow_config
+
+    config = load_kubeflow_config(None, ["metadata_grpc_host=mlmd.ops", "metadata_grpc_port=9090"])
+    by_id = {c.id: c for c in compiler.build_tfx_pipeline(config).components}
+    connection = json.loads(by_id["DriftGate"].exec_properties["metadata_connection"])
+    assert connection == {"client_config": {"host": "mlmd.ops", "port": "9090"}}
+    assert load_kubeflow_config().metadata_grpc_host == "metadata-grpc-service.kubeflow"
+    with pytest.raises(ConfigError, match="metadata_grpc_port"):
+        load_kubeflow_config(None, ["metadata_grpc_port=0"])
+
+
 def test_kfp_mount_paths_map_back_to_object_store_uris() -> None:
     assert lineage_graph.uri_candidates("/minio/mlpipeline/v2/x/model") == [
         "/minio/mlpipeline/v2/x/model",
