@@ -6,7 +6,9 @@ examples -(OUTPUT)- Transform execution -(INPUT `examples`)- raw Examples -(INPU
 StatisticsGen execution -(OUTPUT `statistics`)- statistics of the same Examples. Only events
 and their keys are used (the component input/output keys), never TFX's node contexts, so the
 walk reads the same on a BeamDagRunner store and on KFP's, whose launcher records an event per
-task input and output keyed by its name (kubeflow/pipelines `backend/src/v2/metadata/client.go`).
+task input and output keyed by its name (kubeflow/pipelines
+`backend/src/v2/metadata/client.go`: `eventPath`, used by `CreateExecution` for INPUT events
+and `PublishExecution` for OUTPUT events).
 """
 
 import dataclasses

@@ -6,9 +6,7 @@ import os
 import pytest
 
 from components import model_dir as model_dir_lib
-from pipeline import cli, lineage
-
-pytestmark = pytest.mark.slow
+from pipeline import cli, lineage, summary
 
 
 def _cli(production, capsys, *args: str) -> tuple[int, str]:
@@ -21,6 +19,7 @@ def _store(production):
     return lineage.sqlite_store(os.path.abspath(production.config.metadata_path))
 
 
+@pytest.mark.slow
 def test_lineage_of_the_served_version_has_the_whole_chain(production, capsys) -> None:
     second = production.second
     code, out = _cli(production, capsys, "--json")
@@ -54,6 +53,7 @@ def test_lineage_of_the_served_version_has_the_whole_chain(production, capsys) -
     assert "git_commit" in found["code"]
 
 
+@pytest.mark.slow
 def test_lineage_text_names_every_link(production, capsys) -> None:
     code, out = _cli(production, capsys)
     assert code == 0, out
@@ -74,6 +74,7 @@ def test_lineage_text_names_every_link(production, capsys) -> None:
         assert expected in out, (expected, out)
 
 
+@pytest.mark.slow
 def test_lineage_of_a_data_version_lists_the_models_trained_on_it(production, capsys) -> None:
     first = production.first
     code, out = _cli(production, capsys, "--data", first.data_version, "--json")
@@ -86,6 +87,7 @@ def test_lineage_of_a_data_version_lists_the_models_trained_on_it(production, ca
     assert code == 1 and "No run prepared data version 'no-such-data'" in out
 
 
+@pytest.mark.slow
 def test_lineage_follows_a_rollback(production, capsys) -> None:
     first, second = production.first, production.second
     model_dir = production.config.model_dir
@@ -100,3 +102,41 @@ def test_lineage_follows_a_rollback(production, capsys) -> None:
     assert withdrawn["data"]["data_version"] == second.data_version
     code, out = _cli(production, capsys, "--version", "12345")
     assert code == 1 and "Version 12345 is not in" in out and "(rolled back)" in out
+
+
+def test_freshness_is_the_age_of_the_newest_training_row() -> None:
+    run = summary.RunSummary(
+        run_id="r",
+        node_states={},
+        data_version="abc",
+        data_time_ranges={"train": (1_000_000, 1_086_400), "eval": (1_086_500, 1_090_000)},
+    )
+    assert summary.freshness_lines(run, now=1_086_400 + 3 * 86400) == [
+        "  freshness: newest training row 3.0 days old (1970-01-13 13:46 UTC)"
+    ]
+    assert summary.freshness_lines(summary.RunSummary(run_id="r", node_states={})) == []
+
+
+def test_version_dirs_tell_served_older_and_rolled_back_versions(tmp_path) -> None:
+    for name in ("100", "200", "_rolled_back_300", ".tmp-400-x"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    found = lineage.version_dirs(str(tmp_path))
+    assert {v: status for v, (_, status) in found.items()} == {
+        100: lineage.NOT_SERVED,
+        200: lineage.SERVED,
+        300: lineage.ROLLED_BACK,
+    }
+    with pytest.raises(lineage.LineageNotFoundError, match=r"300 \(rolled back\)"):
+        lineage.version_lineage(lineage.sqlite_store(_empty_store(tmp_path)), str(tmp_path), 5)
+
+
+def _empty_store(tmp_path) -> str:
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    path = str(tmp_path / "mlmd.sqlite")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    metadata_store.MetadataStore(config)
+    return path
