@@ -1,5 +1,6 @@
 """Executor of DriftGate: compares new training data with the served model's; passes or stops."""
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -152,7 +153,7 @@ class Executor(base_executor.BaseExecutor):
                 )
             except lineage_graph.LineageError as e:
                 outcome = BASELINE_UNAVAILABLE
-                baseline = f"served version {version}: its training data cannot be found ({e})"
+                baseline = f"served version {version}, whose training data cannot be found: {e}"
                 checks = drift.presence_checks(current, schema)
             else:
                 baseline = f"served version {version}, statistics {previous_uri}"
@@ -164,7 +165,8 @@ class Executor(base_executor.BaseExecutor):
             outcome = DRIFTED
         out.set_string_custom_property(OUTCOME_PROPERTY, outcome)
         out.set_string_custom_property(
-            CHECKS_PROPERTY, json.dumps([c.__dict__ | {"passed": c.passed} for c in checks])
+            CHECKS_PROPERTY,
+            json.dumps([dataclasses.asdict(c) | {"passed": c.passed} for c in checks]),
         )
         self._stop_or_warn(outcome, policy, checks, baseline)
 
@@ -184,9 +186,7 @@ class Executor(base_executor.BaseExecutor):
     ) -> None:
         failed = [c for c in checks if not c.passed]
         if outcome == BASELINE_UNAVAILABLE:
-            message = (
-                f"Drift gate cannot compare: a model is served but {baseline.split(': ', 1)[1]}"
-            )
+            message = f"Drift gate cannot compare with {baseline}"
             if policy == FAIL:
                 # No silent pass: a gate that cannot see the baseline must say so and stop.
                 raise BaselineUnavailableError(
