@@ -1,10 +1,12 @@
 """Executor of DriftGate: compares new training data with the served model's; passes or stops."""
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any
 
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from absl import logging
 from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -40,6 +42,11 @@ DRIFTED = "drifted"
 NO_BASELINE = "no_baseline"
 BASELINE_UNAVAILABLE = "baseline_unavailable"
 _SCHEMA_FILE = "schema.pbtxt"
+# Copies of passed statistics under the model directory (TF Serving ignores non-numeric names).
+# On KFP with a minio:// or s3:// pipeline root a step cannot read an artifact that is not one
+# of its inputs (tf.io.gfile has no such filesystem; the launcher downloads inputs only), so the
+# gate keeps the train statistics it passed where every step can read: the serving base.
+BASELINES_DIR = ".drift_baselines"
 
 
 class DriftGateError(RuntimeError):
@@ -57,6 +64,24 @@ class BaselineUnavailableError(DriftGateError):
 def load_split_statistics(uri: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
     """Reads one split of a StatisticsGen output (`<uri>/Split-<split>/FeatureStats.pb`)."""
     return tfdv.load_stats_binary(os.path.join(uri, f"Split-{split}", "FeatureStats.pb"))
+
+
+def baseline_copy_path(model_dir: str, statistics_uri: str) -> str:
+    """Where the gate keeps a readable copy of the train statistics at `statistics_uri`.
+
+    Keyed by the URI as ML-Metadata records it (a KFP mount path maps back to its
+    object-store URI), so a later run finds it from the lineage alone.
+    """
+    recorded = lineage_graph.uri_candidates(statistics_uri)[-1]
+    key = hashlib.sha256(recorded.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(model_dir, BASELINES_DIR, key, f"Split-{TRAIN_SPLIT}", "FeatureStats.pb")
+
+
+def _readable(path: str) -> bool:
+    try:
+        return bool(tf.io.gfile.exists(path))
+    except tf.errors.OpError:  # e.g. "File system scheme 'minio' not implemented".
+        return False
 
 
 def baseline_statistics(
@@ -86,7 +111,28 @@ def baseline_statistics(
         raise
     except Exception as e:  # MLMD client errors (unreachable server, bad store) are untyped.
         raise lineage_graph.LineageError(f"ML-Metadata query failed: {e}") from e
-    return load_split_statistics(statistics.uri, TRAIN_SPLIT), statistics.uri
+    direct = os.path.join(statistics.uri, f"Split-{TRAIN_SPLIT}", "FeatureStats.pb")
+    copy = baseline_copy_path(model_dir, statistics.uri)
+    for path in (direct, copy):
+        if _readable(path):
+            return tfdv.load_stats_binary(path), statistics.uri
+    raise lineage_graph.LineageError(
+        f"the statistics {statistics.uri} are not readable from this step, and no copy is at "
+        f"{copy} (written by the gate of the run that trained the model)"
+    )
+
+
+def keep_baseline_copy(model_dir: str, statistics_uri: str) -> None:
+    """Writes a readable copy of the train statistics the gate passed (atomically)."""
+    path = baseline_copy_path(model_dir, statistics_uri)
+    if _readable(path):
+        return
+    fileio.makedirs(os.path.dirname(path))
+    staging = f"{path}.tmp-{os.getpid()}"
+    io_utils.copy_file(
+        os.path.join(statistics_uri, f"Split-{TRAIN_SPLIT}", "FeatureStats.pb"), staging, True
+    )
+    fileio.rename(staging, path, overwrite=True)
 
 
 def report_markdown(
@@ -173,6 +219,7 @@ class Executor(base_executor.BaseExecutor):
         report = artifact_utils.get_single_instance(output_dict[DRIFT_REPORT_KEY])
         # A value artifact: setting the value writes the file at its URI.
         report.value = report_markdown(outcome, policy, checks, baseline)
+        keep_baseline_copy(model_dir, statistics.uri)
         fileio.makedirs(out.uri)
         io_utils.copy_file(
             os.path.join(schema_artifact.uri, _SCHEMA_FILE),

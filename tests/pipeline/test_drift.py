@@ -209,6 +209,88 @@ def test_on_kfp_the_gate_reads_kfp_metadata_grpc_service_from_the_config() -> No
         load_kubeflow_config(None, ["metadata_grpc_port=0"])
 
 
+def _kfp_like_store(path: str) -> metadata_store.MetadataStore:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    return metadata_store.MetadataStore(config)
+
+
+def test_the_walk_reads_a_store_written_the_way_kfps_launcher_writes_it(tmp_path) -> None:
+    # KFP's launcher records one execution per task, with INPUT and OUTPUT events keyed by the
+    # task's input and output names (backend/src/v2/metadata/client.go, eventPath), object-store
+    # URIs, and no TFX node contexts; TFX's container gives the Pusher a hash as model id.
+    store = _kfp_like_store(str(tmp_path / "kfp-mlmd.sqlite"))
+    execution_type = store.put_execution_type(
+        metadata_store_pb2.ExecutionType(name="system.ContainerExecution")
+    )
+    root = "minio://mlpipeline/v2/artifacts/chicago-taxi/run-1"
+
+    def artifact(type_name: str, uri: str) -> int:
+        type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name=type_name))
+        [artifact_id] = store.put_artifacts([metadata_store_pb2.Artifact(type_id=type_id, uri=uri)])
+        return artifact_id
+
+    def task(inputs: dict[str, int], outputs: dict[str, int]) -> None:
+        [execution_id] = store.put_executions(
+            [metadata_store_pb2.Execution(type_id=execution_type)]
+        )
+        events = []
+        for kind, by_key in (
+            (metadata_store_pb2.Event.INPUT, inputs),
+            (metadata_store_pb2.Event.OUTPUT, outputs),
+        ):
+            for key, artifact_id in by_key.items():
+                event = metadata_store_pb2.Event(
+                    artifact_id=artifact_id, execution_id=execution_id, type=kind
+                )
+                event.path.steps.add().key = key
+                events.append(event)
+        store.put_events(events)
+
+    examples = artifact("tfx.Examples", f"{root}/ExampleGen/a1/examples")
+    statistics = artifact("tfx.ExampleStatistics", f"{root}/StatisticsGen/b2/statistics")
+    schema = artifact("tfx.Schema", f"{root}/DriftGate/c3/validated_schema")
+    transformed = artifact("tfx.Examples", f"{root}/Transform/d4/transformed_examples")
+    model = artifact("tfx.Model", f"{root}/Trainer/e5/model")
+    task({}, {"examples": examples})
+    task({"examples": examples}, {"statistics": statistics})
+    task({"examples": examples, "schema": schema}, {"transformed_examples": transformed})
+    task({"examples": transformed, "schema": schema}, {"model": model})
+
+    model_dir = str(tmp_path / "serving" / "chicago_taxi")
+    version_dir = os.path.join(model_dir, "1795000000")
+    os.makedirs(os.path.join(version_dir, "assets.extra"))
+    open(os.path.join(version_dir, "saved_model.pb"), "wb").close()
+    with open(os.path.join(version_dir, "assets.extra", "push_manifest.json"), "w") as f:
+        # What the Pusher sees on KFP: the launcher's mount path and a hashed id.
+        json.dump(
+            {"model_uri": "/minio/" + _model_uri_tail(root), "model_artifact_id": 7_123_456_789}, f
+        )
+    # The gate of the run that trained the model kept a readable copy (minio:// is not).
+    copy = executor.baseline_copy_path(model_dir, f"{root}/StatisticsGen/b2/statistics")
+    os.makedirs(os.path.dirname(copy))
+    with open(copy, "wb") as f:
+        f.write(_stats(_sample()).SerializeToString())
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = str(tmp_path / "kfp-mlmd.sqlite")
+    found, uri = executor.baseline_statistics(
+        lineage_graph.encode_connection(connection), model_dir, 1795000000
+    )
+    assert uri == f"{root}/StatisticsGen/b2/statistics"
+    assert found.datasets[0].num_examples == 300
+    # The step that keeps the copy sees the mount path; the key is the recorded URI.
+    assert executor.baseline_copy_path(model_dir, "/minio/" + uri[len("minio://") :]) == copy
+    os.remove(copy)
+    with pytest.raises(lineage_graph.LineageError, match="not readable from this step"):
+        executor.baseline_statistics(
+            lineage_graph.encode_connection(connection), model_dir, 1795000000
+        )
+
+
+def _model_uri_tail(root: str) -> str:
+    return f"{root}/Trainer/e5/model"[len("minio://") :]
+
+
 def test_kfp_mount_paths_map_back_to_object_store_uris() -> None:
     assert lineage_graph.uri_candidates("/minio/mlpipeline/v2/x/model") == [
         "/minio/mlpipeline/v2/x/model",
