@@ -1,4 +1,4 @@
-"""Command line: `python -m pipeline.cli run|schema-diff|rollback` (see the Makefile)."""
+"""Command line: `python -m pipeline.cli run|schema-diff|rollback|lineage` (see the Makefile)."""
 
 import argparse
 import csv
@@ -101,6 +101,34 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lineage(args: argparse.Namespace) -> int:
+    config = config_lib.load_local_config(args.config, args.set)
+    import json
+
+    from absl import logging
+
+    from components.drift_gate.lineage_graph import LineageError
+    from pipeline import lineage
+
+    # TFMA warns while it probes which model names an evaluation holds; the answer is complete.
+    logging.set_verbosity(logging.ERROR)
+
+    model_dir = os.path.abspath(args.model_dir or config.model_dir)
+    try:
+        store = lineage.sqlite_store(os.path.abspath(config.metadata_path))
+        if args.data:
+            found = lineage.data_lineage(store, model_dir, args.data)
+            text = lineage.format_data_lineage(found)
+        else:
+            found = lineage.version_lineage(store, model_dir, args.version)
+            text = lineage.format_version_lineage(found)
+    except (lineage.LineageNotFoundError, LineageError) as e:
+        print(f"lineage error: {e}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    print(json.dumps(found, indent=2, sort_keys=True) if args.json else text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Returns the CLI's argument parser."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.cli", description=__doc__)
@@ -129,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", type=int, help="version to serve (default: the previous one)")
     rollback.add_argument("--model-dir", help="model directory (default: from the local config)")
     rollback.set_defaults(func=_rollback)
+    lineage = sub.add_parser(
+        "lineage", help="what made a pushed version (default: the served one), or a data version"
+    )
+    add_config_args(lineage)
+    which = lineage.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int, help="pushed version (default: the served one)")
+    which.add_argument("--data", metavar="VERSION", help="list the models trained on this data")
+    lineage.add_argument("--json", action="store_true", help="machine-readable output")
+    lineage.add_argument("--model-dir", help="model directory (default: from the local config)")
+    lineage.set_defaults(func=_lineage)
     return parser
 
 

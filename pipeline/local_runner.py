@@ -15,6 +15,7 @@ from tfx.orchestration.beam import beam_dag_runner
 import schemas
 from components.data_prep import source as source_lib
 from pipeline import config as config_lib
+from pipeline import lineage
 from pipeline import pipeline as pipeline_lib
 
 progress = pylogging.getLogger("pipeline.progress")
@@ -135,7 +136,11 @@ def build_local_pipeline(
             os.path.abspath(config.metadata_path)
         ),
         enable_cache=config.enable_cache,
-        push_provenance={"source_uri": source_uri, "source_fingerprint": source_fingerprint},
+        push_provenance={
+            "source_uri": source_uri,
+            "source_fingerprint": source_fingerprint,
+            **lineage.code_provenance(),
+        },
     )
 
 

@@ -14,6 +14,8 @@ from tfx.orchestration import data_types
 
 from components.anomalies_gate.component import AnomaliesGate
 from components.data_prep.component import DataPrep, ExampleGen
+from components.drift_gate import drift, lineage_graph
+from components.drift_gate.component import DriftGate
 from components.evaluator.component import BaselineAwareEvaluator
 from components.latest_pushed_model.component import LatestPushedModel
 from components.pusher.component import AtomicPusher
@@ -29,6 +31,7 @@ NODE_IDS = (
     "SchemaImporter",
     "ExampleValidator",
     "AnomaliesGate",
+    "DriftGate",
     "Transform",
     "Trainer",
     "LatestPushedModel",
@@ -49,6 +52,7 @@ def create_components(
     model_dir: str,
     platform_configs: Mapping[str, message.Message] | None = None,
     push_provenance: Mapping[str, str] | None = None,
+    baseline_metadata: lineage_graph.MetadataConfig | None = None,
 ) -> list[base_node.BaseNode]:
     """Builds the pipeline's components, each named with `.with_id()`.
 
@@ -61,6 +65,8 @@ def create_components(
       platform_configs: Node id -> orchestrator-specific config (e.g. a KFP ResourceSpec with
         a GPU for the Trainer); None locally.
       push_provenance: Extra fields recorded in each pushed version's manifest.
+      baseline_metadata: The MLMD store DriftGate reads the served model's lineage from
+        (local: the run's SQLite store; KFP: metadata-grpc-service).
 
     Returns:
       Components in topological order, ids as in `NODE_IDS`.
@@ -75,9 +81,11 @@ def create_components(
         max_rows=settings.max_rows,
     ).with_id("DataPrep")
     example_gen = ExampleGen(prepared_data=data_prep.outputs["prepared_data"]).with_id("ExampleGen")
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
-        "StatisticsGen"
-    )
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"],
+        # Finer histograms than TFDV's default: DriftGate's Jensen-Shannon divergence reads them.
+        stats_options=drift.stats_options(),
+    ).with_id("StatisticsGen")
     schema_importer = tfx.components.ImportSchemaGen(schema_file=schema_path).with_id(
         "SchemaImporter"
     )
@@ -90,9 +98,16 @@ def create_components(
         schema=schema_importer.outputs["schema"],
         policy=settings.anomalies_policy,
     ).with_id("AnomaliesGate")
+    drift_gate = DriftGate(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=gate.outputs["validated_schema"],
+        model_dir=model_dir,
+        metadata_connection=lineage_graph.encode_connection(baseline_metadata),
+        policy=settings.anomalies_policy,
+    ).with_id("DriftGate")
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
-        schema=gate.outputs["validated_schema"],
+        schema=drift_gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
         # StatisticsGen already profiled the raw data; Transform's own stats would double it.
         disable_statistics=True,
@@ -101,7 +116,7 @@ def create_components(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=gate.outputs["validated_schema"],
+        schema=drift_gate.outputs["validated_schema"],
         train_args=tfx.proto.TrainArgs(num_steps=settings.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=settings.eval_steps),
         custom_config=settings.hyperparameters.to_custom_config(),
@@ -131,6 +146,7 @@ def create_components(
         schema_importer,
         example_validator,
         gate,
+        drift_gate,
         transform,
         trainer,
         baseline,
@@ -159,6 +175,7 @@ def create_pipeline(
     enable_cache: bool = True,
     platform_configs: Mapping[str, message.Message] | None = None,
     push_provenance: Mapping[str, str] | None = None,
+    baseline_metadata: lineage_graph.MetadataConfig | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline: DataPrep -> ExampleGen -> ... -> Evaluator -> Pusher.
 
@@ -176,6 +193,7 @@ def create_pipeline(
       enable_cache: Reuse outputs of unchanged steps.
       platform_configs: See `create_components`.
       push_provenance: See `create_components`.
+      baseline_metadata: See `create_components`; default `metadata_connection_config`.
 
     Returns:
       The pipeline.
@@ -191,6 +209,7 @@ def create_pipeline(
             model_dir=model_dir,
             platform_configs=platform_configs,
             push_provenance=push_provenance,
+            baseline_metadata=baseline_metadata or metadata_connection_config,
         ),
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,

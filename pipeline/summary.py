@@ -283,6 +283,7 @@ def format_summary(summary: RunSummary) -> str:
     lines = [
         f"Run {summary.run_id}",
         data_line,
+        *freshness_lines(summary),
         "  rows per split: "
         + (", ".join(f"{k}={v}" for k, v in sorted(summary.rows_per_split.items())) or "n/a"),
         f"  anomalies: {len(summary.anomalies)}"
@@ -313,3 +314,21 @@ def format_summary(summary: RunSummary) -> str:
         )
     lines += format_reports(summary.reports)
     return "\n".join(lines)
+
+
+def freshness_lines(summary: RunSummary, now: float | None = None) -> list[str]:
+    """`  freshness: newest training row 3.2 days old (...)`, or nothing without DataPrep's data.
+
+    Args:
+      summary: A run summary.
+      now: Unix time to measure the age at (default: now).
+
+    Returns:
+      Zero or one line.
+    """
+    newest = summary.data_time_ranges.get("train", (0, 0))[1]
+    if summary.data_version is None or not newest:
+        return []
+    age_days = ((time.time() if now is None else now) - newest) / 86400
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(newest))
+    return [f"  freshness: newest training row {age_days:.1f} days old ({stamp} UTC)"]

@@ -148,6 +148,7 @@ def test_every_pipeline_node_is_named_and_user_code_is_a_dotted_path(tmp_path) -
     )
     assert by_id["Trainer"].exec_properties["run_fn"] == "components.trainer.run.run_fn"
     assert not by_id["Trainer"].exec_properties.get("module_file")
-    # Transform and Trainer only see the schema the anomalies gate passed on.
-    assert by_id["Transform"].inputs["schema"].producer_component_id == "AnomaliesGate"
-    assert by_id["Trainer"].inputs["schema"].producer_component_id == "AnomaliesGate"
+    # Transform and Trainer only see the schema both gates passed on, chained.
+    assert by_id["DriftGate"].inputs["schema"].producer_component_id == "AnomaliesGate"
+    assert by_id["Transform"].inputs["schema"].producer_component_id == "DriftGate"
+    assert by_id["Trainer"].inputs["schema"].producer_component_id == "DriftGate"

@@ -37,6 +37,7 @@ STEP_TITLES = {
     "SchemaImporter": "curated schema",
     "ExampleValidator": "validate examples against the schema",
     "AnomaliesGate": "stop on anomalies",
+    "DriftGate": "stop on drift from the served model's training data",
     "Transform": "feature transform",
     "Trainer": "train (GPU)",
     "LatestPushedModel": "baseline = the served model (always runs)",
@@ -80,6 +81,7 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
     Returns:
       The TFX pipeline (no MLMD connection: KFP records metadata itself).
     """
+    from ml_metadata.proto import metadata_store_pb2
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline
@@ -100,6 +102,10 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
         enable_cache=config.enable_cache,
         platform_configs={TRAINER: trainer_resource_spec(config)},
         push_provenance={"orchestrator": "kubeflow-pipelines-v2", "image": config.image},
+        # DriftGate reads the served model's lineage from KFP's own MLMD service.
+        baseline_metadata=metadata_store_pb2.MetadataStoreClientConfig(
+            host=config.metadata_grpc_host, port=config.metadata_grpc_port
+        ),
     )
 
 

@@ -90,6 +90,10 @@ class KubeflowConfig(Settings):
       cpu_node_selector: `label=value` pairs keeping every other step on the CPU pool.
       pvc_mounts: `pvc-name:/mount/path` volumes mounted into every step.
       trainer: Trainer resources and GPU pool placement.
+      metadata_grpc_host: KFP's ML-Metadata gRPC service as steps reach it: DriftGate follows
+        the served model's lineage there (KFP's default install: `metadata-grpc-service` in
+        namespace `kubeflow`, the `metadata-grpc-configmap` values).
+      metadata_grpc_port: Its port (default 8080).
     """
 
     settings: PipelineSettings = dataclasses.field(default_factory=PipelineSettings)
@@ -104,6 +108,10 @@ class KubeflowConfig(Settings):
     cpu_node_selector: tuple[str, ...] = ("pool=cpu",)
     pvc_mounts: tuple[str, ...] = ("taxi-pipeline:/mnt/taxi",)
     trainer: TrainerResources = dataclasses.field(default_factory=TrainerResources)
+    metadata_grpc_host: Annotated[str, Field(min_length=1, pattern=r"\S")] = (
+        "metadata-grpc-service.kubeflow"
+    )
+    metadata_grpc_port: Annotated[int, Field(gt=0, lt=65536)] = 8080
 
     @pydantic.field_validator("settings")
     @classmethod
