@@ -22,7 +22,7 @@ import tensorflow as tf
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import model_dir as model_dir_lib
+import model_contract
 from components.data_prep import executor as data_prep_executor
 from components.drift_gate import executor as drift_executor
 from components.drift_gate import lineage_graph
@@ -134,17 +134,17 @@ def _file_sha256(path: str) -> str | None:
 
 def version_dirs(model_dir: str) -> dict[int, tuple[str, str]]:
     """Version -> (directory, status) for every served, older and rolled-back version."""
-    served = model_dir_lib.latest_version(model_dir)
+    served = model_contract.latest_version(tf.io.gfile, model_dir)
     found: dict[int, tuple[str, str]] = {}
-    for version in model_dir_lib.list_versions(model_dir):
+    for version in model_contract.list_versions(tf.io.gfile, model_dir):
         status = SERVED if version == served else NOT_SERVED
         found[version] = (os.path.join(model_dir, str(version)), status)
     if tf.io.gfile.isdir(model_dir):
         for child in tf.io.gfile.listdir(model_dir):
             name = child.rstrip("/")
-            number = name[len(model_dir_lib.ROLLED_BACK_PREFIX) :]
-            if name.startswith(model_dir_lib.ROLLED_BACK_PREFIX) and number.isdigit():
-                found.setdefault(int(number), (os.path.join(model_dir, name), ROLLED_BACK))
+            withdrawn = model_contract.withdrawn_version(name)
+            if withdrawn is not None:
+                found.setdefault(withdrawn, (os.path.join(model_dir, name), ROLLED_BACK))
     return found
 
 
@@ -226,7 +226,7 @@ def version_lineage(
     now = time.time() if now is None else now
     dirs = version_dirs(model_dir)
     if version is None:
-        version = model_dir_lib.latest_version(model_dir)
+        version = model_contract.latest_version(tf.io.gfile, model_dir)
         if version is None:
             raise LineageNotFoundError(f"No version is served from {model_dir}")
     if version not in dirs:
@@ -235,7 +235,7 @@ def version_lineage(
             + (", ".join(f"{v} ({status})" for v, (_, status) in sorted(dirs.items())) or "none")
         )
     version_dir, status = dirs[version]
-    manifest = model_dir_lib.read_manifest(version_dir)
+    manifest = model_contract.read_manifest(tf.io.gfile, version_dir)
     if not manifest:
         raise lineage_graph.LineageError(f"{version_dir} has no push manifest")
     model = lineage_graph.find_model(store, manifest)
@@ -318,7 +318,7 @@ def data_lineage(
     models = _consumers_outputs(store, transformed, "model")
     pushed: dict[str, list[dict[str, Any]]] = {}
     for version, (version_dir, status) in sorted(version_dirs(model_dir).items()):
-        manifest = model_dir_lib.read_manifest(version_dir)
+        manifest = model_contract.read_manifest(tf.io.gfile, version_dir)
         if manifest.get("model_uri"):
             pushed.setdefault(manifest["model_uri"], []).append(
                 {"version": version, "status": status, "pushed_at": manifest.get("pushed_at")}

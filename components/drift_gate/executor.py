@@ -16,7 +16,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components import model_dir as model_dir_lib
+import model_contract
 from components.drift_gate import drift, lineage_graph
 
 STATISTICS_KEY = "statistics"
@@ -100,7 +100,7 @@ def baseline_statistics(
     Raises:
       lineage_graph.LineageError: If the manifest, the store or a link of the chain is missing.
     """
-    manifest = model_dir_lib.read_manifest(os.path.join(model_dir, str(version)))
+    manifest = model_contract.read_manifest(tf.io.gfile, os.path.join(model_dir, str(version)))
     if not manifest:
         raise lineage_graph.LineageError(f"served version {version} has no push manifest")
     try:
@@ -186,7 +186,7 @@ class Executor(base_executor.BaseExecutor):
         current = load_split_statistics(statistics.uri, TRAIN_SPLIT)
         out = artifact_utils.get_single_instance(output_dict[VALIDATED_SCHEMA_KEY])
 
-        version = model_dir_lib.latest_version(model_dir)
+        version = model_contract.latest_version(tf.io.gfile, model_dir)
         checks: list[drift.FeatureCheck]
         if version is None:
             outcome = NO_BASELINE

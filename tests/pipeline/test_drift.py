@@ -9,14 +9,15 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import standard_artifacts
 
+import model_contract
 import schemas
 from components import features, ui_artifacts
-from components import model_dir as model_dir_lib
 from components.data_prep import source as source_lib
 from components.drift_gate import drift, executor, lineage_graph
 from pipeline import local_runner, summary
@@ -340,12 +341,12 @@ def _altered_run(production, name: str, change) -> tuple[Exception, summary.RunS
         os.path.join(production.sources, name), [change(dict(r)) for r in rows[1::2]]
     )
     config = conftest.production_config(production.output_dir, source)
-    versions = model_dir_lib.list_versions(config.model_dir)
+    versions = model_contract.list_versions(tf.io.gfile, config.model_dir)
     with pytest.raises(Exception) as error:
         local_runner.run_local(config)
     stopped = conftest.latest_summary(config)
     assert not {"Transform", "Trainer", "Evaluator", "Pusher"} & set(stopped.node_states)
-    assert model_dir_lib.list_versions(config.model_dir) == versions
+    assert model_contract.list_versions(tf.io.gfile, config.model_dir) == versions
     return error.value, stopped
 
 

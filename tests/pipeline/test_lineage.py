@@ -4,8 +4,9 @@ import json
 import os
 
 import pytest
+import tensorflow as tf
 
-from components import model_dir as model_dir_lib
+import model_contract
 from pipeline import cli, lineage, summary
 
 
@@ -28,7 +29,7 @@ def test_lineage_of_the_served_version_has_the_whole_chain(production, capsys) -
     assert found["version"] == int(second.pushed_version) and found["status"] == lineage.SERVED
     assert found["pipeline_run_id"] == second.run_id
     assert found["pushed_at"]
-    manifest = model_dir_lib.read_manifest(found["version_dir"])
+    manifest = model_contract.read_manifest(tf.io.gfile, found["version_dir"])
     assert found["model"]["uri"] == manifest["model_uri"]
     assert found["model"]["artifact_id"] == manifest["model_artifact_id"]
     assert found["blessing"]["blessed"] is True
@@ -91,7 +92,7 @@ def test_lineage_of_a_data_version_lists_the_models_trained_on_it(production, ca
 def test_lineage_follows_a_rollback(production, capsys) -> None:
     first, second = production.first, production.second
     model_dir = production.config.model_dir
-    assert model_dir_lib.roll_back(model_dir) == [int(second.pushed_version)]
+    assert model_contract.roll_back(tf.io.gfile, model_dir) == [int(second.pushed_version)]
     served = lineage.version_lineage(_store(production), model_dir)
     assert served["version"] == int(first.pushed_version) and served["status"] == lineage.SERVED
     assert served["data"]["data_version"] == first.data_version
