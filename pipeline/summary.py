@@ -164,7 +164,9 @@ def _threshold_text(threshold: Any) -> dict[str, Any]:
 # (node id, output key, what it is) of the reports written for people and the KFP UI.
 _REPORT_OUTPUTS = (
     ("AnomaliesGate", "anomalies_report", "data validation (Markdown)"),
+    ("DriftGate", "drift_report", "drift and presence (Markdown)"),
     ("Evaluator", "report", "evaluation (HTML)"),
+    ("Pusher", "push_report", "push (Markdown)"),
 )
 
 
