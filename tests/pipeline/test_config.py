@@ -14,7 +14,6 @@ from pipeline import config as config_lib
 
 def test_defaults_are_valid_and_derive_paths() -> None:
     config = config_lib.load_local_config()
-    assert config.settings.train_steps == 1000
     assert config.model_dir.endswith("serving/chicago_taxi")
     assert config.beam_pipeline_args == []  # in_memory is Beam's default; see the property
     other = config_lib.load_local_config(None, ["beam_running_mode=multi_processing"])

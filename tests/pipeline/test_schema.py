@@ -11,12 +11,23 @@ from components.data_prep.source import default_source
 from pipeline import schema_tools
 
 
-def test_schema_parses_and_every_feature_has_one_role() -> None:
+def test_schema_parses_and_roles_come_from_its_tags() -> None:
     schema = features.load_schema()
     spec = features.feature_spec_from_schema(schema)
-    assert sum(len(names) for names in spec.by_role.values()) == len(schema.feature)
     assert spec.label_source == "tips" and spec.split_key == "trip_start_timestamp"
     assert features.FARE_KEY in spec.by_role["zscore"]
+
+
+@pytest.mark.parametrize(
+    "tags", [[], ["role:zscore", "role:vocab"], ["role:no_such_role"]], ids=["none", "two", "bad"]
+)
+def test_a_feature_without_exactly_one_known_role_is_refused_by_name(tags) -> None:
+    schema = features.load_schema()
+    feature = next(f for f in schema.feature if f.name == "trip_miles")
+    del feature.annotation.tag[:]
+    feature.annotation.tag.extend(tags)
+    with pytest.raises(ValueError, match="'trip_miles' must carry exactly one annotation tag"):
+        features.feature_spec_from_schema(schema)
 
 
 def test_schema_covers_every_column_of_the_embedded_data() -> None:
