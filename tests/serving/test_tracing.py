@@ -5,7 +5,6 @@ import concurrent.futures
 import pathlib
 
 import grpc
-
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -77,11 +76,13 @@ def test_grpc_predict_joins_the_callers_trace(traced_server, examples) -> None:
 
 def test_grpc_error_is_recorded_on_the_span(traced_server, examples) -> None:
     server, server_exporter = traced_server
-    with PredictionClient(
-        ClientSettings(f"127.0.0.1:{server.grpc_port}", deadline_s=30, max_retries=0)
-    ) as client:
-        with pytest.raises(ServingError):
-            client.predict(ModelRef("no_such_model"), examples[:1])
+    with (
+        PredictionClient(
+            ClientSettings(f"127.0.0.1:{server.grpc_port}", deadline_s=30, max_retries=0)
+        ) as client,
+        pytest.raises(ServingError),
+    ):
+        client.predict(ModelRef("no_such_model"), examples[:1])
     (span,) = server_exporter.get_finished_spans()
     assert span.attributes["serving.status_code"] == "NOT_FOUND"
     assert span.attributes["rpc.grpc.status_code"] == 5  # NOT_FOUND
@@ -121,7 +122,7 @@ def test_exporter_none_installs_no_provider_and_no_interceptor() -> None:
 def test_console_exporter_gets_one_batch_processor() -> None:
     provider = tracing.build_tracer_provider(tracing.TracingSettings(exporter="console"), "svc")
     assert provider is not None
-    processors = provider._active_span_processor._span_processors  # noqa: SLF001
+    processors = provider._active_span_processor._span_processors
     assert [type(p).__name__ for p in processors] == ["BatchSpanProcessor"]
     assert provider.resource.attributes["service.name"] == "svc"
     provider.shutdown()
