@@ -37,7 +37,9 @@ class _ProgressNodeDoFn(beam_dag_runner.PipelineNodeAsDoFn):
         try:
             with telemetry.step_span(self._node_id) as outcome:
                 super()._run_node()
-                outcome.cached, outcome.rows = self._was_cached(), self._output_rows()
+                outcome.cached = self._was_cached()
+                if outcome.recording:
+                    outcome.rows = self._output_rows()
         except Exception as e:
             progress.error(
                 "%s %s FAILED after %.1fs: %s", position, self._node_id, time.monotonic() - start, e

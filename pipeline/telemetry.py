@@ -93,10 +93,12 @@ class StepOutcome:
     Attributes:
       cached: The step reused an earlier result.
       rows: Split -> rows, where the step's outputs record them.
+      recording: Whether a span records them (no need to read rows otherwise).
     """
 
     cached: bool = False
     rows: dict[str, int] = dataclasses.field(default_factory=dict)
+    recording: bool = False
 
 
 @contextlib.contextmanager
@@ -124,6 +126,7 @@ def step_span(node_id: str) -> Iterator[StepOutcome]:
         attributes={"pipeline.node_id": node_id},
         record_exception=True,
     ) as span:
+        outcome.recording = span.is_recording()
         try:
             yield outcome
         except BaseException as e:

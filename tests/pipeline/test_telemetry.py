@@ -14,6 +14,7 @@ from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
 from pipeline import telemetry
 from pipeline.summary import RunSummary
+from serving.tracing import TracingSettings
 from typed_config import ConfigError
 
 
@@ -133,13 +134,40 @@ def test_steps_outside_a_run_make_no_spans() -> None:
     assert telemetry._active is None
 
 
+def test_exporter_none_times_steps_without_recording_spans(tmp_path) -> None:
+    with (
+        telemetry.run_span(TracingSettings(), "taxi", str(tmp_path)) as steps,
+        telemetry.step_span("DataPrep") as outcome,
+    ):
+        assert not outcome.recording  # so the runner reads no rows for it
+    assert set(steps) == {"DataPrep"} and steps["DataPrep"] >= 0
+
+
+def test_a_failing_step_fails_its_span_and_the_runs(tmp_path) -> None:
+    provider, exporter = _memory_provider()
+    with pytest.raises(RuntimeError, match="boom"):  # noqa: SIM117 (the nesting is the point)
+        with telemetry.run_span(TracingSettings(), "taxi", str(tmp_path), provider):
+            with telemetry.step_span("Transform"):
+                raise RuntimeError("boom")
+    step, run = exporter.get_finished_spans()
+    assert step.attributes["pipeline.step.outcome"] == "failed"
+    assert run.attributes["pipeline.outcome"] == "failed"
+    assert not step.status.is_ok and not run.status.is_ok
+    assert step.events[0].name == "exception"
+
+
+def _memory_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
 @pytest.fixture(scope="module")
 def traced_run(tmp_path_factory):
     from pipeline import local_runner, summary
 
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = _memory_provider()
     output_dir = str(tmp_path_factory.mktemp("traced"))
     config = config_lib.build(
         config_lib.LocalConfig,
