@@ -51,7 +51,19 @@ def _run(args: argparse.Namespace) -> int:
     result = summary.summarize_latest_run(
         os.path.abspath(config.metadata_path), config.settings.pipeline_name
     )
+    from pipeline import telemetry
+
+    metrics_file = telemetry.write_run_metrics(
+        result,
+        run.step_seconds,
+        run.elapsed_s,
+        config.settings.pipeline_name,
+        config.metrics,
+        config.output_dir,
+    )
     print(f"\nPipeline finished in {run.elapsed_s:.1f}s on data {result.data_version}")
+    if metrics_file:
+        print(f"Run metrics: {metrics_file}")
     print(summary.format_summary(result))
     if config.serve_after_run and result.pushed_version and result.data_uri:
         from serving import smoke

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from components.anomalies_gate import policies
 from components.trainer.hyperparameters import Hyperparameters
+from serving.tracing import TracingSettings
 from typed_config import CONFIG, ConfigError, Settings, build
 
 _Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -100,6 +101,22 @@ class PipelineSettings(Settings):
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class RunMetricsSettings(Settings):
+    """Where a local run's metrics go (Prometheus text format).
+
+    Attributes:
+      textfile: Write `<output_dir>/metrics/pipeline.prom` (node_exporter's textfile collector
+        format) after each run.
+      pushgateway_url: Also push them to this Pushgateway (e.g. `http://pushgateway:9091`).
+      job: The Pushgateway job name.
+    """
+
+    textfile: bool = True
+    pushgateway_url: Annotated[str, Field(min_length=1)] | None = None
+    job: Annotated[str, Field(min_length=1)] = "tfx_pipeline"
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
 class LocalConfig(Settings):
     """The `local` environment: BeamDagRunner on this machine.
 
@@ -113,6 +130,8 @@ class LocalConfig(Settings):
       beam_running_mode: Beam DirectRunner mode for the components (`in_memory` is fastest
         on a small machine; `multi_processing` uses every core).
       serve_after_run: After a push, serve the model briefly and answer one gRPC prediction.
+      tracing: OpenTelemetry spans per run and per step (`pipeline/telemetry.py`).
+      metrics: Prometheus metrics of each run (textfile and/or Pushgateway).
     """
 
     settings: PipelineSettings = dataclasses.field(default_factory=PipelineSettings)
@@ -122,6 +141,8 @@ class LocalConfig(Settings):
     enable_cache: bool = True
     beam_running_mode: BeamRunningMode = "in_memory"
     serve_after_run: bool = True
+    tracing: TracingSettings = dataclasses.field(default_factory=TracingSettings)
+    metrics: RunMetricsSettings = dataclasses.field(default_factory=RunMetricsSettings)
 
     @property
     def pipeline_root(self) -> str:

@@ -6,6 +6,7 @@ import logging as pylogging
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from absl import logging
 from tfx import v1 as tfx
@@ -17,6 +18,10 @@ from components.data_prep import source as source_lib
 from pipeline import config as config_lib
 from pipeline import lineage
 from pipeline import pipeline as pipeline_lib
+from pipeline import telemetry
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 progress = pylogging.getLogger("pipeline.progress")
 
@@ -31,7 +36,11 @@ class _ProgressNodeDoFn(beam_dag_runner.PipelineNodeAsDoFn):
         progress.info("%s %s started", position, self._node_id)
         start = time.monotonic()
         try:
-            super()._run_node()
+            with telemetry.step_span(self._node_id) as outcome:
+                super()._run_node()
+                outcome.cached = self._was_cached()
+                if outcome.recording:
+                    outcome.rows = self._output_rows()
         except Exception as e:
             progress.error(
                 "%s %s FAILED after %.1fs: %s", position, self._node_id, time.monotonic() - start, e
@@ -42,8 +51,22 @@ class _ProgressNodeDoFn(beam_dag_runner.PipelineNodeAsDoFn):
             position,
             self._node_id,
             time.monotonic() - start,
-            " (cached)" if self._was_cached() else "",
+            " (cached)" if outcome.cached else "",
         )
+
+    def _output_rows(self) -> dict[str, int]:
+        """Rows per split recorded by the node's latest outputs (for its span), where known."""
+        with metadata.Metadata(self._mlmd_connection_config) as m:
+            context = m.store.get_context_by_type_and_name(
+                "node", f"{self._pipeline_info.id}.{self._node_id}"
+            )
+            executions = m.store.get_executions_by_context(context.id) if context else []
+            if not executions:
+                return {}
+            latest = max(executions, key=lambda e: e.id)
+            events = m.store.get_events_by_execution_ids([latest.id])
+            ids = [e.artifact_id for e in events if e.type == e.OUTPUT]
+            return telemetry.output_rows(list(m.store.get_artifacts_by_id(ids)) if ids else [])
 
     def _was_cached(self) -> bool:
         """True when the node's latest execution in MLMD reused an earlier result."""
@@ -75,12 +98,14 @@ class LocalRun:
       source_uri: The source CSVs (file or directory) DataPrep read.
       source_fingerprint: `fingerprint_source(source_uri)` when the run started.
       elapsed_s: Wall time of the pipeline run.
+      step_seconds: Node id -> wall time of each step that ran.
     """
 
     config: config_lib.LocalConfig
     source_uri: str
     source_fingerprint: str
     elapsed_s: float
+    step_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def versioned_schema(output_dir: str) -> str:
@@ -144,11 +169,14 @@ def build_local_pipeline(
     )
 
 
-def run_local(config: config_lib.LocalConfig) -> LocalRun:
+def run_local(
+    config: config_lib.LocalConfig, tracer_provider: "TracerProvider | None" = None
+) -> LocalRun:
     """Fingerprints the source data and runs the whole pipeline (DataPrep first) with BeamDagRunner.
 
     Args:
       config: Local config.
+      tracer_provider: Where the run's spans go; None = as `config.tracing` says.
 
     Returns:
       What the run used.
@@ -171,12 +199,16 @@ def run_local(config: config_lib.LocalConfig) -> LocalRun:
         config.pipeline_root,
     )
     start = time.monotonic()
-    ProgressBeamDagRunner().run(pipeline)
+    with telemetry.run_span(
+        config.tracing, pipeline.pipeline_info.pipeline_name, config.output_dir, tracer_provider
+    ) as step_seconds:
+        ProgressBeamDagRunner().run(pipeline)
     return LocalRun(
         config=config,
         source_uri=source_uri,
         source_fingerprint=fingerprint,
         elapsed_s=time.monotonic() - start,
+        step_seconds=dict(step_seconds),
     )
 
 

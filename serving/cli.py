@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ssl_cert", help="PEM server certificate (enables gRPC TLS)")
     p.add_argument("--ssl_key", help="PEM server key")
     p.add_argument("--ssl_client_ca", help="PEM CA for client certificates (mutual TLS)")
+    # Tracing (serving/tracing.py): OpenTelemetry spans per request, W3C traceparent honoured.
+    p.add_argument("--trace_exporter", choices=("none", "console", "otlp"), default="none")
+    p.add_argument("--otlp_endpoint", help="OTLP/gRPC collector, e.g. localhost:4317")
+    p.add_argument("--trace_service_name", default="tfx-taxi-serving")
     p.add_argument("--log_level", default="INFO")
     p.add_argument("--log_format", choices=("json", "text"), default="json")
     return p
@@ -119,6 +123,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             "warmup": args.enable_model_warmup,
             "drain_timeout_s": args.drain_seconds,
             "tls": tls,
+            "tracing": {
+                "exporter": args.trace_exporter,
+                "otlp_endpoint": args.otlp_endpoint,
+                "service_name": args.trace_service_name,
+            },
         },
     )
 

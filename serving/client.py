@@ -27,7 +27,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import tensors
+from serving import tensors, tracing
 from serving.errors import Code, ServingError, code_from_grpc, code_from_http, error_for_code
 from serving.examples import example_to_json
 
@@ -175,11 +175,14 @@ def _read(path: str | None) -> bytes | None:
 class PredictionClient:
     """gRPC client of PredictionService and ModelService with deadlines and retries."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(
+        self, settings: ClientSettings, tracer_provider: tracing.TracerProvider | None = None
+    ) -> None:
         """Opens a channel (connection is lazy).
 
         Args:
           settings: Target, deadline, retries, TLS, message size.
+          tracer_provider: Where the client spans go (None = OpenTelemetry's global one).
         """
         self._settings = settings
         options: list[tuple[str, Any]] = [
@@ -200,8 +203,11 @@ class PredictionClient:
             self._channel = grpc.secure_channel(settings.target, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(settings.target, options=options)
-        self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        # W3C trace context: each call gets a CLIENT span whose `traceparent` goes out as
+        # metadata, so the server's span joins the caller's trace (serving/tracing.py).
+        traced = tracing.traced_channel(self._channel, tracer_provider)
+        self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(traced)
+        self._models = model_service_pb2_grpc.ModelServiceStub(traced)
 
     def close(self) -> None:
         """Closes the channel."""
@@ -396,13 +402,20 @@ class PredictionClient:
 class RestClient:
     """Client of TF Serving's REST API over one keep-alive connection (not thread-safe)."""
 
-    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = 10.0,
+        tracer_provider: tracing.TracerProvider | None = None,
+    ) -> None:
         """Creates the client.
 
         Args:
           base_url: E.g. `http://127.0.0.1:8501`.
           timeout_s: Socket timeout per request.
+          tracer_provider: Where the client spans go (None = OpenTelemetry's global one).
         """
+        self._tracer_provider = tracer_provider
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"Bad REST base URL {base_url!r}")
@@ -420,13 +433,21 @@ class RestClient:
 
     def request(self, verb: str, path: str, body: object | None = None) -> tuple[int, Any]:
         """Sends one request and returns (HTTP status, decoded JSON or text)."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        with tracing.rest_client_span(self._tracer_provider, verb, path, headers) as span:
+            status, payload = self._send(verb, path, body, headers)
+            span.set_attribute("http.response.status_code", status)
+        return status, payload
+
+    def _send(
+        self, verb: str, path: str, body: object | None, headers: dict[str, str]
+    ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode("utf-8")
         for attempt in (0, 1):
             if self._conn is None:
                 cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
                 self._conn = cls(self._host, self._port, timeout=self._timeout)
             try:
-                headers = {"Content-Type": "application/json"} if data is not None else {}
                 self._conn.request(verb, path, body=data, headers=headers)
                 response = self._conn.getresponse()
                 raw = response.read()

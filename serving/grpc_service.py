@@ -14,6 +14,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving import tracing
 from serving.errors import Code, ServingError, UnimplementedError, grpc_status
 from serving.metrics import ServingMetrics
 from serving.service import InferenceService
@@ -59,6 +60,7 @@ class _Handler:
             self._metrics.observe(
                 model, version, method, "grpc", code.name, time.perf_counter() - start
             )
+            tracing.annotate(model, version, method, code.name)  # span of the interceptor
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, _Handler):

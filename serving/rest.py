@@ -36,6 +36,7 @@ from serving.errors import (
 from serving.metrics import ServingMetrics
 from serving.model import SignatureInfo
 from serving.service import InferenceService, Target, classification_rows, regression_values
+from serving.tracing import ServerTracing, annotate, finish_rest_span
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +275,8 @@ class _Handler(tornado.web.RequestHandler):
         loop = asyncio.get_running_loop()
         reply = await loop.run_in_executor(
             self._rest.pool,
-            self._rest.handle,
+            self._rest.traced_handle,
+            self.request.headers,
             self.request.method or "",
             self.request.path,
             body,
@@ -324,6 +326,7 @@ class RestServer:
         max_workers: int = 16,
         idle_timeout_s: float = 60.0,
         body_timeout_s: float = 60.0,
+        tracing: ServerTracing | None = None,
     ) -> None:
         """Binds the port (0 = any free port); call `start` to serve.
 
@@ -337,7 +340,9 @@ class RestServer:
           max_workers: Threads handling requests (connections take none).
           idle_timeout_s: A connection idle (or sending its headers) this long is closed.
           body_timeout_s: A request body not received within this time closes the connection.
+          tracing: Request spans (None = none).
         """
+        self.tracing = tracing or ServerTracing(None)
         self._service = service
         self._metrics = metrics
         self.max_request_bytes = max_request_bytes
@@ -429,6 +434,22 @@ class RestServer:
     @staticmethod
     def _json(status: int, obj: object) -> Reply:
         return Reply(status, "application/json", json.dumps(obj, separators=(",", ":")).encode())
+
+    def traced_handle(
+        self,
+        headers: Mapping[str, str],
+        verb: str,
+        path: str,
+        body: bytes | None,
+        oversize: int | None,
+    ) -> Reply:
+        """`handle` inside a request span, child of the caller's `traceparent` (if tracing)."""
+        if path in METRICS_PATHS or path in ("/healthz", "/livez", "/readyz"):
+            return self.handle(verb, path, body, oversize)  # probes and scrapes: no spans
+        with self.tracing.rest_span(verb, path, headers) as span:
+            reply = self.handle(verb, path, body, oversize)
+            finish_rest_span(span, reply.status)
+            return reply
 
     def handle(self, verb: str, path: str, body: bytes | None, oversize: int | None) -> Reply:
         """Answers one request (runs on the worker pool).
@@ -526,6 +547,7 @@ class RestServer:
                 self._metrics.observe(
                     name, version, method, "rest", code.name, time.perf_counter() - start
                 )
+            annotate(name, version, method, code.name)  # the span of `traced_handle`
 
     # TF Serving renders both responses with protobuf's JSON printer, printing fields left at
     # their defaults (tensorflow_serving/model_servers/http_rest_api_handler.cc,

@@ -8,7 +8,7 @@ import threading
 
 import grpc
 
-from serving import grpc_service, schema
+from serving import grpc_service, schema, tracing
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
 from serving.rest import RestServer
@@ -31,17 +31,25 @@ class ModelServer:
     `stop()` stops accepting, drains in-flight requests and unloads the models.
     """
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(
+        self, settings: ServerSettings, tracer_provider: tracing.TracerProvider | None = None
+    ) -> None:
         """Builds the server; nothing binds or loads before `start`.
 
         Args:
           settings: Server settings.
+          tracer_provider: Where request spans go; None = as `settings.tracing` says.
 
         Raises:
           OSError, ValueError: If the schema or model config cannot be read.
         """
         self.settings = settings
         self.metrics = ServingMetrics()
+        # A provider built here is shut down (flushed) by `stop`; a given one is the caller's.
+        self._own_provider = tracer_provider is None
+        self.tracing = tracing.ServerTracing(
+            tracer_provider or tracing.build_tracer_provider(settings.tracing, "tfx-taxi-serving")
+        )
         validator = None
         if settings.schema_path and settings.input_validation != "off":
             validator = ExampleValidator(schema.load_features(settings.schema_path, "SERVING"))
@@ -76,6 +84,7 @@ class ModelServer:
                 max_workers=s.grpc_max_workers, thread_name_prefix="grpc"
             ),
             options=options,
+            interceptors=self.tracing.grpc_interceptors(),
         )
         grpc_service.add_services(self._grpc, self.service, self.metrics)
         address = f"{s.host}:{s.grpc_port}"
@@ -99,6 +108,7 @@ class ModelServer:
                 s.max_request_bytes,
                 self.ready,
                 max_workers=s.grpc_max_workers,
+                tracing=self.tracing,
             )
             self.rest_port = self._rest.port
         self.manager.start()
@@ -135,6 +145,8 @@ class ModelServer:
         if done is not None:
             done.wait(grace + 1)
         self.manager.stop()
+        if self._own_provider and self.tracing.provider is not None:
+            self.tracing.provider.shutdown()  # flushes the batch processor
         self._stopped.set()
         logger.info("Server stopped")
 

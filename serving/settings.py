@@ -10,6 +10,7 @@ from google.protobuf import text_format
 from pydantic import Field
 from tensorflow_serving.config import model_server_config_pb2
 
+from serving.tracing import TracingSettings
 from typed_config import CONFIG, Settings, check_field
 
 VersionPolicyKind = typing.Literal["latest", "all", "specific"]
@@ -129,6 +130,7 @@ class ServerSettings(Settings):
       warmup: Replay warm-up requests before a version becomes AVAILABLE.
       drain_timeout_s: How long shutdown waits for in-flight requests.
       tls: gRPC TLS; None = plaintext.
+      tracing: OpenTelemetry spans per request (exporter `none` by default).
     """
 
     models: tuple[ModelSettings, ...] = ()
@@ -146,6 +148,7 @@ class ServerSettings(Settings):
     warmup: bool = True
     drain_timeout_s: Annotated[float, Field(ge=0)] = 10.0
     tls: TlsServerSettings | None = None
+    tracing: TracingSettings = TracingSettings()
 
     @pydantic.field_validator("models")
     @classmethod
