@@ -16,9 +16,8 @@ from tfx.orchestration.beam import beam_dag_runner
 import schemas
 from components.data_prep import source as source_lib
 from pipeline import config as config_lib
-from pipeline import lineage
+from pipeline import lineage, telemetry
 from pipeline import pipeline as pipeline_lib
-from pipeline import telemetry
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
