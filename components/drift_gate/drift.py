@@ -1,0 +1,237 @@
+"""The comparison: TFDV's drift comparators and presence floors, per feature, as plain records.
+
+No TFX and no ML-Metadata here: the DriftGate executor, `bench/drift_thresholds.py` and the
+tests all call `compare_statistics` on two `DatasetFeatureStatisticsList` protos.
+"""
+
+import dataclasses
+
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+
+L_INFINITY = "L-infinity distance"
+JENSEN_SHANNON = "Jensen-Shannon divergence"
+PRESENCE = "fraction present"
+TRAINING_ENVIRONMENT = "TRAINING"
+# StatisticsGen's histograms: TFDV's Jensen-Shannon divergence compares equal-width histograms
+# over [min, max]; with TFDV's default 10 buckets one outlier trip (1,710 miles) puts 99.9% of
+# the rows in the first bucket and two random halves of the sample differ by 0.7. With 100
+# buckets a resample stays under 0.4 and a unit change gives 0.88-0.95 (bench/drift_thresholds.py).
+HISTOGRAM_BUCKETS = 100
+
+
+def stats_options(schema: schema_pb2.Schema | None = None) -> tfdv.StatsOptions:
+    """The statistics options of the pipeline's StatisticsGen (and of the bench)."""
+    return tfdv.StatsOptions(schema=schema, num_histogram_buckets=HISTOGRAM_BUCKETS)
+
+
+_MEASURE_NAMES = {
+    anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: L_INFINITY,
+    anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: JENSEN_SHANNON,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureCheck:
+    """One measure of one feature against its threshold.
+
+    Attributes:
+      feature: Feature name.
+      measure: `L-infinity distance` or `Jensen-Shannon divergence` (new data vs the served
+        model's training data; a stop when above the threshold) or `fraction present` (share
+        of new rows with a value; a stop when below the threshold).
+      value: The measured value.
+      threshold: The curated schema's threshold for it.
+      baseline: For `fraction present`, the fraction in the served model's training data.
+    """
+
+    feature: str
+    measure: str
+    value: float
+    threshold: float
+    baseline: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Whether the value is on the right side of the threshold."""
+        if self.measure == PRESENCE:
+            return self.value >= self.threshold
+        return self.value <= self.threshold
+
+    def describe(self) -> str:
+        """`feature 'fare': Jensen-Shannon divergence 0.91 > threshold 0.5`."""
+        if self.measure == PRESENCE:
+            relation = ">=" if self.passed else "<"
+        else:
+            relation = "<=" if self.passed else ">"
+        text = f"{self.measure} {self.value:.4g} {relation} threshold {self.threshold:g}"
+        if self.baseline is not None:
+            text += f" (served model's data: {self.baseline:.4g})"
+        return f"feature {self.feature!r}: {text}"
+
+
+def set_thresholds(
+    schema: schema_pb2.Schema,
+    *,
+    l_infinity: dict[str, float],
+    jensen_shannon: dict[str, float],
+) -> schema_pb2.Schema:
+    """Returns a copy of `schema` whose drift comparators are the given thresholds (bench, tests).
+
+    Args:
+      schema: A schema.
+      l_infinity: Feature -> L-infinity threshold.
+      jensen_shannon: Feature -> Jensen-Shannon threshold.
+
+    Returns:
+      The copy; features not named keep their comparators.
+
+    Raises:
+      KeyError: If a named feature is not in the schema.
+    """
+    result = schema_pb2.Schema()
+    result.CopyFrom(schema)
+    by_name = {f.name: f for f in result.feature}
+    for name, threshold in l_infinity.items():
+        by_name[name].drift_comparator.Clear()
+        by_name[name].drift_comparator.infinity_norm.threshold = threshold
+    for name, threshold in jensen_shannon.items():
+        by_name[name].drift_comparator.Clear()
+        by_name[name].drift_comparator.jensen_shannon_divergence.threshold = threshold
+    return result
+
+
+def thresholds(schema: schema_pb2.Schema) -> dict[tuple[str, str], float]:
+    """(feature, measure) -> the schema's threshold, for every comparator and presence floor."""
+    found = {}
+    for feature in schema.feature:
+        comparator = feature.drift_comparator
+        if comparator.HasField("infinity_norm"):
+            found[(feature.name, L_INFINITY)] = comparator.infinity_norm.threshold
+        if comparator.HasField("jensen_shannon_divergence"):
+            found[(feature.name, JENSEN_SHANNON)] = comparator.jensen_shannon_divergence.threshold
+        if feature.presence.min_fraction > 0:
+            found[(feature.name, PRESENCE)] = feature.presence.min_fraction
+    return found
+
+
+def _common_stats(
+    feature: statistics_pb2.FeatureNameStatistics,
+) -> statistics_pb2.CommonStatistics:
+    kind = feature.WhichOneof("stats")
+    if kind is None:
+        return statistics_pb2.CommonStatistics()
+    return getattr(feature, kind).common_stats
+
+
+def fraction_present(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, float]:
+    """Feature -> share of examples with at least one value (features absent from the data: none).
+
+    Args:
+      statistics: Statistics of one split (the first data set is read).
+
+    Returns:
+      Fractions in [0, 1] for every feature the statistics hold.
+    """
+    dataset = statistics.datasets[0]
+    if dataset.num_examples == 0:
+        return {}
+    result = {}
+    for feature in dataset.features:
+        name = feature.path.step[0] if feature.path.step else feature.name
+        result[name] = _common_stats(feature).num_non_missing / dataset.num_examples
+    return result
+
+
+def presence_checks(
+    current: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+    baseline: statistics_pb2.DatasetFeatureStatisticsList | None = None,
+) -> list[FeatureCheck]:
+    """Checks each feature with a `presence.min_fraction` floor (a vanished column has 0).
+
+    Args:
+      current: Statistics of the new training data.
+      schema: The curated schema.
+      baseline: Statistics of the served model's training data, for the report (optional).
+
+    Returns:
+      One `fraction present` check per floored training feature.
+    """
+    present_now = fraction_present(current)
+    present_before = fraction_present(baseline) if baseline is not None else {}
+    return [
+        FeatureCheck(
+            feature=feature.name,
+            measure=PRESENCE,
+            value=present_now.get(feature.name, 0.0),
+            threshold=feature.presence.min_fraction,
+            baseline=present_before.get(feature.name),
+        )
+        for feature in schema.feature
+        if feature.presence.min_fraction > 0
+        and TRAINING_ENVIRONMENT not in feature.not_in_environment
+    ]
+
+
+def drift_checks(
+    current: statistics_pb2.DatasetFeatureStatisticsList,
+    baseline: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+) -> list[FeatureCheck]:
+    """Measures each feature with a drift comparator, with TFDV's own comparators.
+
+    `validate_statistics` with `previous_statistics` reports one measurement per compared
+    feature (`drift_skew_info`): the L-infinity distance between the value shares of a
+    categorical feature, the approximate Jensen-Shannon divergence between the histograms of a
+    numeric one. A feature missing from either side has no distribution and no measurement.
+    """
+    anomalies = tfdv.validate_statistics(
+        current, schema, previous_statistics=baseline, environment=TRAINING_ENVIRONMENT
+    )
+    return [
+        FeatureCheck(
+            feature=".".join(info.path.step),
+            measure=_MEASURE_NAMES.get(measurement.type, str(measurement.type)),
+            value=measurement.value,
+            threshold=measurement.threshold,
+        )
+        for info in anomalies.drift_skew_info
+        for measurement in info.drift_measurements
+    ]
+
+
+def compare_statistics(
+    current: statistics_pb2.DatasetFeatureStatisticsList,
+    baseline: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+) -> list[FeatureCheck]:
+    """Drift and presence checks of new training data against the served model's.
+
+    Args:
+      current: Statistics of the new training data.
+      baseline: Statistics of the data that trained the served model.
+      schema: The curated schema: `drift_comparator` thresholds and `presence.min_fraction`.
+
+    Returns:
+      Every check, sorted by feature then measure.
+    """
+    checks = drift_checks(current, baseline, schema) + presence_checks(current, schema, baseline)
+    return sorted(checks, key=lambda c: (c.feature, c.measure))
+
+
+def markdown_table(checks: list[FeatureCheck]) -> str:
+    """The checks as a Markdown table (failed ones first), for the KFP UI's Markdown viewer."""
+    rows = sorted(checks, key=lambda c: (c.passed, c.feature, c.measure))
+    lines = [
+        "| feature | measure | value | threshold | served model's data | result |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for c in rows:
+        baseline = "" if c.baseline is None else f"{c.baseline:.4g}"
+        bound = f"≥ {c.threshold:g}" if c.measure == PRESENCE else f"≤ {c.threshold:g}"
+        lines.append(
+            f"| {c.feature} | {c.measure} | {c.value:.4g} | {bound} | {baseline} | "
+            f"{'ok' if c.passed else '**STOP**'} |"
+        )
+    return "\n".join(lines)
