@@ -86,7 +86,11 @@ def test_served_requests_parse_back_as_prediction_logs(
     assert [e.SerializeToString() for e in classify.request.input.example_list.examples] == [
         tf.train.Example.FromString(e).SerializeToString() for e in examples[:2]
     ]
-    assert len(classify.response.result.classifications) == len(classified)
+    logged_classes = [
+        [(c.label, pytest.approx(c.score)) for c in row.classes]
+        for row in classify.response.result.classifications
+    ]
+    assert logged_classes == classified.classes
     assert logs[1].log_metadata.sampling_config.sampling_rate == 1.0
     assert logs[1].log_metadata.model_spec.signature_name
 
