@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -168,7 +167,9 @@ class InferenceService:
             if output_filter:
                 values = {k: v for k, v in values.items() if k in output_filter}
             if self._request_log is not None:  # Samples and enqueues; never blocks or raises.
-                self._request_log.offer(servable.name, servable.version, key, method, arrays, values)
+                self._request_log.offer(
+                    servable.name, servable.version, key, method, arrays, values
+                )
             return Outputs(servable.version, key, values)
 
     @staticmethod

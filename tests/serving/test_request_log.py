@@ -1,4 +1,4 @@
-"""Request logging: sampling, PredictionLog records, rotation, and a sink that never holds up requests."""
+"""Request logging: sampling, PredictionLog records, rotation, sinks that never hold up requests."""
 
 from __future__ import annotations
 
@@ -167,7 +167,10 @@ def test_a_full_disk_counts_drops_and_requests_still_succeed(
     assert logger is not None
     logger._sink = FullDiskSink()  # The disk fills up after the server started.
     for _ in range(3):
-        assert served.client.predict(ModelRef(MODEL), examples[:2]).outputs["probabilities"].shape[0] == 2
+        assert (
+            served.client.predict(ModelRef(MODEL), examples[:2]).outputs["probabilities"].shape[0]
+            == 2
+        )
     served.server.stop()
     assert dropped(served.server.metrics.registry, "write_error") == 3
     assert b"serving_request_log_dropped_total" in served.server.metrics.exposition()
