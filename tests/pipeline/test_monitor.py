@@ -192,3 +192,29 @@ def test_errors_name_what_is_missing(baseline: str, tmp_path: pathlib.Path) -> N
     )
     assert code == monitor.EXIT_ERROR
     assert not os.path.exists(os.path.join(out, "summary.json"))
+
+
+def test_cronjob_manifest_runs_this_command() -> None:
+    import kubernetes_validate
+
+    from tests.serving.support import kustomize
+
+    overlay = pathlib.Path(__file__).resolve().parents[2] / "kubeflow/tf-serving/overlays/pvc"
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in kustomize.render(overlay)}
+    cronjob = docs[("CronJob", "tf-serving-monitor")]
+    kubernetes_validate.validate(cronjob, "1.30.0", strict=True)
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["command"] == ["python", "-m", "pipeline.cli", "monitor"]
+    args = cli.build_parser().parse_args(["monitor", *container["args"]])
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    mounts = {m["mountPath"]: claims.get(m["name"]) for m in container["volumeMounts"]}
+    assert mounts[args.logs] == "tfx-serving-request-logs"
+    assert mounts[args.output_dir] == "tfx-serving-monitor"
+    assert args.model_dir.startswith("/models/") and mounts["/models"] == "tfx-serving-models"
+    for claim in claims.values():
+        assert ("PersistentVolumeClaim", claim) in docs
