@@ -104,11 +104,11 @@ def _rollback(args: argparse.Namespace) -> int:
 def _monitor(args: argparse.Namespace) -> int:
     import schemas
     import typed_config
-    from pipeline import monitor  # TFDV: loaded only for this command.
+    from pipeline.monitor_config import MonitorConfig
 
     try:
         config = typed_config.build(
-            monitor.MonitorConfig,
+            MonitorConfig,
             {
                 "logs": args.logs,
                 "output_dir": args.output_dir,
@@ -124,6 +124,8 @@ def _monitor(args: argparse.Namespace) -> int:
     except typed_config.ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    from pipeline import monitor  # TFDV: loaded once the config is valid.
+
     try:
         result = monitor.run_monitor(config)
     except monitor.MonitorError as e:

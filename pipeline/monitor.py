@@ -26,13 +26,12 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Any
 
-import pydantic.dataclasses
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from google.protobuf import message
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
-from pydantic import Field
 from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from tensorflow_serving.apis import input_pb2, prediction_log_pb2
@@ -40,7 +39,7 @@ from tfx_bsl.coders import example_coder
 
 from components.drift_gate import drift
 from components.reports import html_report
-from typed_config import CONFIG, Settings, check_field
+from pipeline.monitor_config import MonitorConfig
 
 SERVING_ENVIRONMENT = "SERVING"
 EXIT_OK = 0
@@ -52,53 +51,11 @@ SKEW = "training"
 DRIFT = "previous_window"
 
 
+__all__ = ["MonitorConfig", "MonitorResult", "run_monitor"]
+
+
 class MonitorError(ValueError):
     """The monitor cannot run: the message says what is missing (logs, baseline, schema)."""
-
-
-@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
-class MonitorConfig(Settings):
-    """One monitor run.
-
-    Attributes:
-      logs: The request log folder (all `*.tfrecord` in it) or a glob of its files.
-      output_dir: Where the report, summary, statistics and metrics go; the previous run's
-        statistics there are the drift baseline.
-      schema_path: The curated schema (thresholds, SERVING environment).
-      baseline_statistics: Training statistics (`FeatureStats.pb`) of the served model; None =
-        find them through ML-Metadata (`metadata` and `model_dir`).
-      metadata: ML-Metadata: a SQLite file path, or `host:port` of a metadata-grpc-service.
-      model_dir: The serving model directory (`<serving_base>/<model_name>`).
-      window_hours: Only files modified in the last so many hours (None = all).
-      now: Unix time the window and ages are measured from (None = now).
-      max_training_age_days: Warn when the served model's newest training row is older.
-      training_end_time: Unix time of the newest training row, when not read from lineage.
-      pushgateway_url: Push the gauges there too (None = only the textfile).
-      job: The Pushgateway job name.
-    """
-
-    logs: Annotated[str, Field(min_length=1)]
-    output_dir: Annotated[str, Field(min_length=1)]
-    schema_path: Annotated[str, Field(min_length=1)]
-    baseline_statistics: str | None = None
-    metadata: str | None = None
-    model_dir: str | None = None
-    window_hours: Annotated[float, Field(gt=0)] | None = None
-    now: float | None = None
-    max_training_age_days: Annotated[float, Field(gt=0)] | None = None
-    training_end_time: float | None = None
-    pushgateway_url: str | None = None
-    job: str = "taxi-serving-monitor"
-
-    @pydantic.model_validator(mode="after")
-    def _check_baseline(self) -> "MonitorConfig":
-        check_field(
-            bool(self.baseline_statistics) or bool(self.metadata and self.model_dir),
-            "baseline_statistics",
-            "a statistics file, or metadata and model_dir to find the served model's",
-            self.baseline_statistics,
-        )
-        return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,12 +141,20 @@ def _from_input(request_input: input_pb2.Input) -> list[bytes]:
     return []
 
 
+def _all_examples(values: Sequence[bytes]) -> bool:
+    """Whether every value is a serialized tf.Example with features (not a raw string input)."""
+    try:
+        return all(tf.train.Example.FromString(v).features.feature for v in values)
+    except message.DecodeError:
+        return False
+
+
 def examples_of(log: prediction_log_pb2.PredictionLog) -> list[bytes]:
     """The serialized tf.Examples one logged request carried.
 
     Classify/Regress requests hold them as an `Input`; Predict requests hold them in string
-    tensors of serialized examples (the taxi model's `examples` input). Predict requests with
-    other inputs (raw tensors) carry no examples and are skipped.
+    tensors of serialized examples (the taxi model's `examples` input). Other Predict inputs
+    (raw feature tensors, strings that are not examples) are skipped.
     """
     kind = log.WhichOneof("log_type")
     if kind == "classify_log":
@@ -199,7 +164,7 @@ def examples_of(log: prediction_log_pb2.PredictionLog) -> list[bytes]:
     if kind == "predict_log":
         found: list[bytes] = []
         for tensor in log.predict_log.request.inputs.values():
-            if tensor.dtype == tf.string.as_datatype_enum:
+            if tensor.dtype == tf.string.as_datatype_enum and _all_examples(tensor.string_val):
                 found.extend(tensor.string_val)
         return found
     return []

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from prometheus_client import CollectorRegistry
 
 import schemas
@@ -218,3 +219,16 @@ def test_cronjob_manifest_runs_this_command() -> None:
     assert args.model_dir.startswith("/models/") and mounts["/models"] == "tfx-serving-models"
     for claim in claims.values():
         assert ("PersistentVolumeClaim", claim) in docs
+
+
+def test_only_example_tensors_of_predict_requests_are_read() -> None:
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    example = tf.train.Example()
+    example.features.feature["fare"].float_list.value.append(7.5)
+    log = prediction_log_pb2.PredictionLog()
+    inputs = log.predict_log.request.inputs
+    inputs["examples"].CopyFrom(tf.make_tensor_proto([example.SerializeToString()]))
+    inputs["payment_type"].CopyFrom(tf.make_tensor_proto([b"Cash"]))
+    inputs["fare"].CopyFrom(tf.make_tensor_proto([7.5]))
+    assert monitor.examples_of(log) == [example.SerializeToString()]
