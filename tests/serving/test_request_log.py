@@ -224,3 +224,19 @@ def test_method_names_the_log_type() -> None:
         "0",
         "1",
     ]
+
+
+def test_flags_build_the_settings_and_bad_values_name_the_field() -> None:
+    import typed_config
+    from serving import cli
+
+    def settings(*flags: str) -> object:
+        args = cli._parser().parse_args(["--model_base_path", "/m", *flags])
+        return cli.settings_from_args(args).request_log
+
+    assert settings() is None
+    assert settings("--request_log_dir", "/logs", "--request_log_sampling_rate", "0.2") == (
+        RequestLogSettings(directory="/logs", sampling_rate=0.2)
+    )
+    with pytest.raises(typed_config.ConfigError, match="request_log.max_file_bytes"):
+        settings("--request_log_dir", "/l", "--request_log_max_total_bytes", "4096")
