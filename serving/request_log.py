@@ -12,11 +12,14 @@ the record is dropped and `serving_request_log_dropped_total{reason}` counts it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import queue
 import random
+import re
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -68,14 +71,17 @@ class RecordSink(Protocol):
 class RotatingTFRecordSink:
     """TFRecord files of at most `max_file_bytes`, the folder kept under `max_total_bytes`.
 
-    Names sort by age (`<prefix>.<start ms, 13 digits>.<seq>.tfrecord`). Each record is
-    flushed, so a reader sees every complete record of the file being written.
+    Names sort by age (`<prefix>.<start ms, 13 digits>.<host>.<seq>.tfrecord`; the host name
+    keeps replicas sharing one volume apart). Room is made when a file is started: the oldest
+    files with the prefix, whoever wrote them, are deleted until the folder plus one full new
+    file fits. Each record is flushed, so a reader sees every complete record of the open file.
     """
 
     def __init__(self, settings: RequestLogSettings) -> None:
         """Creates the folder; the first file is opened by the first write."""
         self._settings = settings
         os.makedirs(settings.directory, exist_ok=True)
+        self._host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
         self._writer: tf.io.TFRecordWriter | None = None
         self._path: str | None = None
         self._bytes = 0
@@ -90,37 +96,37 @@ class RotatingTFRecordSink:
         ]
         return [os.path.join(self._settings.directory, n) for n in sorted(names)]
 
+    def _make_room(self) -> None:
+        """Deletes the oldest files until the folder has room for one full new file."""
+        sizes = []
+        for path in self._files():
+            with contextlib.suppress(FileNotFoundError):  # Deleted by another replica.
+                sizes.append((path, os.path.getsize(path)))
+        total = sum(size for _, size in sizes)
+        for path, size in sizes:
+            if total + self._settings.max_file_bytes <= self._settings.max_total_bytes:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            total -= size
+
     def _rotate(self) -> None:
         self.close()
+        self._make_room()
         self._seq += 1
-        name = f"{self._settings.filename_prefix}.{int(time.time() * 1000):013d}.{self._seq:06d}"
+        stamp = int(time.time() * 1000)
+        name = f"{self._settings.filename_prefix}.{stamp:013d}.{self._host}.{self._seq:06d}"
         self._path = os.path.join(self._settings.directory, name + SUFFIX)
         self._writer = tf.io.TFRecordWriter(self._path)
         self._bytes = 0
 
-    def _enforce_total(self, incoming: int) -> None:
-        """Deletes the oldest closed files until the folder has room for `incoming` bytes."""
-        files = self._files()
-        sizes = {path: os.path.getsize(path) for path in files}
-        if self._path is not None:
-            sizes[self._path] = self._bytes
-        total = sum(sizes.values())
-        for path in files:
-            if total + incoming <= self._settings.max_total_bytes:
-                break
-            if path == self._path:
-                continue
-            os.remove(path)
-            total -= sizes[path]
-
     def write(self, record: bytes) -> None:
-        """Writes one record, rotating and deleting old files first when needed."""
+        """Writes one record, starting a new file first when this one would grow too big."""
         size = len(record) + _FRAMING_BYTES
         if size > self._settings.max_file_bytes:
             raise OSError(f"record of {size} bytes exceeds max_file_bytes")
         if self._writer is None or self._bytes + size > self._settings.max_file_bytes:
             self._rotate()
-        self._enforce_total(size)
         assert self._writer is not None
         try:
             self._writer.write(record)
