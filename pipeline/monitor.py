@@ -193,7 +193,7 @@ def load_schema(path: str) -> schema_pb2.Schema:
 
 
 def statistics_of_examples(
-    examples: Sequence[bytes], schema: schema_pb2.Schema
+    examples: Sequence[bytes],
 ) -> statistics_pb2.DatasetFeatureStatisticsList:
     """TFDV statistics of serialized tf.Examples, with the StatisticsGen options of the pipeline."""
     if not examples:
@@ -294,7 +294,7 @@ def run_monitor(config: MonitorConfig) -> MonitorResult:
     requests, examples = read_window(files)
     if not examples:
         raise MonitorError(f"the {len(files)} request log files hold no tf.Examples")
-    current = statistics_of_examples(examples, schema)
+    current = statistics_of_examples(examples)
 
     version = None
     end_time = config.training_end_time
@@ -529,7 +529,7 @@ def render_report(
         f"<style>{html_report._STYLE}</style></head><body><h1>Serving monitor</h1>"
         f"<p class='muted'>{result.requests} logged requests, {result.examples} examples, "
         f"{len(result.files)} files; served version {result.served_version or 'n/a'}; "
-        f"newest training row {'unknown' if age is None else f'{age:g} days'} old</p>"
+        f"newest training row: {'age unknown' if age is None else f'{age:g} days old'}</p>"
         f"{verdict}{warnings}<h2>Schema violations (SERVING environment)</h2>{anomalies}"
         + table("Skew: served traffic vs the served model's training data", result.skew)
         + table("Drift: this window vs the previous one", result.drift)

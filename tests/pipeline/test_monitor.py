@@ -36,7 +36,7 @@ def baseline(rows: list[dict[str, str]], tmp_path_factory: pytest.TempPathFactor
     """Training statistics of the rows (TRAINING features, with `tips`), as StatisticsGen's."""
     builder = ExampleBuilder(serving_schema.load_features(SCHEMA, "TRAINING"))
     examples = [e.SerializeToString() for e in builder.build_all(rows)]
-    statistics = monitor.statistics_of_examples(examples, monitor.load_schema(SCHEMA))
+    statistics = monitor.statistics_of_examples(examples)
     path = str(tmp_path_factory.mktemp("baseline") / "FeatureStats.pb")
     with open(path, "wb") as f:
         f.write(statistics.SerializeToString())
