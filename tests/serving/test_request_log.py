@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from tensorflow_serving.apis import prediction_log_pb2
 
 from model_contract import CLASSIFY_METHOD
-from serving.client import ModelRef
+from serving.client import ModelRef, RestClient
 from serving.request_log import RequestLogger, RotatingTFRecordSink
 from serving.settings import RequestLogSettings
 from tests.serving.conftest import MODEL, Served
@@ -93,6 +93,29 @@ def test_served_requests_parse_back_as_prediction_logs(
     assert logged_classes == classified.classes
     assert logs[1].log_metadata.sampling_config.sampling_rate == 1.0
     assert logs[1].log_metadata.model_spec.signature_name
+
+
+def test_rest_requests_are_logged_the_same_way(
+    tmp_path: pathlib.Path, serve_model: Callable[..., Served], examples: list[bytes]
+) -> None:
+    directory = str(tmp_path / "requests")
+    served = serve_model(
+        rest_port=0, request_log=RequestLogSettings(directory=directory, sampling_rate=1.0)
+    )
+    rest = RestClient(f"http://127.0.0.1:{served.server.rest_port}", timeout_s=30.0)
+    try:
+        answer = rest.predict(ModelRef(MODEL), examples[:2])
+    finally:
+        rest.close()
+    served.server.stop()
+    [log] = read_logs(directory)
+    predict = log.predict_log
+    assert list(predict.request.inputs["examples"].string_val) == examples[:2]
+    # REST answers a single-output signature as unnamed `predictions` (TF Serving's row format).
+    [(name, logged)] = predict.response.outputs.items()
+    assert name == "probabilities"
+    [returned] = answer.outputs.values()
+    np.testing.assert_allclose(tf.make_ndarray(logged), returned, rtol=1e-6)
 
 
 def test_rotation_bounds_the_total_size(tmp_path: pathlib.Path) -> None:
