@@ -131,6 +131,10 @@ def _monitor(args: argparse.Namespace) -> int:
     except monitor.MonitorError as e:
         print(f"monitor error: {e}", file=sys.stderr)
         return monitor.EXIT_ERROR
+    except Exception:  # Process boundary: a crash must not exit 1, the code for "alert".
+        traceback.print_exc()
+        print("monitor failed (traceback above)", file=sys.stderr)
+        return monitor.EXIT_ERROR
     print(
         f"{result.requests} requests, {result.examples} examples from {len(result.files)} "
         f"files; report in {os.path.join(config.output_dir, 'report.html')}"

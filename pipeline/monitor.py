@@ -299,6 +299,8 @@ def run_monitor(config: MonitorConfig) -> MonitorResult:
     version = None
     end_time = config.training_end_time
     if config.baseline_statistics:
+        if not os.path.isfile(config.baseline_statistics):
+            raise MonitorError(f"no baseline statistics file {config.baseline_statistics}")
         training = tfdv.load_stats_binary(config.baseline_statistics)
     else:
         assert config.metadata and config.model_dir  # Checked by MonitorConfig.

@@ -232,3 +232,19 @@ def test_only_example_tensors_of_predict_requests_are_read() -> None:
     inputs["payment_type"].CopyFrom(tf.make_tensor_proto([b"Cash"]))
     inputs["fare"].CopyFrom(tf.make_tensor_proto([7.5]))
     assert monitor.examples_of(log) == [example.SerializeToString()]
+
+
+def test_a_crash_is_not_an_alert(rows: list[dict[str, str]], tmp_path: pathlib.Path) -> None:
+    logs = str(tmp_path / "logs")
+    log_traffic(logs, resample(rows, seed=6, count=100))
+    out = str(tmp_path / "out")
+    missing = str(tmp_path / "missing.pb")
+    assert run_cli_code(logs, out, missing) == monitor.EXIT_ERROR
+    corrupt = tmp_path / "corrupt.pb"
+    corrupt.write_bytes(b"not a statistics proto")
+    assert run_cli_code(logs, out, str(corrupt)) == monitor.EXIT_ERROR  # Not EXIT_ALERT (1).
+
+
+def run_cli_code(logs: str, out: str, baseline: str) -> int:
+    args = ["--logs", logs, "--output-dir", out, "--baseline-statistics", baseline]
+    return cli.main(["monitor", *args])

@@ -207,12 +207,11 @@ def test_a_real_full_device_is_a_write_error(tmp_path: pathlib.Path) -> None:
         pytest.skip("no /dev/full on this system")
     settings = RequestLogSettings(directory=str(tmp_path), sampling_rate=1.0)
     sink = RotatingTFRecordSink(settings)
-    # The next file the sink opens is a link to the always-full device.
-    sink._seq = 0
     registry = CollectorRegistry()
     log = RequestLogger(settings, registry, sink=sink)
     original = sink._rotate
 
+    # The next file the sink opens is a link to the always-full device.
     def rotate_onto_full_device() -> None:
         original()
         assert sink._path is not None and sink._writer is not None
