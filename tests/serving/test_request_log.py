@@ -202,6 +202,29 @@ def test_a_full_disk_counts_drops_and_requests_still_succeed(
     assert b"serving_request_log_dropped_total" in served.server.metrics.exposition()
 
 
+def test_requests_are_answered_while_the_writer_is_stuck(
+    tmp_path: pathlib.Path, serve_model: Callable[..., Served], examples: list[bytes]
+) -> None:
+    settings = RequestLogSettings(directory=str(tmp_path / "logs"), sampling_rate=1.0, queue_size=2)
+    served = serve_model(request_log=settings)
+    logger = served.server.request_log
+    assert logger is not None
+    sink = BlockedSink()
+    logger._sink = sink  # The log volume stalls (e.g. an unreachable network file system).
+    model = ModelRef(MODEL)
+    served.client.predict(model, examples[:1])
+    assert sink.entered.wait(10)
+    # Each answer arrives although the writer is stuck (a blocked request would fail on the
+    # client's deadline): 2 wait in the queue, the rest are dropped.
+    for _ in range(5):
+        assert served.client.predict(model, examples[:1]).outputs["probabilities"].shape[0] == 1
+    registry = served.server.metrics.registry
+    assert dropped(registry, "queue_full") == 3
+    sink.release.set()
+    served.server.stop()
+    assert len(sink.records) == 3
+
+
 def test_a_real_full_device_is_a_write_error(tmp_path: pathlib.Path) -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
