@@ -1,4 +1,4 @@
-"""Command line: `python -m pipeline.cli run|schema-diff|rollback|lineage` (see the Makefile)."""
+"""Command line: `python -m pipeline.cli run|schema-diff|rollback|lineage|monitor`."""
 
 import argparse
 import csv
@@ -141,6 +141,51 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    import schemas
+    import typed_config
+    from pipeline.monitor_config import MonitorConfig
+
+    try:
+        config = typed_config.build(
+            MonitorConfig,
+            {
+                "logs": args.logs,
+                "output_dir": args.output_dir,
+                "schema_path": args.schema or schemas.schema_path("taxi"),
+                "baseline_statistics": args.baseline_statistics,
+                "metadata": args.metadata,
+                "model_dir": args.model_dir,
+                "window_hours": args.window_hours,
+                "max_training_age_days": args.max_training_age_days,
+                "pushgateway_url": args.pushgateway_url or None,
+            },
+        )
+    except typed_config.ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    from pipeline import monitor  # TFDV: loaded once the config is valid.
+
+    try:
+        result = monitor.run_monitor(config)
+    except monitor.MonitorError as e:
+        print(f"monitor error: {e}", file=sys.stderr)
+        return monitor.EXIT_ERROR
+    except Exception:  # Process boundary: a crash must not exit 1, the code for "alert".
+        traceback.print_exc()
+        print("monitor failed (traceback above)", file=sys.stderr)
+        return monitor.EXIT_ERROR
+    print(
+        f"{result.requests} requests, {result.examples} examples from {len(result.files)} "
+        f"files; report in {os.path.join(config.output_dir, 'report.html')}"
+    )
+    for line in result.alerts:
+        print(f"ALERT {line}")
+    for line in result.warnings:
+        print(f"WARNING {line}")
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Returns the CLI's argument parser."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.cli", description=__doc__)
@@ -179,6 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--json", action="store_true", help="machine-readable output")
     lineage.add_argument("--model-dir", help="model directory (default: from the local config)")
     lineage.set_defaults(func=_lineage)
+    monitor = sub.add_parser(
+        "monitor",
+        help="schema, skew and drift of logged serving requests (exit 1: alert, 3: stale model)",
+    )
+    monitor.add_argument("--logs", required=True, help="request log folder or glob of files")
+    monitor.add_argument("--output-dir", required=True, help="report, summary, statistics")
+    monitor.add_argument("--schema", default="", help="curated schema (default: schemas/taxi)")
+    monitor.add_argument("--baseline-statistics", help="served model's training FeatureStats.pb")
+    monitor.add_argument("--metadata", help="MLMD SQLite file or metadata-grpc host:port")
+    monitor.add_argument("--model-dir", help="serving model directory (with --metadata)")
+    monitor.add_argument("--window-hours", type=float, help="only files modified this recently")
+    monitor.add_argument("--max-training-age-days", type=float, help="warn past this age")
+    monitor.add_argument("--pushgateway-url", default="", help="also push the gauges here")
+    monitor.set_defaults(func=_monitor)
     return parser
 
 

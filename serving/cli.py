@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="accepted for TF Serving compatibility: metrics are always on the REST port",
     )
+    # Request logging: TF Serving sets it per model in --model_config_file's `logging_config`
+    # (`log_collector_config { filename_prefix }`, `sampling_config { sampling_rate }`); here
+    # it is one server-wide setting, named after those fields.
+    p.add_argument(
+        "--request_log_dir", default="", help="log sampled requests here ('' = request log off)"
+    )
+    p.add_argument("--request_log_sampling_rate", type=float, default=0.01)
+    p.add_argument("--request_log_filename_prefix", default="prediction_log")
+    p.add_argument("--request_log_max_file_bytes", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--request_log_max_total_bytes", type=int, default=1024 * 1024 * 1024)
+    p.add_argument("--request_log_queue_size", type=int, default=1000)
     p.add_argument("--drain_seconds", type=float, default=10.0)
     p.add_argument("--ssl_cert", help="PEM server certificate (enables gRPC TLS)")
     p.add_argument("--ssl_key", help="PEM server key")
@@ -101,6 +112,16 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             "key_file": args.ssl_key,
             "client_ca_file": args.ssl_client_ca,
         }
+    request_log = None
+    if args.request_log_dir:
+        request_log = {
+            "directory": args.request_log_dir,
+            "sampling_rate": args.request_log_sampling_rate,
+            "filename_prefix": args.request_log_filename_prefix,
+            "max_file_bytes": args.request_log_max_file_bytes,
+            "max_total_bytes": args.request_log_max_total_bytes,
+            "queue_size": args.request_log_queue_size,
+        }
     batching = {
         "max_batch_size": args.max_batch_size,
         "batch_timeout_s": args.batch_timeout_micros / 1e6,
@@ -128,6 +149,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
                 "otlp_endpoint": args.otlp_endpoint,
                 "service_name": args.trace_service_name,
             },
+            "request_log": request_log,
         },
     )
 

@@ -11,6 +11,7 @@ import grpc
 from serving import grpc_service, schema, tracing
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
+from serving.request_log import RequestLogger
 from serving.rest import RestServer
 from serving.service import InferenceService
 from serving.settings import ServerSettings
@@ -56,8 +57,11 @@ class ModelServer:
         self.manager = ModelManager(
             settings, self.metrics, validator.detector if validator is not None else None
         )
+        self.request_log: RequestLogger | None = None
+        if settings.request_log is not None:
+            self.request_log = RequestLogger(settings.request_log, self.metrics.registry)
         self.service = InferenceService(
-            self.manager, self.metrics, validator, settings.input_validation
+            self.manager, self.metrics, validator, settings.input_validation, self.request_log
         )
         self._grpc: grpc.Server | None = None
         self._rest: RestServer | None = None
@@ -111,6 +115,8 @@ class ModelServer:
                 tracing=self.tracing,
             )
             self.rest_port = self._rest.port
+        if self.request_log is not None:
+            self.request_log.start()
         self.manager.start()
         self._grpc.start()
         if self._rest is not None:
@@ -144,6 +150,8 @@ class ModelServer:
             self._rest.stop(grace)
         if done is not None:
             done.wait(grace + 1)
+        if self.request_log is not None:
+            self.request_log.close()
         self.manager.stop()
         if self._own_provider and self.tracing.provider is not None:
             self.tracing.provider.shutdown()  # flushes the batch processor

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tensorflow_serving.apis import (
@@ -23,6 +24,9 @@ from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
 from serving.model import ServableVersion, SignatureInfo, TensorInfo, examples_of_input
 from serving.validation import ExampleValidator
+
+if TYPE_CHECKING:
+    from serving.request_log import RequestLogger
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +102,7 @@ class InferenceService:
         metrics: ServingMetrics,
         validator: ExampleValidator | None,
         validation_mode: str,
+        request_log: RequestLogger | None = None,
     ) -> None:
         """Creates the service.
 
@@ -106,11 +111,13 @@ class InferenceService:
           metrics: Where validation failures are counted.
           validator: Schema validator of serialized examples; None disables validation.
           validation_mode: `enforce`, `log` or `off`.
+          request_log: Samples answered requests into the request log; None = off.
         """
         self._manager = manager
         self._metrics = metrics
         self._validator = validator if validation_mode != "off" else None
         self._mode = validation_mode
+        self._request_log = request_log
 
     # Core ------------------------------------------------------------------------------------
 
@@ -159,6 +166,10 @@ class InferenceService:
             ).inc(_batch_size(arrays))
             if output_filter:
                 values = {k: v for k, v in values.items() if k in output_filter}
+            if self._request_log is not None:  # Samples and enqueues; never blocks or raises.
+                self._request_log.offer(
+                    servable.name, servable.version, key, method, arrays, values
+                )
             return Outputs(servable.version, key, values)
 
     @staticmethod

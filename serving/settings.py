@@ -110,6 +110,38 @@ class BatchingSettings(Settings):
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class RequestLogSettings(Settings):
+    """Sampled request logging (TF Serving's `logging_config`: `log_collector_config` and
+    `sampling_config`), written as PredictionLog records to rotating TFRecord files.
+
+    Attributes:
+      directory: Folder of the log files (created if absent).
+      sampling_rate: Fraction of answered requests logged, in [0, 1].
+      filename_prefix: File names are `<prefix>.<start time ms>.<seq>.tfrecord`.
+      max_file_bytes: A file is closed and a new one started before it would exceed this.
+      max_total_bytes: Oldest files are deleted to keep the folder under this.
+      queue_size: Sampled requests waiting for the writer; when full, new ones are dropped.
+    """
+
+    directory: Annotated[str, Field(min_length=1)]
+    sampling_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    filename_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "prediction_log"
+    max_file_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    max_total_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024 * 1024
+    queue_size: Annotated[int, Field(ge=1)] = 1000
+
+    @pydantic.model_validator(mode="after")
+    def _check_sizes(self) -> RequestLogSettings:
+        check_field(
+            self.max_file_bytes <= self.max_total_bytes,
+            "max_file_bytes",
+            f"at most max_total_bytes ({self.max_total_bytes})",
+            self.max_file_bytes,
+        )
+        return self
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
 class ServerSettings(Settings):
     """Everything the server needs, loaded once at the entry point.
 
@@ -131,6 +163,7 @@ class ServerSettings(Settings):
       drain_timeout_s: How long shutdown waits for in-flight requests.
       tls: gRPC TLS; None = plaintext.
       tracing: OpenTelemetry spans per request (exporter `none` by default).
+      request_log: Sampled request logging; None = off.
     """
 
     models: tuple[ModelSettings, ...] = ()
@@ -149,6 +182,7 @@ class ServerSettings(Settings):
     drain_timeout_s: Annotated[float, Field(ge=0)] = 10.0
     tls: TlsServerSettings | None = None
     tracing: TracingSettings = TracingSettings()
+    request_log: RequestLogSettings | None = None
 
     @pydantic.field_validator("models")
     @classmethod
