@@ -7,11 +7,15 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.drift_gate import lineage_graph
 from devtools.kfp_backend import backend as backend_lib
 from devtools.kfp_backend import cache as cache_lib
 from devtools.kfp_backend.mlmd import MetadataConversionError, from_mlmd_value, to_mlmd_value
 from devtools.kfp_backend.objectstore import ObjectStore
+from pipeline.kubeflow_v2 import compiler
 from pipeline.kubeflow_v2 import spec as spec_lib
+from pipeline.kubeflow_v2.config import load_kubeflow_config
+from tests.kubeflow.conftest import EXAMPLE_CONFIG
 
 # Writes a file and an empty directory into its output, metadata from its second argument to the
 # ExecutorOutput file and its output parameter to the parameter's file.
@@ -518,3 +522,27 @@ def test_failed_step_is_published_failed(tmp_path):
     (execution,) = metadata_store.MetadataStore(config).get_executions()
     assert execution.last_known_state == metadata_store_pb2.Execution.FAILED
     assert execution.custom_properties["task_name"].string_value == "produce"
+
+
+def test_drift_gate_connection_reads_the_recorded_lineage(tmp_path):
+    backend = backend_lib.Backend(str(tmp_path))
+    result = backend.run(_spec(), run_id="r1")
+    assert compiler.baseline_metadata_connection(
+        load_kubeflow_config(EXAMPLE_CONFIG)
+    ) == metadata_store_pb2.MetadataStoreClientConfig(
+        host="metadata-grpc-service.kubeflow", port=8080
+    )
+    config = load_kubeflow_config(
+        EXAMPLE_CONFIG, [f"emulated_metadata_sqlite={backend.metadata_path}"]
+    )
+    # The exec property DriftGate gets, opened as the gate opens it.
+    encoded = lineage_graph.encode_connection(compiler.baseline_metadata_connection(config))
+    store = lineage_graph.connect(encoded)
+    produce, consume = result.tasks["produce"], result.tasks["consume"]
+    data_id = int(produce.outputs["data"]["name"])
+    assert lineage_graph.producer(store, data_id) == produce.execution_id
+    assert lineage_graph.consumers(store, data_id) == [consume.execution_id]
+    assert [a.id for a in lineage_graph.inputs(store, consume.execution_id)["data"]] == [data_id]
+    assert sorted(lineage_graph.outputs(store, produce.execution_id)) == ["data", "executor-logs"]
+    with pytest.raises(ValueError, match="absolute path"):
+        load_kubeflow_config(EXAMPLE_CONFIG, ["emulated_metadata_sqlite=relative.sqlite"])
