@@ -8,8 +8,10 @@ the cache fingerprint and reuses an earlier execution on a hit; the *launcher* p
 step a pod (its own mount namespace with `/minio`, `/gcs`, `/s3`, `/tmp/kfp_outputs`,
 `/tmp/kfp` bound to per-task folders), downloads inputs, fills placeholders, runs the command,
 reads the ExecutorOutput strictly, collects output parameters, uploads outputs and records them
-in the metadata store through KFP's converter. The backend's state (object store, metadata
-store, cache) lives in one directory, so successive runs can hit the cache.
+in a real ML-Metadata store (SQLite) as KFP's driver and launcher record them: pipeline and
+run contexts, an execution per task with INPUT/OUTPUT events keyed by input/output name. The
+backend's state (object store, ML-Metadata, the cache table) lives in one directory, so
+successive runs can hit the cache; steps see the ML-Metadata file at `POD_METADATA_PATH`.
 """
 
 import dataclasses
@@ -30,7 +32,12 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from devtools.kfp_backend import cache as cache_lib
-from devtools.kfp_backend.mlmd import MetadataStore
+from devtools.kfp_backend.mlmd import (
+    CONTAINER_EXECUTION_TYPE,
+    IMPORTER_EXECUTION_TYPE,
+    MetadataStore,
+    PipelineRun,
+)
 from devtools.kfp_backend.objectstore import ObjectStore
 from pipeline.kubeflow_v2 import spec as spec_lib
 from pipeline.kubeflow_v2.container import EXECUTOR_LOGS_KEY, local_path_for_uri
@@ -45,6 +52,12 @@ LEGACY_OUTPUT_FILE = "/tmp/kfp_outputs/output_metadata.json"
 OUTPUT_PARAMETER_DIR = "/tmp/kfp/outputs"
 # What a pod has that is per task: the launcher's artifact mounts and its output files.
 POD_MOUNTS = ("/minio", "/gcs", "/s3", "/tmp/kfp_outputs", "/tmp/kfp")
+# Where a step finds the backend's ML-Metadata SQLite file. On a cluster steps reach MLMD over
+# gRPC (`metadata-grpc-service`); here the store's folder is bound at this path in every pod, so
+# a spec compiled with `KubeflowConfig.emulated_metadata_sqlite = POD_METADATA_PATH` reads it.
+METADATA_MOUNT = "/kfp-metadata"
+METADATA_FILE = "metadata.sqlite"
+POD_METADATA_PATH = f"{METADATA_MOUNT}/{METADATA_FILE}"
 _PLACEHOLDER_RE = re.compile(r"\{\{\$[^}]*\}\}")
 _NAMESPACE = "kubeflow"
 
@@ -162,7 +175,7 @@ def check_pod_isolation() -> None:
             "namespace (/minio, /gcs, /s3 as in a KFP pod) and needs root or CAP_SYS_ADMIN "
             f"(e.g. a privileged CI container): {probe.stderr.strip()}"
         )
-    for mount_point in POD_MOUNTS:
+    for mount_point in (*POD_MOUNTS, METADATA_MOUNT):
         try:
             os.makedirs(mount_point, exist_ok=True)
         except OSError as e:
@@ -209,6 +222,28 @@ def resolve_pipeline_root(run_pipeline_root: str | None, launcher_config: Mappin
             "(the v2 launcher supports gs://, s3://, minio://)"
         )
     return root
+
+
+def store_session_info(root: str) -> str:
+    """The `store_session_info` KFP records for a root with no `kfp-launcher` providers.
+
+    Defaults of `config/env.go` GetStoreSessionInfo (minio: the in-cluster MinIO and its
+    secret; gs/s3: credentials from the pod's environment), JSON as Go marshals
+    `objectstore.SessionInfo`.
+    """
+    provider = root.split("://", 1)[0]
+    params = {"fromEnv": "true"}
+    if provider == "minio":
+        params = {
+            "accessKeyKey": "accesskey",
+            "disableSSL": "true",
+            "endpoint": "minio-service.kubeflow:9000",
+            "fromEnv": "false",
+            "region": "minio",
+            "secretKeyKey": "secretkey",
+            "secretName": "mlpipeline-minio-artifact",
+        }
+    return json.dumps({"Provider": provider, "Params": params}, separators=(",", ":"))
 
 
 def output_uri(root: str, *parts: str) -> str:
@@ -381,7 +416,8 @@ class Backend:
     """An emulated open-source KFP v2 backend with its state in one directory.
 
     Usage: `Backend(state_dir, version="2.14.0").run(docs, arguments={...})`. The state
-    directory holds `objectstore/` (the buckets), `mlmd.json` (metadata and cache) and
+    directory holds `objectstore/` (the buckets), `mlmd/metadata.sqlite` (ML-Metadata, bound
+    at `/kfp-metadata` in every pod), `cache.json` (the API server's cache table) and
     `pods/<run>/<task>/` (each step's mounts while it runs).
     """
 
@@ -412,6 +448,7 @@ class Backend:
         self.cache_enabled = cache_enabled
         self.step_timeout_s = step_timeout_s
         self.store = ObjectStore(os.path.join(self.state_dir, "objectstore"))
+        self.metadata_path = os.path.join(self.state_dir, "mlmd", METADATA_FILE)
 
     def run(
         self,
@@ -443,27 +480,35 @@ class Backend:
         pipeline_name = spec["pipelineInfo"]["name"]
         run_id = run_id or str(uuid.uuid4())
         # `metadata/client.go` GetPipeline: the run's root is `<root>/<pipeline>/<run id>`.
-        run_root = output_uri(
-            resolve_pipeline_root(pipeline_root, self.launcher_config), pipeline_name, run_id
-        )
+        root = resolve_pipeline_root(pipeline_root, self.launcher_config)
+        run_root = output_uri(root, pipeline_name, run_id)
         parameters = {
             k: v["defaultValue"]
             for k, v in spec["root"].get("inputDefinitions", {}).get("parameters", {}).items()
             if "defaultValue" in v
         }
         parameters.update(arguments or {})
-        mlmd = MetadataStore(self.state_dir)
+        mlmd = MetadataStore(self.metadata_path)
+        state = _RunState(
+            mlmd=mlmd,
+            cache=cache_lib.ExecutionCache(self.state_dir),
+            # `driver/root_dag.go` -> `metadata/client.go` GetPipeline.
+            contexts=mlmd.pipeline_run(
+                pipeline_name, run_id, _NAMESPACE, run_root, store_session_info(root)
+            ),
+            pipeline_name=pipeline_name,
+            run_id=run_id,
+            run_root=run_root,
+            session_info=store_session_info(root),
+        )
         # Executions of this run's root DAG by the name they are recorded under.
         in_dag: dict[str, TaskRun] = {}
         runs: dict[str, TaskRun] = {}
         for key in order_tasks(spec):
             task = spec["root"]["dag"]["tasks"][key]
             started = time.monotonic()
-            done = self._run_task(
-                mlmd, spec, pipeline_name, run_id, run_root, key, task, parameters, in_dag
-            )
+            done = self._run_task(state, spec, key, task, parameters, in_dag)
             done.seconds = time.monotonic() - started
-            mlmd.save()
             in_dag[done.task_name] = done
             runs[key] = done
             logging.info("Task %s %s in %.1f s", key, done.state, done.seconds)
@@ -479,17 +524,16 @@ class Backend:
 
     def _run_task(
         self,
-        mlmd: MetadataStore,
+        state: "_RunState",
         spec: Mapping[str, Any],
-        pipeline_name: str,
-        run_id: str,
-        run_root: str,
         key: str,
         task: Mapping[str, Any],
         parameters: Mapping[str, Any],
         in_dag: Mapping[str, TaskRun],
     ) -> TaskRun:
         task_name = self._task_name(key, task)
+        display_name = task.get("taskInfo", {}).get("name", "")
+        mlmd = state.mlmd
         component = spec["components"][task["componentRef"]["name"]]
         executor = spec["deploymentSpec"]["executors"][component["executorLabel"]]
         values = resolve_parameters(key, task, component, parameters, in_dag)
@@ -507,13 +551,11 @@ class Backend:
             inputs[input_key] = producer.outputs[output_key]
         if "importer" in executor:
             (output_key,) = component.get("outputDefinitions", {}).get("artifacts", {})
-            return self._import(
-                mlmd, pipeline_name, run_id, key, task_name, executor, values, output_key
-            )
+            return self._import(state, key, task_name, executor, values, output_key)
         if "container" not in executor:
             raise spec_lib.UnsupportedConstructError(f"task {key}: executor {sorted(executor)}")
         container = executor["container"]
-        executor_input = self._executor_input(run_root, task_name, component, values, inputs)
+        executor_input = self._executor_input(state.run_root, task_name, component, values, inputs)
         output_types = {
             k: d["parameterType"]
             for k, d in component.get("outputDefinitions", {}).get("parameters", {}).items()
@@ -535,27 +577,50 @@ class Backend:
                         _pvc_names(spec, component["executorLabel"]),
                     )
                 )
-            cached = mlmd.cached_execution(fingerprint, "pipeline/" + pipeline_name, _NAMESPACE)
-            if cached is not None:
-                return self._reuse(
-                    mlmd, run_id, key, task_name, fingerprint, executor_input, cached
-                )
-        artifacts, out_params = self._launch(key, run_id, container, component, executor_input)
+            cached = state.cache.lookup(fingerprint, "pipeline/" + state.pipeline_name, _NAMESPACE)
+        else:
+            cached = None
+        # `driver/container.go`: the execution is created (RUNNING, INPUT events keyed by input
+        # name, `metadata.GenerateExecutionConfig`) before the cache decides.
+        execution_id = mlmd.create_execution(
+            state.contexts,
+            execution_type=CONTAINER_EXECUTION_TYPE,
+            task_name=task_name,
+            display_name=display_name,
+            input_artifacts={k: [int(a["name"])] for k, a in inputs.items()},
+            input_parameters=values,
+            container={
+                "pod_name": f"{state.run_id}-{key}".lower(),
+                "pod_uid": str(uuid.uuid4()),
+                "namespace": _NAMESPACE,
+                "image": container.get("image", ""),
+                "cached_execution_id": str(cached) if cached is not None else "",
+                "cache_fingerprint": fingerprint,
+            },
+        )
+        if cached is not None:
+            return self._reuse(state, key, task_name, executor_input, execution_id, cached)
+        try:
+            artifacts, out_params = self._launch(
+                key, state.run_id, container, component, executor_input
+            )
+        except BackendError:
+            # `component/launcher_v2.go` Execute: the execution is published FAILED.
+            mlmd.publish_execution(state.contexts, execution_id, "FAILED", None, {})
+            raise
+        # `component/launcher_v2.go` uploadOutputArtifacts -> `metadata/client.go` RecordArtifact.
         output_ids = {
-            k: mlmd.record_artifact(a["uri"], spec_lib.artifact_title(a["type"]), a["metadata"])
+            k: mlmd.record_artifact(
+                k, a["uri"], spec_lib.artifact_title(a["type"]), a["metadata"], state.session_info
+            )
             for k, a in artifacts.items()
         }
-        execution_id = mlmd.record_execution(
-            pipeline=pipeline_name,
-            run_id=run_id,
-            task_name=task_name,
-            state="COMPLETE",
-            fingerprint=fingerprint,
-            outputs=output_ids,
-            parameters=out_params,
-        )
+        mlmd.publish_execution(state.contexts, execution_id, "COMPLETE", out_params, output_ids)
         if fingerprint:
-            mlmd.add_cache_entry(fingerprint, "pipeline/" + pipeline_name, _NAMESPACE, execution_id)
+            # `driver/cache.go` createCache: the API server's table, not MLMD.
+            state.cache.add(
+                fingerprint, "pipeline/" + state.pipeline_name, _NAMESPACE, execution_id
+            )
         return _task_run(mlmd, key, task_name, "COMPLETE", execution_id, fingerprint)
 
     def _executor_input(
@@ -603,15 +668,19 @@ class Backend:
 
     def _reuse(
         self,
-        mlmd: MetadataStore,
-        run_id: str,
+        state: "_RunState",
         key: str,
         task_name: str,
-        fingerprint: str,
         executor_input: Mapping[str, Any],
+        execution_id: int,
         cached_id: int,
     ) -> TaskRun:
-        """A cache hit (`driver/cache.go` reuseCachedOutputs): the earlier outputs, no pod."""
+        """A cache hit (`driver/cache.go` reuseCachedOutputs): the earlier outputs, no pod.
+
+        The new execution is published CACHED with the cached output parameters and OUTPUT
+        events to the cached artifacts (`driver/container.go`, `metadata/client.go`).
+        """
+        mlmd = state.mlmd
         cached = mlmd.execution(cached_id)
         outputs = {}
         for output_key in executor_input["outputs"].get("artifacts", {}):
@@ -621,23 +690,16 @@ class Backend:
                     f"output artifacts of cached execution {cached_id}"
                 )
             outputs[output_key] = cached["outputs"][output_key]
-        execution_id = mlmd.record_execution(
-            pipeline=cached["pipeline"],
-            run_id=run_id,
-            task_name=task_name,
-            state="CACHED",
-            fingerprint=fingerprint,
-            outputs=outputs,
-            parameters=cached["parameters"],
+        mlmd.publish_execution(
+            state.contexts, execution_id, "CACHED", cached["parameters"], outputs
         )
         logging.info("Task %s: cache hit, reusing execution %d", key, cached_id)
+        fingerprint = mlmd.execution(execution_id)["fingerprint"]
         return _task_run(mlmd, key, task_name, "CACHED", execution_id, fingerprint)
 
     def _import(
         self,
-        mlmd: MetadataStore,
-        pipeline_name: str,
-        run_id: str,
+        state: "_RunState",
         key: str,
         task_name: str,
         executor: Mapping[str, Any],
@@ -655,17 +717,25 @@ class Backend:
             raise spec_lib.UnsupportedConstructError(
                 f"task {key}: importer artifactUri {sorted(uri_source)}"
             )
-        artifact_id = mlmd.record_artifact(
-            uri, spec_lib.artifact_title(importer["typeSchema"]), importer.get("metadata", {})
-        )
-        execution_id = mlmd.record_execution(
-            pipeline=pipeline_name,
-            run_id=run_id,
+        mlmd = state.mlmd
+        # `component/importer_launcher.go`: an ImporterExecution, the artifact, one OUTPUT event.
+        execution_id = mlmd.create_execution(
+            state.contexts,
+            execution_type=IMPORTER_EXECUTION_TYPE,
             task_name=task_name,
-            state="COMPLETE",
-            fingerprint="",
-            outputs={output_key: artifact_id},
-            parameters={},
+            display_name="",
+            input_artifacts={},
+            input_parameters={},
+        )
+        artifact_id = mlmd.record_artifact(
+            output_key,
+            uri,
+            spec_lib.artifact_title(importer["typeSchema"]),
+            importer.get("metadata", {}),
+            state.session_info,
+        )
+        mlmd.publish_execution(
+            state.contexts, execution_id, "COMPLETE", None, {output_key: artifact_id}
         )
         return _task_run(mlmd, key, task_name, "COMPLETE", execution_id, "")
 
@@ -683,7 +753,9 @@ class Backend:
           Output key -> RuntimeArtifact after merging the ExecutorOutput, and the output
           parameter values.
         """
-        pod = _Pod(os.path.join(self.state_dir, "pods", run_id, key))
+        pod = _Pod(
+            os.path.join(self.state_dir, "pods", run_id, key), os.path.dirname(self.metadata_path)
+        )
         for input_key, artifact_list in executor_input["inputs"].get("artifacts", {}).items():
             for artifact in artifact_list["artifacts"]:
                 local = local_path_for_uri(artifact["uri"])
@@ -764,10 +836,23 @@ class Backend:
         return True
 
 
+@dataclasses.dataclass(frozen=True)
+class _RunState:
+    """What every task of one run records into: the stores and the run's MLMD contexts."""
+
+    mlmd: MetadataStore
+    cache: cache_lib.ExecutionCache
+    contexts: PipelineRun
+    pipeline_name: str
+    run_id: str
+    run_root: str
+    session_info: str
+
+
 class _Pod:
     """A step's per-task folders, bound over the pod paths inside its own mount namespace."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, metadata_dir: str):
         shutil.rmtree(root, ignore_errors=True)
         self.root = root
         self.binds = {
@@ -775,6 +860,8 @@ class _Pod:
         }
         for source in self.binds.values():
             os.makedirs(source)
+        # Shared by every pod, not per task: the store steps read lineage from.
+        self.shared_binds = {METADATA_MOUNT: metadata_dir}
 
     def host_path(self, pod_path: str) -> str:
         """Where a path inside the pod lives on this machine.
@@ -801,7 +888,7 @@ class _Pod:
         """Runs `argv` under `unshare -m` with the pod's folders bound; returns the exit code."""
         binds = " && ".join(
             f"mount --bind {shlex.quote(source)} {shlex.quote(mount)}"
-            for mount, source in self.binds.items()
+            for mount, source in {**self.binds, **self.shared_binds}.items()
         )
         command = [
             "unshare",

@@ -3,11 +3,14 @@
 The key covers the input artifacts' names (their MLMD ids), the input parameter values, the
 output artifacts' specs with the URI wiped, the output parameters' types, command + args, image
 and PVC names: never the data behind the artifacts or what a step reads from outside. A task's
-`cachingOptions.cacheKey` replaces all of it (hashed with the component name).
+`cachingOptions.cacheKey` replaces all of it (hashed with the component name). The table of
+fingerprints is the API server's (`ExecutionCache`), not ML-Metadata.
 """
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,3 +71,46 @@ def custom_key_fingerprint(component_name: str, custom_key: str) -> str:
         digest.update(component_name.encode() + b"\0")
     digest.update(custom_key.encode())
     return digest.hexdigest()
+
+
+class ExecutionCache:
+    """The API server's cache table in `<state_dir>/cache.json` (`cacheutils` Client).
+
+    KFP keeps it outside ML-Metadata: the driver asks the API server for the MLMD execution id
+    recorded under a fingerprint (`driver/cache.go` getFingerPrintsAndID, GetExecutionCache)
+    and adds an entry after a run (createCache, CreateExecutionCache).
+    """
+
+    def __init__(self, state_dir: str):
+        """Opens (or starts) the table in `state_dir`."""
+        self.path = os.path.join(state_dir, "cache.json")
+        self.entries: list[dict[str, Any]] = []
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.entries = json.load(f)
+
+    def add(self, fingerprint: str, pipeline: str, namespace: str, execution_id: int) -> None:
+        """Records a finished execution under its fingerprint and writes the table."""
+        self.entries.append(
+            {
+                "fingerprint": fingerprint,
+                "pipeline": pipeline,
+                "namespace": namespace,
+                "execution_id": execution_id,
+                "created": time.time(),
+            }
+        )
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(self.path + ".tmp", "w") as f:
+            json.dump(self.entries, f, indent=1, sort_keys=True)
+        os.replace(self.path + ".tmp", self.path)
+
+    def lookup(self, fingerprint: str, pipeline: str, namespace: str) -> int | None:
+        """The newest execution id with this fingerprint, or None."""
+        matches = [
+            e
+            for e in self.entries
+            if (e["fingerprint"], e["pipeline"], e["namespace"])
+            == (fingerprint, pipeline, namespace)
+        ]
+        return int(matches[-1]["execution_id"]) if matches else None

@@ -16,6 +16,7 @@ from pipeline.kubeflow_v2.config import (
 )
 
 if TYPE_CHECKING:  # TFX is imported where a pipeline is built, not when this module loads.
+    from ml_metadata.proto import metadata_store_pb2
     from tfx.orchestration import pipeline as tfx_pipeline_lib
 
 TRAINER = "Trainer"
@@ -81,7 +82,6 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
     Returns:
       The TFX pipeline (no MLMD connection: KFP records metadata itself).
     """
-    from ml_metadata.proto import metadata_store_pb2
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline
@@ -102,10 +102,26 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
         enable_cache=config.enable_cache,
         platform_configs={TRAINER: trainer_resource_spec(config)},
         push_provenance={"orchestrator": "kubeflow-pipelines-v2", "image": config.image},
-        # DriftGate reads the served model's lineage from KFP's own MLMD service.
-        baseline_metadata=metadata_store_pb2.MetadataStoreClientConfig(
-            host=config.metadata_grpc_host, port=config.metadata_grpc_port
-        ),
+        baseline_metadata=baseline_metadata_connection(config),
+    )
+
+
+def baseline_metadata_connection(
+    config: KubeflowConfig,
+) -> "metadata_store_pb2.ConnectionConfig | metadata_store_pb2.MetadataStoreClientConfig":
+    """Where DriftGate reads the served model's lineage: KFP's own MLMD service.
+
+    The emulated backend has no gRPC service; a config naming `emulated_metadata_sqlite` points
+    the gate at that store's SQLite file instead (read-only, as `lineage_graph.connect` opens it).
+    """
+    from ml_metadata.proto import metadata_store_pb2
+
+    if config.emulated_metadata_sqlite:
+        connection = metadata_store_pb2.ConnectionConfig()
+        connection.sqlite.filename_uri = config.emulated_metadata_sqlite
+        return connection
+    return metadata_store_pb2.MetadataStoreClientConfig(
+        host=config.metadata_grpc_host, port=config.metadata_grpc_port
     )
 
 

@@ -94,6 +94,9 @@ class KubeflowConfig(Settings):
         the served model's lineage there (KFP's default install: `metadata-grpc-service` in
         namespace `kubeflow`, the `metadata-grpc-configmap` values).
       metadata_grpc_port: Its port (default 8080).
+      emulated_metadata_sqlite: Emulated backend only (`devtools/kfp_backend`, which has no
+        gRPC service): the ML-Metadata SQLite file as steps see it, which DriftGate then reads
+        instead of `metadata_grpc_host`. Empty (the default) on a cluster.
     """
 
     settings: PipelineSettings = dataclasses.field(default_factory=PipelineSettings)
@@ -112,6 +115,7 @@ class KubeflowConfig(Settings):
         "metadata-grpc-service.kubeflow"
     )
     metadata_grpc_port: Annotated[int, Field(gt=0, lt=65536)] = 8080
+    emulated_metadata_sqlite: str = ""
 
     @pydantic.field_validator("settings")
     @classmethod
@@ -145,6 +149,13 @@ class KubeflowConfig(Settings):
     def _check_executor_path(cls, value: str) -> str:
         if not value.startswith(EXECUTOR_PATH_SCHEMES):
             raise ValueError("expected a gs:// URI or an absolute path (e.g. on a mounted PVC)")
+        return value
+
+    @pydantic.field_validator("emulated_metadata_sqlite")
+    @classmethod
+    def _check_emulated_metadata_sqlite(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError("expected an absolute path inside the step, or empty")
         return value
 
     @pydantic.field_validator("cpu_node_selector")

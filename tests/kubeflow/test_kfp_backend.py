@@ -4,12 +4,18 @@ import json
 import os
 
 import pytest
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 
+from components.drift_gate import lineage_graph
 from devtools.kfp_backend import backend as backend_lib
 from devtools.kfp_backend import cache as cache_lib
 from devtools.kfp_backend.mlmd import MetadataConversionError, from_mlmd_value, to_mlmd_value
 from devtools.kfp_backend.objectstore import ObjectStore
+from pipeline.kubeflow_v2 import compiler
 from pipeline.kubeflow_v2 import spec as spec_lib
+from pipeline.kubeflow_v2.config import load_kubeflow_config
+from tests.kubeflow.conftest import EXAMPLE_CONFIG
 
 # Writes a file and an empty directory into its output, metadata from its second argument to the
 # ExecutorOutput file and its output parameter to the parameter's file.
@@ -158,12 +164,15 @@ def test_steps_see_what_the_real_driver_hands_over(tmp_path):
     assert data["name"] == produce.outputs["data"]["name"]
     assert data["name"].isdigit()
     assert data["type"] == {"instanceSchema": ""}
+    session = json.loads(data["metadata"].pop("store_session_info"))
+    assert session["Provider"] == "minio"
     assert data["metadata"] == {
         "rows": 3.0,
         "ok": 1.0,
         "splits": {"list": ["a"]},
         "info": {"struct": {"k": 1}},
         "label": "x",
+        "display_name": "data",  # RecordArtifact's default: the output name.
     }
     # Files only: the empty directory did not survive the upload.
     assert seen["files"] == ["rows.txt"]
@@ -427,3 +436,113 @@ def test_importer_records_the_uri_it_is_given(tmp_path):
     result = backend_lib.Backend(str(tmp_path)).run(docs)
     assert result.tasks["imp"].outputs["imported"]["uri"] == "gs://b/data"
     assert result.tasks["imp"].output_titles == {"imported": "system.Dataset"}
+
+
+def _events(store, execution_id: int) -> dict[str, dict[str, int]]:
+    found: dict[str, dict[str, int]] = {"INPUT": {}, "OUTPUT": {}}
+    for event in store.get_events_by_execution_ids([execution_id]):
+        kind = metadata_store_pb2.Event.Type.Name(event.type)
+        assert len(event.path.steps) == 1
+        found[kind][event.path.steps[0].key] = event.artifact_id
+    return found
+
+
+def test_mlmd_records_what_kfps_driver_and_launcher_record(tmp_path):
+    backend = backend_lib.Backend(str(tmp_path), version="2.14.0")
+    first = backend.run(_spec(), run_id="r1")
+    second = backend.run(_spec(), run_id="r2")
+    # A real MLMD store, opened read-only as a step opens it.
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = backend.metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(config)
+    # client.go GetPipeline: a pipeline context, a run context per run, its child.
+    (pipeline,) = store.get_contexts_by_type("system.Pipeline")
+    assert pipeline.name == "tiny"
+    runs = {c.name: c for c in store.get_contexts_by_type("system.PipelineRun")}
+    assert sorted(runs) == ["r1", "r2"]
+    assert runs["r1"].custom_properties["pipeline_root"].string_value == first.pipeline_root
+    assert runs["r1"].custom_properties["namespace"].string_value == "kubeflow"
+    assert [p.id for p in store.get_parent_contexts_by_context(runs["r2"].id)] == [pipeline.id]
+    # One system.ContainerExecution per task, in its pipeline and run contexts.
+    produce, consume = first.tasks["produce"], first.tasks["consume"]
+    executions = store.get_executions_by_context(runs["r1"].id)
+    assert sorted(e.id for e in executions) == sorted([produce.execution_id, consume.execution_id])
+    by_id = {e.id: e for e in executions}
+    execution = by_id[consume.execution_id]
+    assert execution.type == "system.ContainerExecution"
+    assert execution.last_known_state == metadata_store_pb2.Execution.COMPLETE
+    properties = execution.custom_properties
+    assert properties["task_name"].string_value == "consume"
+    assert properties["display_name"].string_value == "Consume data"
+    assert properties["image"].string_value == "tiny:1"
+    assert properties["cache_fingerprint"].string_value == consume.fingerprint
+    assert dict(properties["inputs"].struct_value) == {"count": 3.0}
+    assert dict(by_id[produce.execution_id].custom_properties["outputs"].struct_value) == {
+        "count": 3.0
+    }
+    # Events keyed by input/output name (client.go eventPath): the consumer's INPUT `data` is
+    # the producer's OUTPUT `data`.
+    data_id = int(produce.outputs["data"]["name"])
+    assert _events(store, produce.execution_id) == {
+        "INPUT": {},
+        "OUTPUT": {"data": data_id, "executor-logs": int(produce.outputs["executor-logs"]["name"])},
+    }
+    assert _events(store, consume.execution_id)["INPUT"] == {"data": data_id}
+    assert sorted(_events(store, consume.execution_id)["OUTPUT"]) == ["executor-logs", "seen"]
+    # RecordArtifact: type named by schema title, state LIVE, URI, metadata as properties.
+    (data,) = store.get_artifacts_by_id([data_id])
+    assert data.type == "system.Dataset"
+    assert data.state == metadata_store_pb2.Artifact.LIVE
+    assert data.uri == produce.outputs["data"]["uri"]
+    assert data.custom_properties["rows"].double_value == 3.0
+    assert data.custom_properties["ok"].int_value == 1
+    assert data.custom_properties["display_name"].string_value == "data"
+    # A cache hit: a new execution, CACHED, naming the cached one, OUTPUT events to its artifacts.
+    cached = second.tasks["consume"]
+    (hit,) = store.get_executions_by_id([cached.execution_id])
+    assert hit.last_known_state == metadata_store_pb2.Execution.CACHED
+    assert hit.custom_properties["cached_execution_id"].string_value == str(consume.execution_id)
+    assert (
+        _events(store, cached.execution_id)["OUTPUT"]
+        == _events(store, consume.execution_id)["OUTPUT"]
+    )
+    assert [c.name for c in store.get_contexts_by_execution(cached.execution_id)] == [
+        "tiny",
+        "r2",
+    ]
+
+
+def test_failed_step_is_published_failed(tmp_path):
+    backend = backend_lib.Backend(str(tmp_path))
+    with pytest.raises(backend_lib.StepFailedError):
+        backend.run(_spec(produce="import sys; sys.exit(3)"), run_id="r1")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = backend.metadata_path
+    (execution,) = metadata_store.MetadataStore(config).get_executions()
+    assert execution.last_known_state == metadata_store_pb2.Execution.FAILED
+    assert execution.custom_properties["task_name"].string_value == "produce"
+
+
+def test_drift_gate_connection_reads_the_recorded_lineage(tmp_path):
+    backend = backend_lib.Backend(str(tmp_path))
+    result = backend.run(_spec(), run_id="r1")
+    assert compiler.baseline_metadata_connection(
+        load_kubeflow_config(EXAMPLE_CONFIG)
+    ) == metadata_store_pb2.MetadataStoreClientConfig(
+        host="metadata-grpc-service.kubeflow", port=8080
+    )
+    config = load_kubeflow_config(
+        EXAMPLE_CONFIG, [f"emulated_metadata_sqlite={backend.metadata_path}"]
+    )
+    # The exec property DriftGate gets, opened as the gate opens it.
+    encoded = lineage_graph.encode_connection(compiler.baseline_metadata_connection(config))
+    store = lineage_graph.connect(encoded)
+    produce, consume = result.tasks["produce"], result.tasks["consume"]
+    data_id = int(produce.outputs["data"]["name"])
+    assert lineage_graph.producer(store, data_id) == produce.execution_id
+    assert lineage_graph.consumers(store, data_id) == [consume.execution_id]
+    assert [a.id for a in lineage_graph.inputs(store, consume.execution_id)["data"]] == [data_id]
+    assert sorted(lineage_graph.outputs(store, produce.execution_id)) == ["data", "executor-logs"]
+    with pytest.raises(ValueError, match="absolute path"):
+        load_kubeflow_config(EXAMPLE_CONFIG, ["emulated_metadata_sqlite=relative.sqlite"])

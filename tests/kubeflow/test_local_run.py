@@ -1,9 +1,12 @@
 """The compiled spec runs on the emulated open-source KFP v2 backend, to a blessed, pushed model.
 
-Three runs against one backend state (object store, metadata store, cache), as on a cluster:
-1. a backend before 2.14 (executions keyed by display name), fresh: every task runs;
+Three runs against one backend state (object store, ML-Metadata, cache), as on a cluster:
+1. a backend before 2.14 (executions keyed by display name), fresh: every task runs; DriftGate
+   finds no served model;
 2. a 2.14+ backend, the source data changed: everything from the data step on runs again
-   (only the schema import, which does not read the data, comes from the cache);
+   (only the schema import, which does not read the data, comes from the cache); DriftGate
+   follows the served model's lineage through the ML-Metadata the backend recorded in run 1
+   and compares against those statistics;
 3. the same source again: served from the cache except the tasks that read state outside their
    inputs (the fingerprint task, LatestPushedModel, Pusher) and the Evaluator, whose baseline
    input is LatestPushedModel's fresh output.
@@ -15,7 +18,7 @@ import os
 
 import pytest
 
-from devtools.kfp_backend.backend import Backend, RunResult
+from devtools.kfp_backend.backend import POD_METADATA_PATH, Backend, RunResult
 from devtools.kfp_backend.objectstore import ObjectStore
 from pipeline.kubeflow_v2 import compiler
 from pipeline.kubeflow_v2 import spec as spec_lib
@@ -25,7 +28,7 @@ from tests.kubeflow.conftest import EXAMPLE_CONFIG, REPO
 pytestmark = pytest.mark.slow
 
 TASKS = [
-    "DataPrep", "Evaluator", "ExampleGen", "ExampleValidator", "AnomaliesGate",
+    "DataPrep", "DriftGate", "Evaluator", "ExampleGen", "ExampleValidator", "AnomaliesGate",
     "LatestPushedModel", "Pusher", "SchemaImporter", "SourceFingerprint", "StatisticsGen",
     "Trainer", "Transform",
 ]  # fmt: skip
@@ -69,6 +72,9 @@ def runs(tmp_path_factory) -> dict:
             "settings.evaluation.min_auc=0",
             "settings.evaluation.min_auc_credit_card=0",
             "settings.evaluation.max_auc_drop=1",
+            # No gRPC ML-Metadata service here: DriftGate reads the backend's store, bound
+            # into every step at this path.
+            f"emulated_metadata_sqlite={POD_METADATA_PATH}",
         ],
     )
     docs = spec_lib.parse(spec_lib.render(compiler.compile_pipeline(config)))
@@ -115,6 +121,8 @@ def test_first_run_executes_every_task_and_pushes(runs):
     )
     for task in first.tasks.values():
         assert "executor-logs" in task.outputs, task.name
+    gate = first.tasks["DriftGate"].outputs["validated_schema"]["metadata"]
+    assert gate["drift_outcome"] == "no_baseline"
     _assert_blessed_and_pushed(first, runs, ("pushed",))
 
 
@@ -130,6 +138,12 @@ def test_changed_source_runs_again_from_the_data_step(runs):
     )
     prepared = changed.tasks["DataPrep"].outputs["prepared_data"]["metadata"]
     assert prepared["train_rows"] + prepared["eval_rows"] == 360
+    # The baseline was found by walking the ML-Metadata the backend recorded in run 1: the
+    # served model -> Trainer -> Transform -> Examples -> StatisticsGen's statistics.
+    gate = changed.tasks["DriftGate"].outputs["validated_schema"]["metadata"]
+    assert gate["drift_outcome"] == "passed"
+    first_statistics = runs["first"].tasks["StatisticsGen"].outputs["statistics"]["uri"]
+    assert gate["drift_baseline_statistics"] == first_statistics
     _assert_blessed_and_pushed(changed, runs, ("pushed",))
 
 
