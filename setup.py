@@ -27,6 +27,8 @@ setup(
         # The REST front end and the JSON logs of serving/ (versions pinned in constraints.txt).
         "tornado",
         "python-json-logger",
+        # grpc.health.v1 for gRPC probes; 1.48.2 is the newest on protobuf 3.20.
+        "grpcio-health-checking",
     ],
     extras_require={"dev": ["pytest", "ruff", "mypy", "kubernetes-validate"]},
 )
