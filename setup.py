@@ -34,6 +34,8 @@ setup(
         "opentelemetry-instrumentation-grpc",
         "opentelemetry-exporter-otlp-proto-grpc",
         "prometheus_client",
+        # grpc.health.v1 for gRPC probes; 1.48.2 is the newest on protobuf 3.20.
+        "grpcio-health-checking",
     ],
     extras_require={"dev": ["pytest", "ruff", "mypy", "kubernetes-validate"]},
 )

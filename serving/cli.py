@@ -23,7 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
     p.add_argument("--port", type=int, default=8500, help="gRPC port")
     p.add_argument("--rest_api_port", type=int, default=8501, help="REST port (-1 = off)")
-    p.add_argument("--host", default="0.0.0.0", help="interface to bind")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (loopback by default; containers pass 0.0.0.0)",
+    )
     p.add_argument("--model_name", default="chicago_taxi")
     p.add_argument("--model_base_path", help="directory of numeric version folders")
     p.add_argument("--model_config_file", help="text ModelServerConfig (overrides name/base path)")
@@ -36,7 +40,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--input_validation", choices=("enforce", "log", "off"), default="enforce")
     p.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024)
-    p.add_argument("--grpc_max_threads", type=int, default=16)
+    p.add_argument("--grpc_max_threads", type=int, default=64)
+    p.add_argument(
+        "--grpc_max_concurrent_rpcs",
+        type=int,
+        default=None,
+        help="gRPC calls in progress before new ones get RESOURCE_EXHAUSTED "
+        "(default: 3/4 of --grpc_max_threads)",
+    )
+    p.add_argument("--max_request_elements", type=int, default=4_000_000)
+    p.add_argument("--max_examples_per_request", type=int, default=10_000)
+    p.add_argument("--max_num_load_retries", type=int, default=5)
+    p.add_argument(
+        "--load_retry_interval_micros",
+        type=int,
+        default=60_000_000,
+        help="wait before retrying a failed load (doubled after each failed retry)",
+    )
     p.add_argument("--enable_batching", action="store_true")
     p.add_argument("--max_batch_size", type=int, default=128)
     p.add_argument("--batch_timeout_micros", type=int, default=2000)
@@ -63,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--request_log_max_total_bytes", type=int, default=1024 * 1024 * 1024)
     p.add_argument("--request_log_queue_size", type=int, default=1000)
     p.add_argument("--drain_seconds", type=float, default=10.0)
-    p.add_argument("--ssl_cert", help="PEM server certificate (enables gRPC TLS)")
+    p.add_argument("--ssl_cert", help="PEM server certificate (enables TLS on gRPC and REST)")
     p.add_argument("--ssl_key", help="PEM server key")
     p.add_argument("--ssl_client_ca", help="PEM CA for client certificates (mutual TLS)")
     # Tracing (serving/tracing.py): OpenTelemetry spans per request, W3C traceparent honoured.
@@ -138,6 +158,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             "model_config_file_poll_s": args.model_config_file_poll_wait_seconds,
             "max_request_bytes": args.max_request_bytes,
             "grpc_max_workers": args.grpc_max_threads,
+            "grpc_max_concurrent_rpcs": args.grpc_max_concurrent_rpcs,
+            "max_request_elements": args.max_request_elements,
+            "max_examples_per_request": args.max_examples_per_request,
+            "max_num_load_retries": args.max_num_load_retries,
+            "load_retry_interval_s": args.load_retry_interval_micros / 1e6,
             "schema_path": schema_path or None,
             "input_validation": args.input_validation,
             "batching": batching if args.enable_batching else None,

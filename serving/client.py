@@ -522,7 +522,7 @@ class RestClient:
         }
         payload = self._checked("POST", self.model_path(model) + ":classify", body)
         return ClassifyResult(
-            None, [[(c[0], float(c[1])) for c in row] for row in payload["result"]]
+            None, [[(c[0], float(c[1])) for c in row] for row in payload["results"]]
         )
 
     def regress(
@@ -534,7 +534,7 @@ class RestClient:
             "examples": [example_to_json(e) for e in _parsed(examples)],
         }
         payload = self._checked("POST", self.model_path(model) + ":regress", body)
-        return RegressResult(None, [float(v) for v in payload["result"]])
+        return RegressResult(None, [float(v) for v in payload["results"]])
 
     def model_status(self, model: ModelRef) -> list[dict[str, Any]]:
         """GET `/v1/models/...`: the version statuses."""

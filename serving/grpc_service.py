@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -15,7 +16,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import tracing
-from serving.errors import Code, ServingError, UnimplementedError, grpc_status
+from serving.errors import Code, ServingError, UnavailableError, UnimplementedError, grpc_status
 from serving.metrics import ServingMetrics
 from serving.service import InferenceService
 
@@ -24,10 +25,48 @@ logger = logging.getLogger(__name__)
 Resp = TypeVar("Resp", bound=Message)
 
 
+class Drain:
+    """Counts gRPC calls in progress and, once closed, refuses new ones with UNAVAILABLE.
+
+    Shutdown closes it first and waits for the count to reach zero before stopping the gRPC
+    server, so in-flight calls finish on their open channels; grpc's own `stop(grace)` waits
+    for connections too (an idle channel held it for the whole grace) and then cancels every
+    call still running.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._inflight = 0
+        self._closed = False
+
+    def enter(self) -> None:
+        """Admits a call (UnavailableError once closed)."""
+        with self._cond:
+            if self._closed:
+                raise UnavailableError("The server is shutting down")
+            self._inflight += 1
+
+    def exit(self) -> None:
+        """Marks an admitted call finished."""
+        with self._cond:
+            self._inflight -= 1
+            self._cond.notify_all()
+
+    def close_and_wait(self, timeout_s: float) -> int:
+        """Refuses new calls, waits up to `timeout_s` for admitted ones; returns those left."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._closed = True
+            while self._inflight > 0 and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            return self._inflight
+
+
 class _Handler:
-    def __init__(self, service: InferenceService, metrics: ServingMetrics) -> None:
+    def __init__(self, service: InferenceService, metrics: ServingMetrics, drain: Drain) -> None:
         self._service = service
         self._metrics = metrics
+        self._drain = drain
 
     def _call(
         self,
@@ -40,6 +79,11 @@ class _Handler:
         model = getattr(getattr(request, "model_spec", None), "name", "")
         version, code = "", Code.OK
         try:
+            self._drain.enter()
+            # Counted until gRPC has sent the answer (the callback runs when the call ends),
+            # so that shutdown does not close connections under responses still being sent.
+            if not context.add_callback(self._drain.exit):
+                self._drain.exit()  # the call has already ended
             with self._metrics.inflight.labels("grpc").track_inprogress():
                 response = fn()
             spec = getattr(response, "model_spec", None)
@@ -51,10 +95,11 @@ class _Handler:
             logger.info("gRPC %s for model %r failed: %s %s", method, model, code.name, e.message)
             context.abort(grpc_status(code), e.message)
             raise  # unreachable: abort raises
-        except Exception as e:
+        except Exception:
+            # The Python exception goes to the log only: its text can name paths and code.
             code = Code.INTERNAL
             logger.exception("gRPC %s for model %r failed unexpectedly", method, model)
-            context.abort(grpc.StatusCode.INTERNAL, f"InternalError error: {type(e).__name__}: {e}")
+            context.abort(grpc.StatusCode.INTERNAL, "Internal error (logged by the server)")
             raise
         finally:
             self._metrics.observe(
@@ -103,11 +148,13 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer, _Handler):
         return self._call("HandleReloadConfigRequest", request, context, fail)
 
 
-def add_services(server: grpc.Server, service: InferenceService, metrics: ServingMetrics) -> None:
+def add_services(
+    server: grpc.Server, service: InferenceService, metrics: ServingMetrics, drain: Drain
+) -> None:
     """Registers PredictionService and ModelService on a gRPC server."""
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(service, metrics), server
+        PredictionServicer(service, metrics, drain), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(service, metrics), server
+        ModelServicer(service, metrics, drain), server
     )

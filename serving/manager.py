@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import tensorflow as tf
 
@@ -45,6 +45,8 @@ class VersionRecord:
     fingerprint: tuple[int, int] | None = None
     servable: ServableVersion | None = None
     inflight: int = 0
+    attempts: int = 0  # failed loads of these files so far
+    retry_at: float | None = None  # monotonic time of the next load retry; None = no more
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +79,14 @@ class ModelManager:
     A version becomes AVAILABLE only after its SavedModel loads and its warm-up requests
     replay. Older versions are unloaded only once a newer aspired one is AVAILABLE, and only
     after their in-flight requests finish. A version that fails to load is reported (state
-    END with its error) and retried only if its saved_model.pb changes; it is left out of
-    the policy, so the previous version keeps serving.
+    END with its error, the attempt and when the next one is due) and loaded again up to
+    `max_num_load_retries` times, waiting `load_retry_interval_s` doubled after each failed
+    retry, and afresh whenever its saved_model.pb changes; while it fails it is left out of
+    the policy, so the previous version keeps serving. TF Serving retries the same way
+    (tensorflow_serving/core/loader_harness.cc, LoadWithRetries, and basic_manager.cc:
+    `max_num_load_retries` further attempts `load_retry_interval_micros` apart, then the
+    version stays in error); it retries at a fixed interval inside one load, we back off
+    between polls so that a failing version costs one attempt per interval.
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class ModelManager:
         settings: ServerSettings,
         metrics: ServingMetrics,
         detector: tf.types.experimental.ConcreteFunction | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         """Creates a manager; nothing loads before `start` or `poll_once`.
 
@@ -94,9 +103,12 @@ class ModelManager:
           metrics: Where lifecycle metrics go.
           detector: Schema violation detector fused into each version's example signatures
             (`ServableVersion`); None: validation, if any, runs as its own call.
+          on_change: Called (on the polling thread) after every scan and unload, e.g. to
+            update the gRPC health status.
         """
         self._settings = settings
         self._detector = detector
+        self._on_change = on_change
         self._metrics = metrics
         self._lock = threading.Condition()
         self._models: dict[str, _Model] = {}
@@ -146,6 +158,11 @@ class ModelManager:
             if self._stop.is_set():
                 return
             self._sync_model(model)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
     def _maybe_reload_config(self) -> None:
         path = self._settings.model_config_file
@@ -184,12 +201,15 @@ class ModelManager:
         name, settings = model.settings.name, model.settings
         on_disk = model_contract.list_version_dirs(tf.io.gfile, settings.base_path)
         candidates = []
+        now = time.monotonic()
         for version, path in on_disk.items():
             record = model.records.get(version)
             if record is not None and record.error is not None:
                 fingerprint = _fingerprint(path)
-                if fingerprint == record.fingerprint:
-                    continue  # failed before and unchanged since: not a candidate
+                if fingerprint == record.fingerprint and (
+                    record.retry_at is None or now < record.retry_at
+                ):
+                    continue  # failed, unchanged, no retry due: not a candidate
             candidates.append(version)
         aspired = settings.version_policy.select(candidates)
         if not on_disk:
@@ -235,19 +255,46 @@ class ModelManager:
 
     def _load(self, model: _Model, version: int, path: str) -> None:
         name = model.settings.name
+        fingerprint = _fingerprint(path)
         with self._lock:
-            record = VersionRecord(version, State.LOADING, fingerprint=_fingerprint(path))
+            previous = model.records.get(version)
+            # Attempts count per file contents: a changed saved_model.pb starts afresh.
+            attempts = (
+                previous.attempts
+                if previous is not None and previous.fingerprint == fingerprint
+                else 0
+            )
+            record = VersionRecord(
+                version, State.LOADING, fingerprint=fingerprint, attempts=attempts
+            )
             model.records[version] = record
-        logger.info("Loading model %s version %d from %s", name, version, path)
+        logger.info(
+            "Loading model %s version %d from %s%s",
+            name,
+            version,
+            path,
+            f" (retry {attempts} of {self._settings.max_num_load_retries})" if attempts else "",
+        )
         servable = ServableVersion(name, version, path, self._settings.batching, self._detector)
         start = time.monotonic()
         try:
             servable.load(warmup=self._settings.warmup)
         except ModelLoadError as e:
-            logger.error("Model %s version %d failed to load: %s", name, version, e.message)
             self._metrics.version_loads.labels(name, "error").inc()
+            retries = self._settings.max_num_load_retries
+            attempt = record.attempts + 1
+            if record.attempts < retries:
+                delay = self._settings.load_retry_interval_s * 2**record.attempts
+                retry_at: float | None = time.monotonic() + delay
+                next_step = f"retry {attempt} of {retries} in {delay:g}s"
+            else:
+                retry_at, next_step = None, "no retries left (until saved_model.pb changes)"
+            error = ModelLoadError(f"{e.message} [load attempt {attempt}; {next_step}]")
+            logger.error("Model %s version %d failed to load: %s", name, version, error.message)
             with self._lock:
-                record.state, record.error = State.END, e
+                record.state, record.error = State.END, error
+                record.attempts, record.retry_at = attempt, retry_at
+                self._lock.notify_all()
             return
         seconds = time.monotonic() - start
         self._metrics.version_loads.labels(name, "ok").inc()
@@ -280,6 +327,7 @@ class ModelManager:
         with self._lock:
             record.state = State.END
         logger.info("Model %s version %d unloaded", name, record.version)
+        self._changed()
 
     def _update_gauge(self, model: _Model) -> None:
         count = sum(1 for r in model.records.values() if r.state == State.AVAILABLE)
@@ -342,7 +390,7 @@ class ModelManager:
                 + (
                     f" (versions: {states})"
                     if states
-                    else f" (nothing under {model.settings.base_path})"
+                    else " (no version in its base path yet)"  # the path stays in the logs
                 )
             )
         return max(available, key=lambda r: r.version)
@@ -392,11 +440,16 @@ class ModelManager:
 
     def ready(self) -> bool:
         """True when every configured model has at least one AVAILABLE version."""
+        readiness = self.readiness()
+        return bool(readiness) and all(readiness.values())
+
+    def readiness(self) -> dict[str, bool]:
+        """Per configured model: whether it has an AVAILABLE version."""
         with self._lock:
-            return bool(self._models) and all(
-                any(r.state == State.AVAILABLE for r in m.records.values())
-                for m in self._models.values()
-            )
+            return {
+                name: any(r.state == State.AVAILABLE for r in m.records.values())
+                for name, m in self._models.items()
+            }
 
     def wait_until_available(
         self, name: str, version: int | None = None, timeout_s: float = 60.0

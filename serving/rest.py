@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +47,9 @@ _MODEL_ROUTE = re.compile(
     r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?$"
 )
 METRICS_PATHS = ("/monitoring/prometheus/metrics", "/metrics")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Deeper JSON is refused before conversion (the converters recurse once per level).
+MAX_JSON_DEPTH = 64
 
 
 def _json_feature(name: str, value: object, feature: tf.train.Feature) -> None:
@@ -55,7 +59,12 @@ def _json_feature(name: str, value: object, feature: tf.train.Feature) -> None:
     decoded: list[Any] = []
     for v in values:
         if isinstance(v, dict) and set(v) == {"b64"} and isinstance(v["b64"], str):
-            decoded.append(base64.b64decode(v["b64"]))
+            try:
+                decoded.append(base64.b64decode(v["b64"], validate=True))
+            except ValueError:
+                raise InvalidArgumentError(
+                    f"Feature {name!r}: invalid base64 in {{'b64': ...}}"
+                ) from None
         elif isinstance(v, str):
             decoded.append(v.encode("utf-8"))
         elif isinstance(v, bool) or not isinstance(v, (int, float, bytes)):
@@ -65,6 +74,8 @@ def _json_feature(name: str, value: object, feature: tf.train.Feature) -> None:
     if all(isinstance(v, bytes) for v in decoded):
         feature.bytes_list.value.extend(decoded)
     elif all(isinstance(v, int) for v in decoded):
+        if any(not _INT64_MIN <= v <= _INT64_MAX for v in decoded):
+            raise InvalidArgumentError(f"Feature {name!r}: integer out of the int64 range")
         feature.int64_list.value.extend(decoded)
     elif all(isinstance(v, (int, float)) for v in decoded):
         feature.float_list.value.extend(float(v) for v in decoded)
@@ -189,14 +200,60 @@ def _predict_json(
     return {"predictions": rows}, str(result.version)
 
 
+def _json_depth_ok(value: object) -> bool:
+    """True when `value` nests at most MAX_JSON_DEPTH arrays/objects (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > MAX_JSON_DEPTH:
+                return False
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return True
+
+
 def _parse_json(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InvalidArgumentError(f"JSON Parse error: {e}") from None
+    except RecursionError:  # the parser recurses per nesting level
+        raise InvalidArgumentError(
+            f"JSON Parse error: nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
     if not isinstance(body, dict):
         raise InvalidArgumentError("The request body must be a JSON object")
+    if not _json_depth_ok(body):
+        raise InvalidArgumentError(f"JSON Parse error: nested deeper than {MAX_JSON_DEPTH} levels")
     return body
+
+
+def _route_version(text: str | None) -> int | None:
+    """The URL's version number; one beyond int64 is refused as TF Serving's SimpleAtoi does.
+
+    tensorflow_serving/model_servers/http_rest_api_handler.cc (ProcessModelStatusRequest and
+    the predict path): "Failed to convert version: <v> to numbers."
+    """
+    if text is None:
+        return None
+    version = int(text)
+    if not _INT64_MIN <= version <= _INT64_MAX:
+        raise InvalidArgumentError(f"Failed to convert version: {text} to numeric.")
+    return version
+
+
+def _malformed(verb: str, path: str) -> ServingError:
+    """An unknown route: TF Serving's INVALID_ARGUMENT (400) under `/v1/`, else NOT_FOUND.
+
+    tensorflow_serving/model_servers/http_rest_api_handler.cc (ProcessRequest) answers
+    "Malformed request: <verb> <path>" for every `(?i)/v1/.*` path its route regexes do not
+    match (http_rest_api_util.cc); other paths reach no handler there (404).
+    """
+    message = f"Malformed request: {verb} {path}"
+    if path.lower().startswith("/v1/"):
+        return InvalidArgumentError(message)
+    return NotFoundError(message)
 
 
 def _examples_json(body: dict[str, Any]) -> list[bytes]:
@@ -238,7 +295,9 @@ class _Handler(tornado.web.RequestHandler):
     Serving does, instead of tornado's bare 400 for bodies over `max_body_size`.
     """
 
-    SUPPORTED_METHODS = ("GET", "POST")
+    # Every verb reaches `RestServer.handle`: TF Serving answers the ones it does not route
+    # with its JSON "Malformed request" error, not an HTML 405 page.
+    SUPPORTED_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 
     def initialize(self, rest: RestServer) -> None:  # type: ignore[override]
         self._rest = rest
@@ -262,7 +321,22 @@ class _Handler(tornado.web.RequestHandler):
         else:
             self._chunks = []  # over the limit: read on only to answer, keep nothing
 
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")  # no server software or version to fingerprint
+
     async def get(self) -> None:
+        await self._dispatch(None)
+
+    async def put(self) -> None:
+        await self._dispatch(None)
+
+    async def delete(self) -> None:
+        await self._dispatch(None)
+
+    async def patch(self) -> None:
+        await self._dispatch(None)
+
+    async def options(self) -> None:
         await self._dispatch(None)
 
     async def post(self) -> None:
@@ -327,6 +401,7 @@ class RestServer:
         idle_timeout_s: float = 60.0,
         body_timeout_s: float = 60.0,
         tracing: ServerTracing | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """Binds the port (0 = any free port); call `start` to serve.
 
@@ -341,8 +416,10 @@ class RestServer:
           idle_timeout_s: A connection idle (or sending its headers) this long is closed.
           body_timeout_s: A request body not received within this time closes the connection.
           tracing: Request spans (None = none).
+          ssl_context: Serve HTTPS with it (the gRPC TLS files); None = plain HTTP.
         """
         self.tracing = tracing or ServerTracing(None)
+        self._ssl_context = ssl_context
         self._service = service
         self._metrics = metrics
         self.max_request_bytes = max_request_bytes
@@ -384,6 +461,7 @@ class RestServer:
                 max_body_size=_DISCARD_FACTOR * self.max_request_bytes,
                 idle_connection_timeout=self._idle_timeout_s,
                 body_timeout=self._body_timeout_s,
+                ssl_options=self._ssl_context,
             )
             self._http.add_sockets(self._sockets)
             loop.call_soon(started.set)
@@ -455,7 +533,7 @@ class RestServer:
         """Answers one request (runs on the worker pool).
 
         Args:
-          verb: GET or POST.
+          verb: The HTTP method.
           path: URL path (no query).
           body: The request body (POST).
           oversize: The body's size when it exceeded the limit (then `body` is empty).
@@ -487,12 +565,8 @@ class RestServer:
         method, version, code = "Malformed", "", Code.OK
         try:
             if match is None:
-                raise NotFoundError(f"Malformed request: {verb} {path}")
-            target = Target(
-                name,
-                int(match.group("version")) if match.group("version") else None,
-                match.group("label"),
-            )
+                raise _malformed(verb, path)
+            target = Target(name, _route_version(match.group("version")), match.group("label"))
             route_verb, metadata = match.group("verb"), match.group("metadata")
             body: dict[str, Any]
             if verb == "GET" and route_verb is None:
@@ -521,7 +595,8 @@ class RestServer:
                 elif route_verb == "classify":
                     result = self._service.classify_serialized(target, _examples_json(request))
                     body = {
-                        "result": [
+                        # tensorflow_serving/util/json_tensor.cc: kClassifyRegressResponseKey.
+                        "results": [
                             [[label, score] for label, score in zip(labels, scores, strict=True)]
                             for labels, scores in classification_rows(result.values)
                         ]
@@ -529,19 +604,20 @@ class RestServer:
                     version = str(result.version)
                 else:
                     result = self._service.regress_serialized(target, _examples_json(request))
-                    body = {"result": regression_values(result.values)}
+                    body = {"results": regression_values(result.values)}
                     version = str(result.version)
             else:
-                raise NotFoundError(f"Malformed request: {verb} {path}")
+                raise _malformed(verb, path)
             return self._json(200, body)
         except ServingError as e:
             code = e.code
             logger.info("REST %s %s failed: %s %s", verb, path, code.name, e.message)
             return self._json(http_status(code), {"error": e.message})
-        except Exception as e:  # the request boundary: answer 500, keep serving
+        except Exception:  # the request boundary: answer 500, keep serving
+            # The Python exception goes to the log only: its text can name paths and code.
             code = Code.INTERNAL
             logger.exception("REST %s %s failed unexpectedly", verb, path)
-            return self._json(500, {"error": f"InternalError error: {type(e).__name__}: {e}"})
+            return self._json(500, {"error": "Internal error (logged by the server)"})
         finally:
             if method != "Malformed":
                 self._metrics.observe(

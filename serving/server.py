@@ -4,25 +4,43 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import ssl
 import threading
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from serving import grpc_service, schema, tracing
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
 from serving.request_log import RequestLogger
 from serving.rest import RestServer
-from serving.service import InferenceService
-from serving.settings import ServerSettings
+from serving.service import InferenceService, RequestLimits
+from serving.settings import ServerSettings, TlsServerSettings
 from serving.validation import ExampleValidator
 
 logger = logging.getLogger(__name__)
 
 
+# grpc.health.v1 service names: "" is the whole server (SERVING while every configured model
+# has an AVAILABLE version and it is not draining); each model name is that model alone.
+OVERALL_HEALTH_SERVICE = ""
+
+
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+def rest_ssl_context(tls: TlsServerSettings) -> ssl.SSLContext:
+    """The REST server's TLS context from the same files as gRPC's (mutual when a CA is set)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_ca_file:
+        context.load_verify_locations(tls.client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 class ModelServer:
@@ -54,19 +72,32 @@ class ModelServer:
         validator = None
         if settings.schema_path and settings.input_validation != "off":
             validator = ExampleValidator(schema.load_features(settings.schema_path, "SERVING"))
+        self.health = health.HealthServicer()
+        self._health_lock = threading.Lock()
+        self._health_names: set[str] = set()
         self.manager = ModelManager(
-            settings, self.metrics, validator.detector if validator is not None else None
+            settings,
+            self.metrics,
+            validator.detector if validator is not None else None,
+            on_change=self._update_health,
         )
         self.request_log: RequestLogger | None = None
         if settings.request_log is not None:
             self.request_log = RequestLogger(settings.request_log, self.metrics.registry)
         self.service = InferenceService(
-            self.manager, self.metrics, validator, settings.input_validation, self.request_log
+            self.manager,
+            self.metrics,
+            validator,
+            settings.input_validation,
+            request_log=self.request_log,
+            limits=RequestLimits(settings.max_request_elements, settings.max_examples_per_request),
         )
+        self._drain = grpc_service.Drain()
         self._grpc: grpc.Server | None = None
         self._rest: RestServer | None = None
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._update_health()
         self.grpc_port = 0
         self.rest_port: int | None = None
 
@@ -89,8 +120,12 @@ class ModelServer:
             ),
             options=options,
             interceptors=self.tracing.grpc_interceptors(),
+            # Beyond this, calls get RESOURCE_EXHAUSTED at once instead of waiting for a
+            # thread that stalled calls hold; below the thread count, so threads stay free.
+            maximum_concurrent_rpcs=s.concurrent_rpc_limit,
         )
-        grpc_service.add_services(self._grpc, self.service, self.metrics)
+        grpc_service.add_services(self._grpc, self.service, self.metrics, self._drain)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         address = f"{s.host}:{s.grpc_port}"
         if s.tls is not None:
             credentials = grpc.ssl_server_credentials(
@@ -113,6 +148,7 @@ class ModelServer:
                 self.ready,
                 max_workers=s.grpc_max_workers,
                 tracing=self.tracing,
+                ssl_context=rest_ssl_context(s.tls) if s.tls is not None else None,
             )
             self.rest_port = self._rest.port
         if self.request_log is not None:
@@ -133,6 +169,24 @@ class ModelServer:
         """True when every model has an AVAILABLE version and the server is not stopping."""
         return not self._stopping.is_set() and self.manager.ready()
 
+    def _update_health(self) -> None:
+        """Sets grpc.health.v1 statuses: per model, and "" for all of them."""
+        if self._stopping.is_set():
+            return  # enter_graceful_shutdown has set NOT_SERVING for good
+        readiness = self.manager.readiness()
+        serving, not_serving = (
+            health_pb2.HealthCheckResponse.SERVING,
+            health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+        with self._health_lock:
+            for name in self._health_names - set(readiness):  # removed from the config
+                self.health.set(name, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+            for name, ok in readiness.items():
+                self.health.set(name, serving if ok else not_serving)
+            self._health_names = set(readiness)
+            everything = bool(readiness) and all(readiness.values())
+            self.health.set(OVERALL_HEALTH_SERVICE, serving if everything else not_serving)
+
     def stop(self, drain_timeout_s: float | None = None) -> None:
         """Stops gracefully: refuse new requests, finish in-flight ones, unload models.
 
@@ -143,13 +197,22 @@ class ModelServer:
             self._stopped.wait()
             return
         self._stopping.set()
+        self.health.enter_graceful_shutdown()
         grace = self.settings.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
         logger.info("Shutting down: draining in-flight requests (up to %.1fs)", grace)
-        done = self._grpc.stop(grace) if self._grpc is not None else None
+        # Order: refuse new calls (UNAVAILABLE) on both front ends, let the admitted ones
+        # finish on their open connections, then close the connections, then unload.
+        rest = None
         if self._rest is not None:
-            self._rest.stop(grace)
-        if done is not None:
-            done.wait(grace + 1)
+            rest = threading.Thread(target=self._rest.stop, args=(grace,), name="rest-stop")
+            rest.start()
+        left = self._drain.close_and_wait(grace)
+        if left:
+            logger.warning("gRPC shutdown: %d calls still running after %.1fs", left, grace)
+        if self._grpc is not None:
+            self._grpc.stop(0).wait(5)  # nothing admitted is left (or the grace is over)
+        if rest is not None:
+            rest.join(grace + 10)
         if self.request_log is not None:
             self.request_log.close()
         self.manager.stop()

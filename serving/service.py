@@ -93,6 +93,35 @@ def _fmt_shape(shape: tuple[int, ...] | None) -> str:
     return "<unknown rank>" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+@dataclasses.dataclass(frozen=True)
+class RequestLimits:
+    """Per-request size limits (from `ServerSettings`), checked before tensors are built.
+
+    Attributes:
+      max_elements: Most tensor elements over all inputs (after broadcasting).
+      max_examples: Most examples (inputs' first dimension, or serialized tf.Examples).
+    """
+
+    max_elements: int = 4_000_000
+    max_examples: int = 10_000
+
+    def check_examples(self, count: int) -> None:
+        """Raises InvalidArgumentError naming the limit when `count` examples are too many."""
+        if count > self.max_examples:
+            raise InvalidArgumentError(
+                f"Request has {count} examples, more than the limit of {self.max_examples} "
+                "(max_examples_per_request)"
+            )
+
+    def check_elements(self, count: int) -> None:
+        """Raises InvalidArgumentError naming the limit when `count` elements are too many."""
+        if count > self.max_elements:
+            raise InvalidArgumentError(
+                f"Request has {count} tensor elements, more than the limit of "
+                f"{self.max_elements} (max_request_elements)"
+            )
+
+
 class InferenceService:
     """Runs Predict, Classify, Regress, metadata and status requests against the manager."""
 
@@ -103,6 +132,7 @@ class InferenceService:
         validator: ExampleValidator | None,
         validation_mode: str,
         request_log: RequestLogger | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         """Creates the service.
 
@@ -112,12 +142,14 @@ class InferenceService:
           validator: Schema validator of serialized examples; None disables validation.
           validation_mode: `enforce`, `log` or `off`.
           request_log: Samples answered requests into the request log; None = off.
+          limits: Request size limits (default: `RequestLimits()`).
         """
         self._manager = manager
         self._metrics = metrics
         self._validator = validator if validation_mode != "off" else None
         self._mode = validation_mode
         self._request_log = request_log
+        self.limits = limits or RequestLimits()
 
     # Core ------------------------------------------------------------------------------------
 
@@ -153,6 +185,8 @@ class InferenceService:
                     f"Was: {info.method_name}"
                 )
             arrays = build(info)
+            self.limits.check_elements(sum(int(a.size) for a in arrays.values()))
+            self.limits.check_examples(_batch_size(arrays))
             self._check_inputs(info, arrays)
             for name in output_filter:
                 if name not in info.outputs:
@@ -174,10 +208,14 @@ class InferenceService:
 
     @staticmethod
     def proto_inputs(
-        protos: Mapping[str, object],
+        protos: Mapping[str, object], limits: RequestLimits | None = None
     ) -> Callable[[SignatureInfo], dict[str, np.ndarray]]:
-        """Returns a `build` function converting TensorProtos (dtype-checked) to arrays."""
-        return lambda info: InferenceService._from_protos(info, protos)
+        """Returns a `build` function converting TensorProtos (dtype-checked) to arrays.
+
+        The element and example counts are checked against `limits` from the protos' shapes
+        and value counts, before any array is allocated.
+        """
+        return lambda info: InferenceService._from_protos(info, protos, limits or RequestLimits())
 
     @staticmethod
     def example_inputs(
@@ -193,7 +231,19 @@ class InferenceService:
         return build
 
     @staticmethod
-    def _from_protos(info: SignatureInfo, protos: Mapping[str, object]) -> dict[str, np.ndarray]:
+    def _from_protos(
+        info: SignatureInfo, protos: Mapping[str, object], limits: RequestLimits
+    ) -> dict[str, np.ndarray]:
+        total = 0
+        for name, proto in protos.items():
+            total += tensors.element_count(
+                proto,  # type: ignore[arg-type]
+                f"Input {name!r}",
+                limits.max_elements - total,
+            )
+            dims = proto.tensor_shape.dim  # type: ignore[attr-defined]
+            if dims:
+                limits.check_examples(dims[0].size)
         arrays = {}
         for name, proto in protos.items():
             expected = info.inputs.get(name)
@@ -288,7 +338,9 @@ class InferenceService:
         """
         target = Target.from_spec(request.model_spec)
         result = self.run(
-            target, self.proto_inputs(dict(request.inputs)), list(request.output_filter)
+            target,
+            self.proto_inputs(dict(request.inputs), self.limits),
+            list(request.output_filter),
         )
         response = predict_pb2.PredictResponse()
         self._fill_spec(response.model_spec, target, result)
@@ -322,6 +374,7 @@ class InferenceService:
         return result
 
     def _run_examples(self, target: Target, serialized: Sequence[bytes], method: str) -> Outputs:
+        self.limits.check_examples(len(serialized))
         return self.run(target, self.example_inputs(serialized), method=method)
 
     def classify(
@@ -329,7 +382,7 @@ class InferenceService:
     ) -> classification_pb2.ClassificationResponse:
         """Handles a ClassificationRequest."""
         target = Target.from_spec(request.model_spec)
-        result = self.classify_serialized(target, examples_of_input(request.input))
+        result = self.classify_serialized(target, self._examples_of(request.input))
         response = classification_pb2.ClassificationResponse()
         self._fill_spec(response.model_spec, target, result)
         for labels, scores in classification_rows(result.values):
@@ -343,12 +396,19 @@ class InferenceService:
     ) -> regression_pb2.RegressionResponse:
         """Handles a RegressionRequest."""
         target = Target.from_spec(request.model_spec)
-        result = self.regress_serialized(target, examples_of_input(request.input))
+        result = self.regress_serialized(target, self._examples_of(request.input))
         response = regression_pb2.RegressionResponse()
         self._fill_spec(response.model_spec, target, result)
         for value in regression_values(result.values):
             response.result.regressions.add(value=value)
         return response
+
+    def _examples_of(self, model_input: object) -> list[bytes]:
+        """The Input's serialized examples, counted against the limit before the context merge."""
+        kind = model_input.WhichOneof("kind")  # type: ignore[attr-defined]
+        if kind is not None:
+            self.limits.check_examples(len(getattr(model_input, kind).examples))
+        return examples_of_input(model_input)
 
     def metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest

@@ -81,12 +81,14 @@ class ModelSettings(Settings):
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
 class TlsServerSettings(Settings):
-    """gRPC TLS for the server.
+    """TLS for the server (gRPC and REST).
 
     Attributes:
       cert_file: PEM server certificate chain.
       key_file: PEM private key.
       client_ca_file: PEM CA bundle; when set, clients must present a certificate it signed.
+
+    The same files secure gRPC and REST (HTTPS), so neither API is left in plaintext.
     """
 
     cert_file: Annotated[str, Field(min_length=1)]
@@ -149,13 +151,22 @@ class ServerSettings(Settings):
       models: Served models (from flags or the model config file).
       model_config_file: Text ModelServerConfig; re-read when it changes if
         `model_config_file_poll_s` > 0.
-      host: Interface to bind (`0.0.0.0` in containers, `127.0.0.1` in tests).
+      host: Interface to bind (`127.0.0.1` by default; the manifests pass `0.0.0.0`).
       grpc_port: gRPC port (0 = any free port).
       rest_port: REST port (0 = any free port; None = no REST server).
       file_system_poll_s: Seconds between scans of the base paths for new versions.
       model_config_file_poll_s: Seconds between checks of the config file (0 = never).
       max_request_bytes: Largest accepted request body (gRPC message or REST body).
       grpc_max_workers: gRPC handler threads.
+      grpc_max_concurrent_rpcs: gRPC calls in progress (stalled ones included) beyond which
+        new calls get RESOURCE_EXHAUSTED at once instead of queueing for a thread; None =
+        three quarters of `grpc_max_workers`, so threads stay free for health checks.
+      max_request_elements: Most tensor elements in one request (all inputs, after
+        broadcasting a single value to the declared shape), checked before any allocation.
+      max_examples_per_request: Most examples (first dimension of the inputs, or serialized
+        tf.Examples) in one request.
+      max_num_load_retries: Loads retried after a version fails to load (TF Serving's flag).
+      load_retry_interval_s: Wait before the first retry; doubled after each failed retry.
       schema_path: Curated schema for input validation (None = no validation).
       input_validation: `enforce` rejects violating requests, `log` only logs, `off` skips.
       batching: Server-side batching settings; None disables batching.
@@ -168,13 +179,18 @@ class ServerSettings(Settings):
 
     models: tuple[ModelSettings, ...] = ()
     model_config_file: str | None = None
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     grpc_port: _Port = 8500
     rest_port: _Port | None = 8501
     file_system_poll_s: Annotated[float, Field(gt=0)] = 1.0
     model_config_file_poll_s: Annotated[float, Field(ge=0)] = 0.0
     max_request_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
-    grpc_max_workers: Annotated[int, Field(ge=1)] = 16
+    grpc_max_workers: Annotated[int, Field(ge=1)] = 64
+    grpc_max_concurrent_rpcs: Annotated[int, Field(ge=1)] | None = None
+    max_request_elements: Annotated[int, Field(ge=1)] = 4_000_000
+    max_examples_per_request: Annotated[int, Field(ge=1)] = 10_000
+    max_num_load_retries: Annotated[int, Field(ge=0)] = 5
+    load_retry_interval_s: Annotated[float, Field(ge=0)] = 60.0
     schema_path: str | None = None
     input_validation: InputValidation = "enforce"
     batching: BatchingSettings | None = None
@@ -199,7 +215,21 @@ class ServerSettings(Settings):
             "at least one model, or a model_config_file",
             self.models,
         )
+        check_field(
+            self.grpc_max_concurrent_rpcs is None
+            or self.grpc_max_concurrent_rpcs < self.grpc_max_workers,
+            "grpc_max_concurrent_rpcs",
+            f"fewer than grpc_max_workers ({self.grpc_max_workers}), leaving threads for probes",
+            self.grpc_max_concurrent_rpcs,
+        )
         return self
+
+    @property
+    def concurrent_rpc_limit(self) -> int:
+        """`grpc_max_concurrent_rpcs`, or its default below the thread count."""
+        if self.grpc_max_concurrent_rpcs is not None:
+            return self.grpc_max_concurrent_rpcs
+        return max(1, self.grpc_max_workers * 3 // 4)
 
 
 def parse_model_config(text: str) -> tuple[ModelSettings, ...]:

@@ -26,8 +26,76 @@ _NP_TO_DT = {np.dtype(v): k for k, v in _CONTENT_DTYPES.items()}
 
 
 def dtype_name(dtype: int) -> str:
-    """Returns `DT_FLOAT`-style names for DataType enum values."""
-    return str(types_pb2.DataType.Name(dtype))
+    """Returns `DT_FLOAT`-style names for DataType enum values (`DT_<n>` for unknown ones)."""
+    try:
+        return str(types_pb2.DataType.Name(dtype))
+    except ValueError:  # a client may send any int32 as the enum value
+        return f"DT_<{dtype}>"
+
+
+# Typed value fields of a TensorProto, by dtype (the ones `tf.make_ndarray` reads).
+_VALUE_FIELDS = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_HALF: "half_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+}
+
+
+def element_count(proto: tensor_pb2.TensorProto, where: str, limit: int) -> int:
+    """Returns the number of elements a TensorProto declares, checked before any allocation.
+
+    TF Serving rejects a tensor whose values match neither its shape nor a single value to
+    broadcast (tensorflow/core/framework/tensor.cc, Tensor::FromProto); the element limit is
+    ours: a few bytes of `string_val` with a large shape would otherwise expand in memory.
+
+    Args:
+      proto: The tensor.
+      where: Input description for error messages.
+      limit: Most elements allowed.
+
+    Returns:
+      The element count (product of the dimensions; 1 for a scalar).
+
+    Raises:
+      InvalidArgumentError: Unknown dtype, negative dimension, more elements than `limit`,
+        or a value count that matches neither the shape nor a single broadcast value.
+    """
+    if proto.dtype not in _VALUE_FIELDS:
+        raise InvalidArgumentError(f"{where}: unsupported dtype {dtype_name(proto.dtype)}")
+    count = 1
+    for dim in proto.tensor_shape.dim:
+        if dim.size < 0:
+            raise InvalidArgumentError(f"{where}: negative dimension {dim.size} in the shape")
+        count *= dim.size
+        if count > limit:  # stop before the product itself grows without bound
+            raise InvalidArgumentError(
+                f"{where}: shape {[d.size for d in proto.tensor_shape.dim]} has more than "
+                f"{limit} elements (max_request_elements)"
+            )
+    if proto.tensor_content:
+        itemsize = tf.dtypes.as_dtype(proto.dtype).size
+        if proto.dtype == types_pb2.DT_STRING or len(proto.tensor_content) != count * itemsize:
+            raise InvalidArgumentError(
+                f"{where}: tensor_content of {len(proto.tensor_content)} bytes does not match "
+                f"{count} elements of {dtype_name(proto.dtype)}"
+            )
+        return count
+    given = len(getattr(proto, _VALUE_FIELDS[proto.dtype]))
+    if given not in (count, 1) and not (given == 0 and count == 0):
+        raise InvalidArgumentError(
+            f"{where}: {given} values do not match shape "
+            f"{[d.size for d in proto.tensor_shape.dim]} ({count} elements)"
+        )
+    return count
 
 
 def shape_of(proto: tensor_shape_pb2.TensorShapeProto) -> tuple[int, ...] | None:
@@ -52,20 +120,25 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     try:
         if proto.dtype == types_pb2.DT_STRING:
-            values = np.empty(len(proto.string_val), dtype=object)
-            values[:] = list(proto.string_val)
-            if not shape and len(values) == 1:
-                return values.reshape(())
+            # Element by element into an object array: numpy's bytes (`S`) dtype, which a
+            # list or `np.full` of bytes goes through, drops trailing NUL bytes.
+            strings = proto.string_val
             count = int(np.prod(shape)) if shape else 1
-            if len(values) == 1 and count > 1:
-                values = np.full(count, values[0], dtype=object)
+            values = np.empty(count if len(strings) == 1 else len(strings), dtype=object)
+            if len(strings) == 1:
+                values.fill(strings[0])
+            else:
+                for i, value in enumerate(strings):
+                    values[i] = value
             return values.reshape(shape)
         np_type = _CONTENT_DTYPES.get(proto.dtype)
         if np_type is not None and proto.tensor_content:
             return np.frombuffer(proto.tensor_content, dtype=np_type).reshape(shape)
         return tf.make_ndarray(proto)
-    except (ValueError, TypeError) as e:
-        raise InvalidArgumentError(f"Tensor values do not match shape {list(shape)}: {e}") from None
+    except (ValueError, TypeError, OverflowError, MemoryError):
+        raise InvalidArgumentError(
+            f"Tensor of {dtype_name(proto.dtype)}: values do not match shape {list(shape)}"
+        ) from None
 
 
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
@@ -161,17 +234,50 @@ def from_json(value: object, dtype: int, where: str) -> np.ndarray:
     decoded = _decode_json_value(value, is_string, where)
     try:
         if is_string:
-            array = np.array(decoded, dtype=object)
+            array = _object_array(decoded)
             if any(not isinstance(v, bytes) for v in array.ravel()):
                 raise ValueError("ragged")
             return array
         np_type = tf.dtypes.as_dtype(dtype).as_numpy_dtype
         return np.array(decoded, dtype=np_type)
+    except OverflowError:
+        raise InvalidArgumentError(
+            f"{where}: a number is out of range for {dtype_name(dtype)}"
+        ) from None
     except (ValueError, TypeError):
         raise InvalidArgumentError(
             f"{where}: cannot convert the JSON value to {dtype_name(dtype)} "
             "(ragged lists or wrong element types)"
         ) from None
+
+
+def _object_array(nested: object) -> np.ndarray:
+    """Nested lists of bytes as an object array, keeping trailing NUL bytes (no `S` dtype)."""
+    shape: list[int] = []
+    probe = nested
+    while isinstance(probe, list):
+        shape.append(len(probe))
+        if not probe:
+            break
+        probe = probe[0]
+    flat: list[object] = []
+
+    def walk(value: object, depth: int) -> None:
+        if depth == len(shape):
+            if isinstance(value, list):
+                raise ValueError("ragged")
+            flat.append(value)
+            return
+        if not isinstance(value, list) or len(value) != shape[depth]:
+            raise ValueError("ragged")
+        for item in value:
+            walk(item, depth + 1)
+
+    walk(nested, 0)
+    array = np.empty(len(flat), dtype=object)
+    for i, value in enumerate(flat):
+        array[i] = value
+    return array.reshape(shape)
 
 
 def to_json(array: np.ndarray, name: str) -> object:

@@ -14,6 +14,7 @@ from tensorflow.core.framework import types_pb2
 from serving import tensors
 from serving.client import ModelRef, PredictionClient, RestClient
 from serving.errors import Code, ServingError
+from serving.examples import example_to_json
 from tests.serving.conftest import MAX_REQUEST_BYTES, Target, latest_version, mutate
 
 # Codes where TF Serving and this server may legitimately word the same failure differently.
@@ -479,6 +480,20 @@ def test_rest_classify_and_regress(
         grpc_client.regress(model, examples).values,
         rtol=1e-5,
     )
+    # tensorflow_serving/util/json_tensor.cc (kClassifyRegressResponseKey) and
+    # tensorflow_model_server_test.py (testClassifyREST, testRegressREST): the JSON answer is
+    # {"results": ...}, [[label, score], ...] per example for classify, one number for regress.
+    features = [example_to_json(tf.train.Example.FromString(e)) for e in examples]
+    path = RestClient.model_path(model)
+    status, body = rest_client.request(
+        "POST", f"{path}:regress", {"signature_name": "regress", "examples": features}
+    )
+    assert status == 200 and set(body) == {"results"} and len(body["results"]) == len(examples)
+    status, body = rest_client.request(
+        "POST", f"{path}:classify", {"signature_name": "classify", "examples": features}
+    )
+    assert status == 200 and set(body) == {"results"}
+    assert all(len(pair) == 2 for row in body["results"] for pair in row)
 
 
 def test_rest_errors(rest_client: RestClient, target: Target, examples: list[bytes]) -> None:
@@ -502,7 +517,9 @@ def test_rest_errors(rest_client: RestClient, target: Target, examples: list[byt
             {"signature_name": "classify", "examples": "x"},
             400,
         ),
-        ("POST", f"/v1/models/{target.model}:explode", {"instances": b64}, 404),
+        # http_rest_api_handler.cc ProcessRequest: a /v1/ path no route matches is
+        # "Malformed request" INVALID_ARGUMENT.
+        ("POST", f"/v1/models/{target.model}:explode", {"instances": b64}, 400),
     ]
     for verb, path, body, code in cases:
         status, payload = rest_client.request(verb, path, body)

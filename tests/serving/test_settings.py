@@ -58,12 +58,29 @@ def test_flags_build_the_settings() -> None:
         (["--grpc_max_threads=0"], "'grpc_max_workers'"),
         (["--ssl_cert=a.pem"], "--ssl_cert and --ssl_key go together"),
         (["--model_name="], "'models.0.name'"),
+        (
+            ["--grpc_max_threads=8", "--grpc_max_concurrent_rpcs=8"],
+            "'grpc_max_concurrent_rpcs': expected fewer than grpc_max_workers (8)",
+        ),
+        (["--max_request_elements=0"], "'max_request_elements'"),
+        (["--max_examples_per_request=0"], "'max_examples_per_request'"),
+        (["--max_num_load_retries=-1"], "'max_num_load_retries'"),
     ],
 )
 def test_bad_flags_fail_naming_the_field(flags: list[str], message: str) -> None:
     with pytest.raises(typed_config.ConfigError) as error:
         _settings("--model_base_path=/m", *flags)
     assert message in str(error.value)
+
+
+def test_hardening_defaults_are_safe() -> None:
+    settings = _settings("--model_base_path=/m")
+    assert settings.host == "127.0.0.1"  # loopback unless --host=0.0.0.0 is passed
+    assert settings.concurrent_rpc_limit < settings.grpc_max_workers
+    assert (settings.max_num_load_retries, settings.load_retry_interval_s) == (5, 60.0)
+    flags = ("--model_base_path=/m", "--grpc_max_threads=8", "--load_retry_interval_micros=5000")
+    assert _settings(*flags).concurrent_rpc_limit == 6
+    assert _settings(*flags).load_retry_interval_s == 0.005
 
 
 def test_a_model_source_is_required() -> None:
