@@ -82,9 +82,10 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
     """
     from tfx import v1 as tfx
 
+    from pipeline.beam import apply_node_args
     from pipeline.pipeline import create_pipeline
 
-    return create_pipeline(
+    tfx_pipeline = create_pipeline(
         config.settings,
         pipeline_root=config.pipeline_root,
         source_uri=tfx.dsl.experimental.RuntimeParameter(
@@ -101,6 +102,9 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
         platform_configs={TRAINER: trainer_resource_spec(config)},
         push_provenance={"orchestrator": "kubeflow-pipelines-v2", "image": config.image},
     )
+    # Per-step Beam arguments end up in each step's executor args in the compiled spec.
+    apply_node_args(tfx_pipeline.components, config.beam)
+    return tfx_pipeline
 
 
 def custom_artifact_types(

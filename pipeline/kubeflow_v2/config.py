@@ -7,7 +7,8 @@ from typing import Annotated
 import pydantic.dataclasses
 from pydantic import Field
 
-from pipeline.config import BeamRunningMode, PipelineSettings, direct_runner_args, load
+from pipeline.beam import REMOTE_RUNNERS, BeamSettings, beam_pipeline_args
+from pipeline.config import PipelineSettings, load
 from typed_config import CONFIG, Settings, check_field
 
 # Schemes the KFP v2 launcher can use as a pipeline root (it maps them to /gcs, /s3, /minio).
@@ -85,7 +86,10 @@ class KubeflowConfig(Settings):
       serving_base: Directory the Pusher writes `<model_name>/<version>` to (`gs://` or a
         PVC path shared with TF Serving).
       display_name: Pipeline name in the KFP UI (empty = settings.pipeline_name).
-      beam_running_mode: Beam DirectRunner mode inside each step's pod.
+      beam: Beam runner of the Beam steps (see `pipeline.beam.BeamSettings`): DirectRunner
+        inside each step's pod, or a Flink/Spark job server, Dataflow, any Beam job service.
+        The compiler never sees the data: `beam.data_bytes` stands for its size.
+      tfjob: Optional distributed Trainer as a Kubeflow Training Operator TFJob.
       enable_cache: KFP caching of unchanged steps.
       cpu_node_selector: `label=value` pairs keeping every other step on the CPU pool.
       pvc_mounts: `pvc-name:/mount/path` volumes mounted into every step.
@@ -99,7 +103,7 @@ class KubeflowConfig(Settings):
     schema_path: str = "/pipeline/schemas/taxi/schema.pbtxt"
     serving_base: str = "/mnt/taxi/serving"
     display_name: str = ""
-    beam_running_mode: BeamRunningMode = "in_memory"
+    beam: BeamSettings = dataclasses.field(default_factory=BeamSettings)
     enable_cache: bool = True
     cpu_node_selector: tuple[str, ...] = ("pool=cpu",)
     pvc_mounts: tuple[str, ...] = ("taxi-pipeline:/mnt/taxi",)
@@ -164,7 +168,13 @@ class KubeflowConfig(Settings):
     @property
     def beam_pipeline_args(self) -> list[str]:
         """Beam arguments of the steps' own Beam jobs."""
-        return direct_runner_args(self.beam_running_mode)
+        beam = self.beam
+        if beam.runner in REMOTE_RUNNERS and not (
+            beam.sdk_container_image or beam.setup_file
+        ):
+            # The workers run the pipeline image: it has TFX and the project installed.
+            beam = dataclasses.replace(beam, sdk_container_image=self.image)
+        return beam_pipeline_args(beam)
 
 
 def parse_node_selector(pairs: tuple[str, ...], field: str) -> dict[str, str]:
