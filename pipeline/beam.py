@@ -8,7 +8,7 @@ only, so a config can be built and checked without importing Beam or TFX.
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic.dataclasses
 from pydantic import Field
@@ -165,8 +165,10 @@ def direct_mode(settings: BeamSettings, data_bytes: int | None) -> str:
     if settings.mode != "auto":
         return settings.mode
     size = settings.data_bytes if settings.data_bytes is not None else data_bytes
-    return "multi_processing" if size is not None and size >= settings.large_data_bytes else (
-        "in_memory"
+    return (
+        "multi_processing"
+        if size is not None and size >= settings.large_data_bytes
+        else ("in_memory")
     )
 
 
@@ -266,7 +268,7 @@ def source_bytes(paths: Sequence[str]) -> int:
     return sum(os.path.getsize(path) for path in paths)
 
 
-def apply_node_args(components: Sequence[object], settings: BeamSettings) -> list[str]:
+def apply_node_args(components: Sequence[Any], settings: BeamSettings) -> list[str]:
     """Adds each step's `node_args` to that TFX component (after the pipeline-wide args).
 
     TFX's `Pipeline` copies the pipeline-wide arguments into every Beam component's executor
@@ -283,7 +285,7 @@ def apply_node_args(components: Sequence[object], settings: BeamSettings) -> lis
     Raises:
       ConfigError: If `node_args` names an unknown node or one that runs no Beam job.
     """
-    by_id = {getattr(c, "id"): c for c in components}
+    by_id = {c.id: c for c in components}
     changed = []
     for node, args in node_beam_args(settings, list(by_id)).items():
         component = by_id[node]

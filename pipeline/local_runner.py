@@ -129,9 +129,7 @@ def local_beam_args(config: config_lib.LocalConfig, data_bytes: int | None) -> l
       The arguments.
     """
     beam = config.beam
-    if beam.runner in beam_lib.REMOTE_RUNNERS and not (
-        beam.setup_file or beam.sdk_container_image
-    ):
+    if beam.runner in beam_lib.REMOTE_RUNNERS and not (beam.setup_file or beam.sdk_container_image):
         beam = dataclasses.replace(beam, setup_file=project_setup_file())
     return beam_lib.beam_pipeline_args(beam, data_bytes)
 
@@ -191,9 +189,7 @@ def run_local(config: config_lib.LocalConfig) -> LocalRun:
     source_uri = os.path.abspath(config.source_data or source_lib.default_source())
     fingerprint = source_lib.fingerprint_source(source_uri)
     data_bytes = beam_lib.source_bytes(source_lib.list_source_files(source_uri))
-    progress.info(
-        "Source %s (fingerprint %s, %d bytes)", source_uri, fingerprint[:12], data_bytes
-    )
+    progress.info("Source %s (fingerprint %s, %d bytes)", source_uri, fingerprint[:12], data_bytes)
     pipeline = build_local_pipeline(
         config, source_uri, fingerprint, versioned_schema(config.output_dir), data_bytes
     )

@@ -72,6 +72,59 @@ class TrainerResources(Settings):
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class TFJobSettings(Settings):
+    """The optional distributed Trainer: a Kubeflow Training Operator TFJob (kubeflow.org/v1).
+
+    When enabled, the KFP Trainer step runs `components.tfjob.launcher.run_fn` on the CPU pool:
+    it creates a TFJob (1 Chief + `workers` Workers, MultiWorkerMirroredStrategy) running the
+    project's run_fn and waits for it. Needs the Training Operator in the cluster and RBAC for
+    the pipeline's service account to create and get `tfjobs`.
+
+    Attributes:
+      enabled: Train through a TFJob instead of inside the Trainer step's pod.
+      workers: Worker replicas besides the Chief.
+      gpus_per_replica: `nvidia.com/gpu` per replica.
+      cpu: CPU request/limit per replica (0 = unset).
+      memory_gb: Memory request/limit per replica in GB (0 = unset).
+      node_selector: `label=value` pairs selecting the replicas' node pool.
+      tolerations: Taints the replicas tolerate, `key[=value]:Effect`.
+      image: Replica image (empty = the pipeline image).
+      backoff_limit: Retries of the whole job.
+      timeout_s: The job's activeDeadlineSeconds, and how long the step waits.
+    """
+
+    enabled: bool = False
+    workers: Annotated[int, Field(ge=0)] = 1
+    gpus_per_replica: Annotated[int, Field(ge=0)] = 1
+    cpu: _NonNegative = 4.0
+    memory_gb: _NonNegative = 16.0
+    node_selector: tuple[str, ...] = ("pool=gpu",)
+    tolerations: tuple[str, ...] = ("nvidia.com/gpu:NoSchedule",)
+    image: str = ""
+    backoff_limit: Annotated[int, Field(ge=0)] = 0
+    timeout_s: Annotated[int, Field(ge=60)] = 6 * 3600
+
+    @pydantic.field_validator("node_selector")
+    @classmethod
+    def _check_node_selector(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_node_selector(value, "")
+        return value
+
+    @pydantic.field_validator("tolerations")
+    @classmethod
+    def _check_tolerations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_tolerations(value, "")
+        return value
+
+    @pydantic.field_validator("image")
+    @classmethod
+    def _check_image(cls, value: str) -> str:
+        if value and (not _IMAGE_RE.match(value) or value.endswith(":latest")):
+            raise ValueError("expected repo/name:tag or repo/name@sha256:<64 hex>, not :latest")
+        return value
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
 class KubeflowConfig(Settings):
     """The `kubeflow` environment: where and how the compiled spec runs on open-source KFP v2.
 
@@ -108,6 +161,7 @@ class KubeflowConfig(Settings):
     cpu_node_selector: tuple[str, ...] = ("pool=cpu",)
     pvc_mounts: tuple[str, ...] = ("taxi-pipeline:/mnt/taxi",)
     trainer: TrainerResources = dataclasses.field(default_factory=TrainerResources)
+    tfjob: TFJobSettings = dataclasses.field(default_factory=TFJobSettings)
 
     @pydantic.field_validator("settings")
     @classmethod
@@ -169,9 +223,7 @@ class KubeflowConfig(Settings):
     def beam_pipeline_args(self) -> list[str]:
         """Beam arguments of the steps' own Beam jobs."""
         beam = self.beam
-        if beam.runner in REMOTE_RUNNERS and not (
-            beam.sdk_container_image or beam.setup_file
-        ):
+        if beam.runner in REMOTE_RUNNERS and not (beam.sdk_container_image or beam.setup_file):
             # The workers run the pipeline image: it has TFX and the project installed.
             beam = dataclasses.replace(beam, sdk_container_image=self.image)
         return beam_pipeline_args(beam)

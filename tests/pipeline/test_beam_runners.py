@@ -2,6 +2,7 @@
 arguments of flink/spark/dataflow, refused runners, per-step arguments in the compiled spec,
 and (slow) the whole pipeline on Beam's portable job service with an EXTERNAL worker pool."""
 
+import contextlib
 import os
 import re
 import socket
@@ -95,14 +96,26 @@ def test_cluster_runner_args_match_golden(runner: str) -> None:
         (["beam.runner=dask"], "beam.runner", "no side inputs"),
         (["beam.runner=storm"], "beam.runner", "one of"),
         (["beam.runner=flink"], "beam.job_endpoint", "host:port"),
-        (["beam.runner=spark", "beam.job_endpoint=js:8099", "beam.parallelism=4"], "beam.parallelism", "flink"),
-        (["beam.runner=dataflow", "beam.project=p", "beam.region=r"], "beam.temp_location", "gs://"),
+        (
+            ["beam.runner=spark", "beam.job_endpoint=js:8099", "beam.parallelism=4"],
+            "beam.parallelism",
+            "flink",
+        ),
+        (
+            ["beam.runner=dataflow", "beam.project=p", "beam.region=r"],
+            "beam.temp_location",
+            "gs://",
+        ),
         (
             ["beam.runner=dataflow", "beam.temp_location=gs://b/t", "beam.region=r"],
             "beam.project",
             "project",
         ),
-        (["beam.runner=portable", "beam.job_endpoint=x:1", "beam.mode=multi_processing"], "beam.mode", "DirectRunner"),
+        (
+            ["beam.runner=portable", "beam.job_endpoint=x:1", "beam.mode=multi_processing"],
+            "beam.mode",
+            "DirectRunner",
+        ),
         (["beam.environment_type=KUBERNETES"], "beam.environment_type", "EXTERNAL"),
         (["beam.workers=-1"], "beam.workers", ">= 0"),
     ],
@@ -144,8 +157,8 @@ def test_node_args_reach_that_step_only_and_unknown_nodes_fail(tmp_path) -> None
     statistics = by_id["StatisticsGen"].executor_spec.beam_pipeline_args
     assert transform[-1] == "--direct_num_workers=4"
     assert "--direct_num_workers=2" in statistics and "--direct_num_workers=4" not in statistics
-    for node_args, node in (({"NoSuchStep": ["--x=1"]}, "NoSuchStep"), ({"Trainer": ["--x=1"]}, "Trainer")):
-        bad = config_lib.build(config_lib.LocalConfig, {"beam": {"node_args": node_args}})
+    for node in ("NoSuchStep", "Trainer"):  # Trainer runs no Beam job
+        bad = config_lib.build(config_lib.LocalConfig, {"beam": {"node_args": {node: ["--x=1"]}}})
         with pytest.raises(ConfigError, match=f"'beam.node_args'.*{node}"):
             local_runner.build_local_pipeline(bad, str(tmp_path), "f", "/s.pbtxt", None)
 
@@ -177,7 +190,11 @@ def beam_services(tmp_path):
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["PYTHONPATH"] = REPO
     job_port, pool_port = _free_port(), _free_port()
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("job_service", "pool")}
+    stack = contextlib.ExitStack()
+    logs = {
+        name: stack.enter_context((tmp_path / f"{name}.log").open("w"))
+        for name in ("job_service", "pool")
+    }
     commands = {
         "job_service": [
             sys.executable,
@@ -208,8 +225,7 @@ def beam_services(tmp_path):
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        for log in logs.values():
-            log.close()
+        stack.close()
 
 
 @pytest.mark.slow
