@@ -34,22 +34,32 @@ def _records(files: list[str]) -> tf.data.Dataset:
 
 
 def _dataset(
-    file_patterns: list[str], feature_spec: dict, batch_size: int, seed: int
+    file_patterns: list[str], feature_spec: dict, batch_size: int, seed: int, workers: int = 1
 ) -> tf.data.Dataset:
     """Reads Transform's GZIP TFRecords of tf.Examples into (features, label) batches.
 
     A plain tf.data pipeline rather than `fn_args.data_accessor`: with tfx_bsl's dataset
     factory, `fit` took 36 s for 1000 steps here against 7 s with this one (same data, same
     model, 50 steps per execution). Files are read in parallel (interleave), batches parsed in
-    parallel and prefetched; under MultiWorkerMirroredStrategy Keras shards it per worker.
+    parallel and prefetched. Under MultiWorkerMirroredStrategy Keras shards it per worker: by
+    file when every worker gets one, else by record (with fewer files than workers, file
+    sharding would leave a worker without data).
     """
+    files = _files(file_patterns)
 
     def parse(serialized: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         parsed = tf.io.parse_example(serialized, feature_spec)
         return parsed, parsed.pop(features.LABEL_KEY)
 
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.FILE
+        if len(files) >= workers
+        else tf.data.experimental.AutoShardPolicy.DATA
+    )
     return (
-        _records(_files(file_patterns))
+        _records(files)
+        .with_options(options)
         .shuffle(10_000, seed=seed)
         .repeat()
         .batch(batch_size, drop_remainder=True)
@@ -117,8 +127,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         )
 
     feature_spec = tf_transform_output.transformed_feature_spec()
-    train = _dataset(fn_args.train_files, feature_spec, hparams.batch_size, hparams.seed)
-    evaluation = _dataset(fn_args.eval_files, feature_spec, hparams.batch_size, hparams.seed)
+    workers = strategy.cluster_size(tf_config)
+    train = _dataset(fn_args.train_files, feature_spec, hparams.batch_size, hparams.seed, workers)
+    evaluation = _dataset(
+        fn_args.eval_files, feature_spec, hparams.batch_size, hparams.seed, workers
+    )
     train_steps = training_steps(fn_args, hparams)
     # Under MultiWorkerMirroredStrategy every worker runs this function and must take part in
     # saving (saving runs collective ops), but only the chief may write the outputs: the

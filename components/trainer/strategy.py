@@ -39,6 +39,14 @@ def choose_strategy_name(num_gpus: int, tf_config_json: str | None) -> str:
     return DEFAULT
 
 
+def cluster_size(tf_config_json: str | None) -> int:
+    """Number of training processes (chief + workers) TF_CONFIG names; 1 without a cluster."""
+    if not tf_config_json:
+        return 1
+    cluster = (json.loads(tf_config_json) or {}).get("cluster") or {}
+    return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
+
+
 def is_chief(tf_config_json: str | None) -> bool:
     """Whether this process writes the outputs: no cluster, the `chief` task, or worker 0 of
     a cluster without a chief (TF's MultiWorkerMirroredStrategy convention; TFX's Trainer

@@ -120,7 +120,8 @@ def test_wait_returns_on_succeeded_and_raises_on_failed_or_timeout() -> None:
             }
         }
 
-    states = iter([job(), job(("Created", "True")), job(("Running", "True"), ("Succeeded", "True"))])
+    succeeded = job(("Running", "True"), ("Succeeded", "True"))
+    states = iter([job(), job(("Created", "True")), succeeded])
     slept: list[float] = []
     message = launcher.wait_for_tfjob(lambda: next(states), 100, poll_s=10, sleep=slept.append)
     assert message == "Succeeded True" and slept == [10, 10]

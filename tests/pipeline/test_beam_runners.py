@@ -3,6 +3,7 @@ arguments of flink/spark/dataflow, refused runners, per-step arguments in the co
 and (slow) the whole pipeline on Beam's portable job service with an EXTERNAL worker pool."""
 
 import contextlib
+import dataclasses
 import os
 import re
 import socket
@@ -262,3 +263,28 @@ def test_pipeline_runs_on_portable_runner_with_external_worker_pool(tmp_path, be
     # Two workers per job from the pool, over several Beam jobs (StatisticsGen, Transform,
     # Evaluator, ...): the Beam steps ran in the pool's processes, not in this one.
     assert len(worker_ids) >= 2, pool_log.read_text()[-2000:]
+
+
+def test_compiled_spec_carries_each_steps_beam_args() -> None:
+    from pipeline.kubeflow_v2 import compiler
+
+    example = os.path.join(REPO, "kubeflow", "config.example.json")
+    flink = kubeflow_config_lib.load_kubeflow_config(example, CLUSTER_RUNNERS["flink"])
+    config = dataclasses.replace(
+        flink, beam=dataclasses.replace(flink.beam, node_args={"Transform": ("--parallelism=32",)})
+    )
+    executors = compiler.compile_pipeline(config).pipeline_spec["deploymentSpec"]["executors"]
+    with open(os.path.join(GOLDEN_DIR, "flink.txt")) as f:
+        golden = f.read().splitlines()
+
+    def args(label: str) -> list[str]:
+        return executors[label]["container"]["args"]
+
+    for step in ("StatisticsGen", "Transform", "Evaluator"):
+        container_args = args(f"{step}_executor")
+        assert container_args[container_args.index(golden[0]) :][: len(golden)] == golden, step
+    assert args("Transform_executor")[-1] == "--parallelism=32"
+    assert "--parallelism=32" not in args("StatisticsGen_executor")
+    # TFX also hands the pipeline-wide args to non-Beam steps (step_builder.py), never a
+    # step's own.
+    assert "--parallelism=32" not in args("Trainer_executor")
