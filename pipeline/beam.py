@@ -5,9 +5,8 @@ TFX hands every Beam component (StatisticsGen, Transform, Evaluator, ...). Light
 only, so a config can be built and checked without importing Beam or TFX.
 """
 
-import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import pydantic.dataclasses
@@ -72,8 +71,8 @@ class BeamSettings(Settings):
         machine); empty = the project is in the workers' image (`sdk_container_image`).
       sdk_container_image: Image remote SDK workers run (flink, spark, dataflow: the
         pipeline image, which has the project and TFX installed).
-      node_args: Node id -> extra Beam arguments for that step only (applied after the
-        shared ones, so they win), e.g. `{"Transform": ["--direct_num_workers=8"]}`.
+      node_args: Extra Beam arguments for one step only, `NodeId:--name=value` each (applied
+        after the shared ones, so they win), e.g. `Transform:--direct_num_workers=8`.
     """
 
     runner: str = "direct"
@@ -90,7 +89,7 @@ class BeamSettings(Settings):
     region: str = ""
     setup_file: str = ""
     sdk_container_image: str = ""
-    node_args: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    node_args: tuple[str, ...] = ()
 
     @pydantic.field_validator("runner")
     @classmethod
@@ -102,10 +101,8 @@ class BeamSettings(Settings):
 
     @pydantic.field_validator("node_args")
     @classmethod
-    def _check_node_args(cls, value: Mapping[str, tuple[str, ...]]) -> Mapping[str, tuple]:
-        for node, args in value.items():
-            for arg in args:
-                check_field(arg.startswith("--"), node, "Beam arguments like --name=value", arg)
+    def _check_node_args(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_node_args(value, "")
         return value
 
     @pydantic.model_validator(mode="after")
@@ -150,6 +147,22 @@ class BeamSettings(Settings):
                 self.setup_file,
             )
         return self
+
+
+def parse_node_args(entries: tuple[str, ...], field: str) -> dict[str, list[str]]:
+    """Parses `NodeId:--name=value` entries into node id -> arguments (in order).
+
+    Raises:
+      ConfigError: On an entry without a node id or whose argument is not `--...`.
+    """
+    result: dict[str, list[str]] = {}
+    for entry in entries:
+        node, sep, arg = entry.partition(":")
+        check_field(
+            bool(sep) and bool(node) and arg.startswith("--"), field, "NodeId:--name=value", entry
+        )
+        result.setdefault(node, []).append(arg)
+    return result
 
 
 def direct_mode(settings: BeamSettings, data_bytes: int | None) -> str:
@@ -258,9 +271,10 @@ def node_beam_args(settings: BeamSettings, node_ids: Sequence[str]) -> dict[str,
     Raises:
       ConfigError: If `node_args` names a node the pipeline does not have.
     """
-    for node in settings.node_args:
+    by_node = parse_node_args(settings.node_args, "beam.node_args")
+    for node in by_node:
         check_field(node in node_ids, "beam.node_args", f"node ids from {list(node_ids)}", node)
-    return {node: list(args) for node, args in settings.node_args.items()}
+    return by_node
 
 
 def source_bytes(paths: Sequence[str]) -> int:

@@ -137,7 +137,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # saving (saving runs collective ops), but only the chief may write the outputs: the
     # others write to a scratch directory that is deleted (TFX's Trainer executor leaves
     # exporting "only once" to run_fn, tfx/components/trainer/executor.py).
-    scratch = None if chief else tempfile.mkdtemp(prefix="trainer-worker-")
+    scratch = "" if chief else tempfile.mkdtemp(prefix="trainer-worker-")
     run_dir = fn_args.model_run_dir if chief else os.path.join(scratch, "run")
     export_dir = fn_args.serving_model_dir if chief else os.path.join(scratch, "export")
     epochs = max(1, min(hparams.epochs, train_steps))
@@ -176,6 +176,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             indent=2,
         )
     export.export_model(classifier, tf_transform_output, export_dir, features.load_schema())
-    if scratch is not None:
+    if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
     logging.info("%s: model %s", "chief" if chief else "worker", export_dir)

@@ -119,6 +119,7 @@ def test_cluster_runner_args_match_golden(runner: str) -> None:
         ),
         (["beam.environment_type=KUBERNETES"], "beam.environment_type", "EXTERNAL"),
         (["beam.workers=-1"], "beam.workers", ">= 0"),
+        (["beam.node_args=--x=1"], "beam.node_args", "NodeId:--name=value"),
     ],
 )
 def test_bad_beam_settings_fail_naming_the_field(overrides, field, why) -> None:
@@ -140,17 +141,14 @@ def test_local_remote_runner_stages_the_project_setup_file() -> None:
 
 
 def test_node_args_reach_that_step_only_and_unknown_nodes_fail(tmp_path) -> None:
-    overrides = [
-        f"output_dir={tmp_path}",
-        "beam.mode=multi_processing",
-        "beam.workers=2",
-    ]
-    config = config_lib.build(
-        config_lib.LocalConfig,
-        config_lib.merge(
-            config_lib.parse_overrides(overrides),
-            {"beam": {"node_args": {"Transform": ["--direct_num_workers=4"]}}},
-        ),
+    config = config_lib.load_local_config(
+        None,
+        [
+            f"output_dir={tmp_path}",
+            "beam.mode=multi_processing",
+            "beam.workers=2",
+            "beam.node_args=Transform:--direct_num_workers=4",
+        ],
     )
     pipeline = local_runner.build_local_pipeline(config, str(tmp_path), "f", "/s.pbtxt", None)
     by_id = {c.id: c for c in pipeline.components}
@@ -159,7 +157,7 @@ def test_node_args_reach_that_step_only_and_unknown_nodes_fail(tmp_path) -> None
     assert transform[-1] == "--direct_num_workers=4"
     assert "--direct_num_workers=2" in statistics and "--direct_num_workers=4" not in statistics
     for node in ("NoSuchStep", "Trainer"):  # Trainer runs no Beam job
-        bad = config_lib.build(config_lib.LocalConfig, {"beam": {"node_args": {node: ["--x=1"]}}})
+        bad = config_lib.load_local_config(None, [f"beam.node_args={node}:--x=1"])
         with pytest.raises(ConfigError, match=f"'beam.node_args'.*{node}"):
             local_runner.build_local_pipeline(bad, str(tmp_path), "f", "/s.pbtxt", None)
 
@@ -271,7 +269,7 @@ def test_compiled_spec_carries_each_steps_beam_args() -> None:
     example = os.path.join(REPO, "kubeflow", "config.example.json")
     flink = kubeflow_config_lib.load_kubeflow_config(example, CLUSTER_RUNNERS["flink"])
     config = dataclasses.replace(
-        flink, beam=dataclasses.replace(flink.beam, node_args={"Transform": ("--parallelism=32",)})
+        flink, beam=dataclasses.replace(flink.beam, node_args=("Transform:--parallelism=32",))
     )
     executors = compiler.compile_pipeline(config).pipeline_spec["deploymentSpec"]["executors"]
     with open(os.path.join(GOLDEN_DIR, "flink.txt")) as f:
