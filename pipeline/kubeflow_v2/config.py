@@ -209,6 +209,18 @@ class KubeflowConfig(Settings):
         parse_pvc_mounts(value, "")
         return value
 
+    @pydantic.model_validator(mode="after")
+    def _check_dataflow_paths(self) -> "KubeflowConfig":
+        # Dataflow workers run outside the cluster: they can reach GCS, not the PVC or MinIO
+        # behind the KFP launcher's local paths.
+        if self.beam.runner == "dataflow":
+            for field in ("pipeline_root", "source_uri"):
+                value = getattr(self, field)
+                check_field(
+                    value.startswith("gs://"), field, "a gs:// URI with beam.runner=dataflow", value
+                )
+        return self
+
     @property
     def pipeline_display_name(self) -> str:
         """Name shown in the KFP UI."""

@@ -40,6 +40,8 @@ CLUSTER_RUNNERS = {
     ],
     "dataflow": [
         "beam.runner=dataflow",
+        "pipeline_root=gs://my-bucket/root",
+        "source_uri=gs://my-bucket/taxi",
         "beam.project=my-project",
         "beam.region=europe-west4",
         "beam.temp_location=gs://my-bucket/beam-tmp",
@@ -128,6 +130,12 @@ def test_bad_beam_settings_fail_naming_the_field(overrides, field, why) -> None:
             load(None, overrides)
         assert f"'{field}'" in str(error.value)
         assert why in str(error.value)
+
+
+def test_dataflow_on_kubeflow_needs_gcs_paths() -> None:
+    overrides = [o for o in CLUSTER_RUNNERS["dataflow"] if not o.startswith("source_uri")]
+    with pytest.raises(ConfigError, match=r"'source_uri'.*gs://"):
+        kubeflow_config_lib.load_kubeflow_config(None, overrides)
 
 
 def test_local_remote_runner_stages_the_project_setup_file() -> None:
