@@ -42,6 +42,10 @@ class Hyperparameters(typed_config.Settings):
         """Returns a JSON-serialisable dict for the Trainer's custom_config."""
         values = dataclasses.asdict(self)
         values["hidden_units"] = list(self.hidden_units)
+        if self.train_epochs is None:
+            # Unset is the default: leaving it out keeps compiled specs and cache keys of
+            # fixed-step runs as they were.
+            del values["train_epochs"]
         return {"hyperparameters": values}
 
     @classmethod
