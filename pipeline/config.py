@@ -7,7 +7,6 @@ overrides; a bad value fails at start with a message naming the field.
 import dataclasses
 import json
 import os
-import typing
 from collections.abc import Mapping
 from typing import Annotated, TypeVar
 
@@ -16,13 +15,12 @@ from pydantic import Field
 
 from components.anomalies_gate import policies
 from components.trainer.hyperparameters import Hyperparameters
+from pipeline.beam import BeamSettings, beam_pipeline_args
 from serving.tracing import TracingSettings
 from typed_config import CONFIG, ConfigError, Settings, build
 
 _Fraction = Annotated[float, Field(ge=0, le=1)]
 _AtLeastOne = Annotated[int, Field(ge=1)]
-# Beam DirectRunner modes (see `direct_runner_args`).
-BeamRunningMode = typing.Literal["in_memory", "multi_processing", "multi_threading"]
 _Config = TypeVar("_Config")
 
 
@@ -127,8 +125,8 @@ class LocalConfig(Settings):
       output_dir: Everything the run writes: prepared data, pipeline root, MLMD, serving base.
       serving_base: Where the Pusher writes `<model_name>/<version>`; None = output_dir/serving.
       enable_cache: Reuse results of unchanged steps from earlier runs.
-      beam_running_mode: Beam DirectRunner mode for the components (`in_memory` is fastest
-        on a small machine; `multi_processing` uses every core).
+      beam: Beam runner of the Beam steps (see `pipeline.beam.BeamSettings`); `mode=auto`
+        picks the DirectRunner mode from the source size measured at the start of the run.
       serve_after_run: After a push, serve the model briefly and answer one gRPC prediction.
       tracing: OpenTelemetry spans per run and per step (`pipeline/telemetry.py`).
       metrics: Prometheus metrics of each run (textfile and/or Pushgateway).
@@ -139,7 +137,7 @@ class LocalConfig(Settings):
     output_dir: Annotated[str, Field(min_length=1)] = "out/local"
     serving_base: str | None = None
     enable_cache: bool = True
-    beam_running_mode: BeamRunningMode = "in_memory"
+    beam: BeamSettings = dataclasses.field(default_factory=BeamSettings)
     serve_after_run: bool = True
     tracing: TracingSettings = dataclasses.field(default_factory=TracingSettings)
     metrics: RunMetricsSettings = dataclasses.field(default_factory=RunMetricsSettings)
@@ -160,28 +158,13 @@ class LocalConfig(Settings):
         base = self.serving_base or os.path.join(self.output_dir, "serving")
         return os.path.join(base, self.settings.model_name)
 
-    @property
-    def beam_pipeline_args(self) -> list[str]:
-        """Beam arguments for the components' own Beam jobs."""
-        return direct_runner_args(self.beam_running_mode)
+    def beam_pipeline_args(self, data_bytes: int | None = None) -> list[str]:
+        """Beam arguments for the components' own Beam jobs (see `pipeline.beam`).
 
-
-def direct_runner_args(mode: str) -> list[str]:
-    """Beam arguments selecting a DirectRunner mode for the components' Beam jobs.
-
-    `in_memory` is the DirectRunner's default, so it gets no arguments, and none is better:
-    given any Beam arguments, every Beam component first builds and stages an sdist of TFX
-    itself for remote workers (about 2 s each here), useless for an in-process runner.
-
-    Args:
-      mode: `in_memory`, `multi_threading` or `multi_processing`.
-
-    Returns:
-      The arguments.
-    """
-    if mode == "in_memory":
-        return []
-    return [f"--direct_running_mode={mode}", "--direct_num_workers=0"]
+        Args:
+          data_bytes: Source size, measured by the entry point, for `beam.mode=auto`.
+        """
+        return beam_pipeline_args(self.beam, data_bytes)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, object]:

@@ -15,6 +15,7 @@ from tfx.orchestration.beam import beam_dag_runner
 
 import schemas
 from components.data_prep import source as source_lib
+from pipeline import beam as beam_lib
 from pipeline import config as config_lib
 from pipeline import lineage, telemetry
 from pipeline import pipeline as pipeline_lib
@@ -134,8 +135,36 @@ def versioned_schema(output_dir: str) -> str:
     return os.path.abspath(path)
 
 
+def project_setup_file() -> str:
+    """The project's setup.py (next to the `pipeline` package), staged for remote workers."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+
+
+def local_beam_args(config: config_lib.LocalConfig, data_bytes: int | None) -> list[str]:
+    """The Beam arguments of a local run.
+
+    A remote runner's workers need the project's code: unless the config names a setup file
+    or a worker image, the project's setup.py is staged (`--setup_file`).
+
+    Args:
+      config: Local config.
+      data_bytes: Source size, for `beam.mode=auto`.
+
+    Returns:
+      The arguments.
+    """
+    beam = config.beam
+    if beam.runner in beam_lib.REMOTE_RUNNERS and not (beam.setup_file or beam.sdk_container_image):
+        beam = dataclasses.replace(beam, setup_file=project_setup_file())
+    return beam_lib.beam_pipeline_args(beam, data_bytes)
+
+
 def build_local_pipeline(
-    config: config_lib.LocalConfig, source_uri: str, source_fingerprint: str, schema_path: str
+    config: config_lib.LocalConfig,
+    source_uri: str,
+    source_fingerprint: str,
+    schema_path: str,
+    data_bytes: int | None = None,
 ) -> tfx.dsl.Pipeline:
     """Binds the pipeline definition to the local environment.
 
@@ -144,18 +173,19 @@ def build_local_pipeline(
       source_uri: Source CSVs (absolute path).
       source_fingerprint: `fingerprint_source(source_uri)`, DataPrep's cache key for the data.
       schema_path: Curated schema file (see `versioned_schema`).
+      data_bytes: Source size in bytes (picks the DirectRunner mode for `beam.mode=auto`).
 
     Returns:
       The pipeline, with a SQLite MLMD store under the output directory.
     """
-    return pipeline_lib.create_pipeline(
+    pipeline = pipeline_lib.create_pipeline(
         config.settings,
         pipeline_root=os.path.abspath(config.pipeline_root),
         source_uri=source_uri,
         source_fingerprint=source_fingerprint,
         schema_path=schema_path,
         model_dir=os.path.abspath(config.model_dir),
-        beam_pipeline_args=config.beam_pipeline_args,
+        beam_pipeline_args=local_beam_args(config, data_bytes),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.abspath(config.metadata_path)
         ),
@@ -166,6 +196,8 @@ def build_local_pipeline(
             **lineage.code_provenance(),
         },
     )
+    beam_lib.apply_node_args(pipeline.components, config.beam)
+    return pipeline
 
 
 def run_local(
@@ -188,10 +220,12 @@ def run_local(
     """
     source_uri = os.path.abspath(config.source_data or source_lib.default_source())
     fingerprint = source_lib.fingerprint_source(source_uri)
-    progress.info("Source %s (fingerprint %s)", source_uri, fingerprint[:12])
+    data_bytes = beam_lib.source_bytes(source_lib.list_source_files(source_uri))
+    progress.info("Source %s (fingerprint %s, %d bytes)", source_uri, fingerprint[:12], data_bytes)
     pipeline = build_local_pipeline(
-        config, source_uri, fingerprint, versioned_schema(config.output_dir)
+        config, source_uri, fingerprint, versioned_schema(config.output_dir), data_bytes
     )
+    progress.info("Beam arguments: %s", pipeline.beam_pipeline_args or "(in-memory DirectRunner)")
     logging.info(
         "Running pipeline %s with root %s",
         pipeline.pipeline_info.pipeline_name,

@@ -19,6 +19,9 @@ class Hyperparameters(typed_config.Settings):
       batch_size: Examples per training and validation batch.
       epochs: Number of epochs the training steps are spread over; early stopping checks
         validation AUC after each.
+      train_epochs: Passes over the training rows; when set, the training steps are computed
+        in run_fn from the rows Transform wrote (ceil(rows x train_epochs / batch_size)) and
+        the Trainer's fixed `train_steps` is ignored; None = fixed steps.
       early_stopping_patience: Epochs without validation AUC gain before stopping.
       seed: Seed for TF, Keras and data shuffling.
       steps_per_execution: Training steps run per call into the compiled graph; the same
@@ -30,6 +33,7 @@ class Hyperparameters(typed_config.Settings):
     learning_rate: Annotated[float, Field(gt=0, lt=1)] = 1e-3
     batch_size: Annotated[int, Field(ge=1)] = 40
     epochs: Annotated[int, Field(ge=1)] = 5
+    train_epochs: Annotated[int, Field(ge=1)] | None = None
     early_stopping_patience: Annotated[int, Field(ge=1)] = 2
     seed: int = 42
     steps_per_execution: Annotated[int, Field(ge=1)] = 50
@@ -38,6 +42,10 @@ class Hyperparameters(typed_config.Settings):
         """Returns a JSON-serialisable dict for the Trainer's custom_config."""
         values = dataclasses.asdict(self)
         values["hidden_units"] = list(self.hidden_units)
+        if self.train_epochs is None:
+            # Unset is the default: leaving it out keeps compiled specs and cache keys of
+            # fixed-step runs as they were.
+            del values["train_epochs"]
         return {"hyperparameters": values}
 
     @classmethod

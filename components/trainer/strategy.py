@@ -39,6 +39,44 @@ def choose_strategy_name(num_gpus: int, tf_config_json: str | None) -> str:
     return DEFAULT
 
 
+def cluster_size(tf_config_json: str | None) -> int:
+    """Number of training processes (chief + workers) TF_CONFIG names; 1 without a cluster."""
+    if not tf_config_json:
+        return 1
+    cluster = (json.loads(tf_config_json) or {}).get("cluster") or {}
+    return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
+
+
+def is_chief(tf_config_json: str | None) -> bool:
+    """Whether this process writes the outputs: no cluster, the `chief` task, or worker 0 of
+    a cluster without a chief (TF's MultiWorkerMirroredStrategy convention; TFX's Trainer
+    executor decides the same way in `_is_chief`, tfx/components/trainer/executor.py).
+
+    Args:
+      tf_config_json: The `TF_CONFIG` environment value, or None when unset.
+
+    Returns:
+      True for the one process that exports.
+
+    Raises:
+      ValueError: If TF_CONFIG is set but is not a JSON object.
+    """
+    if not tf_config_json:
+        return True
+    try:
+        tf_config = json.loads(tf_config_json)
+        cluster = tf_config.get("cluster") or {}
+        task = tf_config.get("task") or {}
+    except (ValueError, AttributeError) as e:
+        raise ValueError(f"TF_CONFIG is not a JSON object: {tf_config_json!r}") from e
+    if not cluster:
+        return True
+    task_type, index = task.get("type"), int(task.get("index", 0))
+    if task_type in ("chief", "master"):
+        return index == 0
+    return task_type == "worker" and index == 0 and "chief" not in cluster
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """Builds the strategy `choose_strategy_name` picked.
 

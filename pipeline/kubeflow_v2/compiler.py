@@ -19,7 +19,10 @@ if TYPE_CHECKING:  # TFX is imported where a pipeline is built, not when this mo
     from ml_metadata.proto import metadata_store_pb2
     from tfx.orchestration import pipeline as tfx_pipeline_lib
 
+    from components.tfjob import manifest as tfjob_manifest
+
 TRAINER = "Trainer"
+TFJOB_RUN_FN = "components.tfjob.launcher.run_fn"
 SOURCE_URI_PARAMETER = "source_uri"
 SOURCE_FINGERPRINT_PARAMETER = "source_fingerprint"
 FINGERPRINT_TASK = "SourceFingerprint"
@@ -73,6 +76,38 @@ def trainer_resource_spec(
     return spec
 
 
+def tfjob_params(config: KubeflowConfig) -> "tfjob_manifest.TFJobParams":
+    """The TFJob parameters the Trainer step's launcher gets (see `components.tfjob`)."""
+    from components.tfjob import manifest as tfjob_manifest
+
+    tfjob = config.tfjob
+    return tfjob_manifest.TFJobParams(
+        image=tfjob.image or config.image,
+        workers=tfjob.workers,
+        gpus_per_replica=tfjob.gpus_per_replica,
+        cpu=tfjob.cpu,
+        memory_gb=tfjob.memory_gb,
+        node_selector=parse_node_selector(tfjob.node_selector, "tfjob.node_selector"),
+        tolerations=parse_tolerations(tfjob.tolerations, "tfjob.tolerations"),
+        pvc_mounts=parse_pvc_mounts(config.pvc_mounts, "pvc_mounts"),
+        backoff_limit=tfjob.backoff_limit,
+        timeout_s=tfjob.timeout_s,
+    )
+
+
+def use_tfjob_trainer(trainer: object, params: "tfjob_manifest.TFJobParams") -> None:
+    """Points the Trainer at the TFJob launcher: same inputs, outputs and hyperparameters; its
+    run_fn creates the TFJob whose replicas run the project's run_fn (TFX's Trainer keeps
+    `run_fn` and `custom_config` as exec properties, custom_config as JSON)."""
+    from tfx.utils import json_utils
+
+    properties = trainer.exec_properties  # type: ignore[attr-defined]
+    custom_config = json_utils.loads(properties["custom_config"] or "{}")
+    custom_config["tfjob"] = params.to_json()
+    properties["custom_config"] = json_utils.dumps(custom_config)
+    properties["run_fn"] = TFJOB_RUN_FN
+
+
 def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
     """Builds the project's TFX pipeline for KFP: the source as runtime parameters, Trainer GPU.
 
@@ -86,7 +121,7 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
 
     from pipeline.pipeline import create_pipeline
 
-    return create_pipeline(
+    tfx_pipeline = create_pipeline(
         config.settings,
         pipeline_root=config.pipeline_root,
         source_uri=tfx.dsl.experimental.RuntimeParameter(
@@ -100,7 +135,8 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
         model_dir=config.model_dir,
         beam_pipeline_args=config.beam_pipeline_args,
         enable_cache=config.enable_cache,
-        platform_configs={TRAINER: trainer_resource_spec(config)},
+        # With a TFJob the Trainer step only launches and waits: no GPU for its own pod.
+        platform_configs={} if config.tfjob.enabled else {TRAINER: trainer_resource_spec(config)},
         push_provenance={"orchestrator": "kubeflow-pipelines-v2", "image": config.image},
         baseline_metadata=baseline_metadata_connection(config),
     )
@@ -123,6 +159,12 @@ def baseline_metadata_connection(
     return metadata_store_pb2.MetadataStoreClientConfig(
         host=config.metadata_grpc_host, port=config.metadata_grpc_port
     )
+    # Per-step Beam arguments end up in each step's executor args in the compiled spec.
+    apply_node_args(tfx_pipeline.components, config.beam)
+    if config.tfjob.enabled:
+        trainer = next(c for c in tfx_pipeline.components if c.id == TRAINER)
+        use_tfjob_trainer(trainer, tfjob_params(config))
+    return tfx_pipeline
 
 
 def custom_artifact_types(
@@ -249,7 +291,9 @@ def compile_tfx_pipeline(
     spec.default_pipeline_root = config.pipeline_root
     pipeline_spec = spec_lib.to_dict(typed)
     gpu = config.trainer
-    trainer_present = TRAINER in tasks
+    # With a TFJob the Trainer step's pod stays on the CPU pool; the TFJob's replicas get the
+    # GPU pool (tfjob.node_selector / tfjob.tolerations).
+    trainer_present = TRAINER in tasks and not config.tfjob.enabled
     platform_spec = spec_lib.build_kubernetes_platform(
         pipeline_spec,
         default_node_selector=parse_node_selector(config.cpu_node_selector, "cpu_node_selector"),

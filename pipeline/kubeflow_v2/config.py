@@ -7,7 +7,8 @@ from typing import Annotated
 import pydantic.dataclasses
 from pydantic import Field
 
-from pipeline.config import BeamRunningMode, PipelineSettings, direct_runner_args, load
+from pipeline.beam import REMOTE_RUNNERS, BeamSettings, beam_pipeline_args
+from pipeline.config import PipelineSettings, load
 from typed_config import CONFIG, Settings, check_field
 
 # Schemes the KFP v2 launcher can use as a pipeline root (it maps them to /gcs, /s3, /minio).
@@ -71,6 +72,59 @@ class TrainerResources(Settings):
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class TFJobSettings(Settings):
+    """The optional distributed Trainer: a Kubeflow Training Operator TFJob (kubeflow.org/v1).
+
+    When enabled, the KFP Trainer step runs `components.tfjob.launcher.run_fn` on the CPU pool:
+    it creates a TFJob (1 Chief + `workers` Workers, MultiWorkerMirroredStrategy) running the
+    project's run_fn and waits for it. Needs the Training Operator in the cluster and RBAC for
+    the pipeline's service account to create and get `tfjobs`.
+
+    Attributes:
+      enabled: Train through a TFJob instead of inside the Trainer step's pod.
+      workers: Worker replicas besides the Chief.
+      gpus_per_replica: `nvidia.com/gpu` per replica.
+      cpu: CPU request/limit per replica (0 = unset).
+      memory_gb: Memory request/limit per replica in GB (0 = unset).
+      node_selector: `label=value` pairs selecting the replicas' node pool.
+      tolerations: Taints the replicas tolerate, `key[=value]:Effect`.
+      image: Replica image (empty = the pipeline image).
+      backoff_limit: Retries of the whole job.
+      timeout_s: The job's activeDeadlineSeconds, and how long the step waits.
+    """
+
+    enabled: bool = False
+    workers: Annotated[int, Field(ge=0)] = 1
+    gpus_per_replica: Annotated[int, Field(ge=0)] = 1
+    cpu: _NonNegative = 4.0
+    memory_gb: _NonNegative = 16.0
+    node_selector: tuple[str, ...] = ("pool=gpu",)
+    tolerations: tuple[str, ...] = ("nvidia.com/gpu:NoSchedule",)
+    image: str = ""
+    backoff_limit: Annotated[int, Field(ge=0)] = 0
+    timeout_s: Annotated[int, Field(ge=60)] = 6 * 3600
+
+    @pydantic.field_validator("node_selector")
+    @classmethod
+    def _check_node_selector(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_node_selector(value, "")
+        return value
+
+    @pydantic.field_validator("tolerations")
+    @classmethod
+    def _check_tolerations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_tolerations(value, "")
+        return value
+
+    @pydantic.field_validator("image")
+    @classmethod
+    def _check_image(cls, value: str) -> str:
+        if value and (not _IMAGE_RE.match(value) or value.endswith(":latest")):
+            raise ValueError("expected repo/name:tag or repo/name@sha256:<64 hex>, not :latest")
+        return value
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
 class KubeflowConfig(Settings):
     """The `kubeflow` environment: where and how the compiled spec runs on open-source KFP v2.
 
@@ -85,7 +139,10 @@ class KubeflowConfig(Settings):
       serving_base: Directory the Pusher writes `<model_name>/<version>` to (`gs://` or a
         PVC path shared with TF Serving).
       display_name: Pipeline name in the KFP UI (empty = settings.pipeline_name).
-      beam_running_mode: Beam DirectRunner mode inside each step's pod.
+      beam: Beam runner of the Beam steps (see `pipeline.beam.BeamSettings`): DirectRunner
+        inside each step's pod, or a Flink/Spark job server, Dataflow, any Beam job service.
+        The compiler never sees the data: `beam.data_bytes` stands for its size.
+      tfjob: Optional distributed Trainer as a Kubeflow Training Operator TFJob.
       enable_cache: KFP caching of unchanged steps.
       cpu_node_selector: `label=value` pairs keeping every other step on the CPU pool.
       pvc_mounts: `pvc-name:/mount/path` volumes mounted into every step.
@@ -106,7 +163,7 @@ class KubeflowConfig(Settings):
     schema_path: str = "/pipeline/schemas/taxi/schema.pbtxt"
     serving_base: str = "/mnt/taxi/serving"
     display_name: str = ""
-    beam_running_mode: BeamRunningMode = "in_memory"
+    beam: BeamSettings = dataclasses.field(default_factory=BeamSettings)
     enable_cache: bool = True
     cpu_node_selector: tuple[str, ...] = ("pool=cpu",)
     pvc_mounts: tuple[str, ...] = ("taxi-pipeline:/mnt/taxi",)
@@ -116,6 +173,7 @@ class KubeflowConfig(Settings):
     )
     metadata_grpc_port: Annotated[int, Field(gt=0, lt=65536)] = 8080
     emulated_metadata_sqlite: str = ""
+    tfjob: TFJobSettings = dataclasses.field(default_factory=TFJobSettings)
 
     @pydantic.field_validator("settings")
     @classmethod
@@ -170,6 +228,18 @@ class KubeflowConfig(Settings):
         parse_pvc_mounts(value, "")
         return value
 
+    @pydantic.model_validator(mode="after")
+    def _check_dataflow_paths(self) -> "KubeflowConfig":
+        # Dataflow workers run outside the cluster: they can reach GCS, not the PVC or MinIO
+        # behind the KFP launcher's local paths.
+        if self.beam.runner == "dataflow":
+            for field in ("pipeline_root", "source_uri"):
+                value = getattr(self, field)
+                check_field(
+                    value.startswith("gs://"), field, "a gs:// URI with beam.runner=dataflow", value
+                )
+        return self
+
     @property
     def pipeline_display_name(self) -> str:
         """Name shown in the KFP UI."""
@@ -183,7 +253,11 @@ class KubeflowConfig(Settings):
     @property
     def beam_pipeline_args(self) -> list[str]:
         """Beam arguments of the steps' own Beam jobs."""
-        return direct_runner_args(self.beam_running_mode)
+        beam = self.beam
+        if beam.runner in REMOTE_RUNNERS and not (beam.sdk_container_image or beam.setup_file):
+            # The workers run the pipeline image: it has TFX and the project installed.
+            beam = dataclasses.replace(beam, sdk_container_image=self.image)
+        return beam_pipeline_args(beam)
 
 
 def parse_node_selector(pairs: tuple[str, ...], field: str) -> dict[str, str]:

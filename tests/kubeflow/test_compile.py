@@ -291,7 +291,8 @@ def test_strict_reparse_names_what_does_not_parse(compiled):
         ("settings.pipeline_name=chicago_taxi", "settings.pipeline_name"),
         ("trainer.accelerator_type=", "trainer.accelerator_type"),
         ("trainer.memory_limit_gb=-1", "trainer.memory_limit_gb"),
-        ("beam_running_mode=spark", "beam_running_mode"),
+        ("beam.runner=dask", "beam.runner"),
+        ("beam.runner=flink", "beam.job_endpoint"),
         ("trainer.no_such_field=1", "Unknown config field(s) ['trainer.no_such_field']"),
     ],
 )

@@ -15,9 +15,9 @@ from pipeline import config as config_lib
 def test_defaults_are_valid_and_derive_paths() -> None:
     config = config_lib.load_local_config()
     assert config.model_dir.endswith("serving/chicago_taxi")
-    assert config.beam_pipeline_args == []  # in_memory is Beam's default; see the property
-    other = config_lib.load_local_config(None, ["beam_running_mode=multi_processing"])
-    assert "--direct_running_mode=multi_processing" in other.beam_pipeline_args
+    assert config.beam_pipeline_args() == []  # in_memory is Beam's default; see pipeline.beam
+    other = config_lib.load_local_config(None, ["beam.mode=multi_processing"])
+    assert "--direct_running_mode=multi_processing" in other.beam_pipeline_args()
 
 
 def test_overrides_and_file_are_merged_and_coerced(tmp_path) -> None:
@@ -64,7 +64,7 @@ def test_overrides_and_file_are_merged_and_coerced(tmp_path) -> None:
             "known: ['settings.anomalies_policy'",
         ),
         ("settings.train_steps", "must look like field.path=value"),
-        ("beam_running_mode=spark", "'beam_running_mode'"),
+        ("beam.runner=dask", "'beam.runner'"),
         ("source_data=/does/not/exist", "'source_data': expected an existing path"),
     ],
 )

@@ -86,3 +86,39 @@ def test_hyperparameters_round_trip_and_validate() -> None:
         Hyperparameters(hidden_units=())
     with pytest.raises(ValueError, match="learning_rate"):
         Hyperparameters(learning_rate=2.0)
+
+
+def test_train_epochs_turn_the_row_count_into_steps(tmp_path) -> None:
+    from tfx import v1 as tfx
+
+    from components.trainer import run
+
+    for shard, rows in enumerate((70, 30)):
+        path = str(tmp_path / f"part-{shard}.gz")
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for _ in range(rows):
+                writer.write(tf.train.Example().SerializeToString())
+    fn_args = tfx.components.FnArgs(train_files=[str(tmp_path / "*.gz")], train_steps=1000)
+    assert run.count_records(fn_args.train_files) == 100
+    fixed = Hyperparameters(batch_size=40)
+    assert run.training_steps(fn_args, fixed) == 1000
+    # ceil(100 rows x 3 epochs / 40) = 8 steps, whatever train_steps says.
+    assert run.training_steps(fn_args, Hyperparameters(batch_size=40, train_epochs=3)) == 8
+    assert "train_epochs" not in fixed.to_custom_config()["hyperparameters"]
+    assert Hyperparameters.from_custom_config(
+        Hyperparameters(train_epochs=2).to_custom_config()
+    ) == Hyperparameters(train_epochs=2)
+
+
+@pytest.mark.parametrize(
+    ("tf_config", "chief"),
+    [
+        (None, True),
+        ({"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "chief"}}, True),
+        ({"cluster": {"chief": ["c:1"], "worker": ["w:1"]}, "task": {"type": "worker"}}, False),
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 0}}, True),
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, False),
+    ],
+)
+def test_only_the_chief_exports(tf_config, chief) -> None:
+    assert strategy.is_chief(json.dumps(tf_config) if tf_config else None) is chief
