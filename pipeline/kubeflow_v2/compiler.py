@@ -119,6 +119,7 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
     """
     from tfx import v1 as tfx
 
+    from pipeline.beam import apply_node_args
     from pipeline.pipeline import create_pipeline
 
     tfx_pipeline = create_pipeline(
@@ -140,6 +141,12 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
         push_provenance={"orchestrator": "kubeflow-pipelines-v2", "image": config.image},
         baseline_metadata=baseline_metadata_connection(config),
     )
+    # Per-step Beam arguments end up in each step's executor args in the compiled spec.
+    apply_node_args(tfx_pipeline.components, config.beam)
+    if config.tfjob.enabled:
+        trainer = next(c for c in tfx_pipeline.components if c.id == TRAINER)
+        use_tfjob_trainer(trainer, tfjob_params(config))
+    return tfx_pipeline
 
 
 def baseline_metadata_connection(
@@ -159,12 +166,6 @@ def baseline_metadata_connection(
     return metadata_store_pb2.MetadataStoreClientConfig(
         host=config.metadata_grpc_host, port=config.metadata_grpc_port
     )
-    # Per-step Beam arguments end up in each step's executor args in the compiled spec.
-    apply_node_args(tfx_pipeline.components, config.beam)
-    if config.tfjob.enabled:
-        trainer = next(c for c in tfx_pipeline.components if c.id == TRAINER)
-        use_tfjob_trainer(trainer, tfjob_params(config))
-    return tfx_pipeline
 
 
 def custom_artifact_types(
