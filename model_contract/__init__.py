@@ -44,8 +44,8 @@ from model_contract.saved_model import SavedModelMessage, set_method_names
 __all__ = [
     "ALREADY_SERVING",
     "ASSETS_EXTRA_DIR",
-    "DEFAULT_STAGING_MAX_AGE_S",
     "CLASSIFY_METHOD",
+    "DEFAULT_STAGING_MAX_AGE_S",
     "MANIFEST_FILE",
     "MAX_WARMUP_RECORDS",
     "PREDICT_METHOD",

@@ -82,6 +82,7 @@ def test_every_manifest_validates_against_kubernetes_schemas(rendered) -> None: 
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
         "ConfigMap",
+        "NetworkPolicy",
     }
     for doc in docs.values():
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -105,8 +106,15 @@ def test_deployment_is_production_ready(rendered) -> None:  # type: ignore[no-un
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert "privileged" not in container["securityContext"]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert probe in container
+    # Liveness is an RPC on TF Serving's grpc.health.v1 service (TF Serving 2.16 server.cc
+    # registers "PredictionService" when --enable_grpc_healthcheck_service is set), not TCP.
+    for probe in ("livenessProbe", "startupProbe"):
+        assert container[probe]["grpc"] == {"port": 8500, "service": "PredictionService"}
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/chicago_taxi/metadata"
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind])
@@ -128,8 +136,11 @@ def test_deployment_is_production_ready(rendered) -> None:  # type: ignore[no-un
     else:
         assert model.base_path.startswith("gs://") and "models" not in mounts
         assert ("ServiceAccount", pod["serviceAccountName"]) in docs
-    # The same flags start this repository's server (`python -m serving`).
-    parsed = cli._parser().parse_args(container["args"])
+    # The same flags start this repository's server (`python -m serving`), except TF Serving's
+    # health-service switch until serving/cli.py accepts it (the hardening branch adds the
+    # service itself).
+    parsed, unknown = cli._parser().parse_known_args(container["args"])
+    assert unknown in ([], ["--enable_grpc_healthcheck_service=true"])
     assert parsed.port == 8500 and parsed.rest_api_port == 8501 and parsed.enable_model_warmup
 
 
@@ -146,7 +157,30 @@ def test_service_pdb_hpa_point_at_the_pods(rendered) -> None:  # type: ignore[no
     hpa = docs[("HorizontalPodAutoscaler", "tf-serving")]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "tf-serving" and hpa["spec"]["minReplicas"] >= 2
     assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
-    assert len({d["metadata"].get("namespace") for d in docs.values()}) == 1
+    namespaced = [d for (kind, _), d in docs.items() if kind != "Namespace"]
+    assert len({d["metadata"].get("namespace") for d in namespaced}) == 1
+
+
+def test_only_clients_and_the_scraper_reach_the_model_server(rendered) -> None:  # type: ignore[no-untyped-def]
+    overlay, docs = rendered
+    pod_labels = docs[("Deployment", "tf-serving")]["spec"]["template"]["metadata"]["labels"]
+    policy = docs[("NetworkPolicy", "tf-serving")]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    allowed = {}
+    for rule in policy["ingress"]:
+        (source,) = rule["from"]
+        assert set(source) == {"namespaceSelector"}  # never "everyone" (an empty rule)
+        key = tuple(sorted(source["namespaceSelector"]["matchLabels"].items()))
+        allowed[key] = {p["port"] for p in rule["ports"]}
+    assert allowed == {
+        (("tfx-taxi.example.com/model-client", "true"),): {8500, 8501},
+        (("kubernetes.io/metadata.name", "monitoring"),): {8501},
+    }
+    if overlay == "gcs":
+        namespace = docs[("Namespace", "tf-serving")]["metadata"]["labels"]
+        assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert docs[("Deployment", "tf-serving")]["metadata"]["namespace"] == "tf-serving"
 
 
 @pytest.mark.skipif(kubectl() is None, reason="no kubectl with kustomize >= 4 to compare with")
