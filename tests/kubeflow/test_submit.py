@@ -306,7 +306,10 @@ def test_a_forbidden_response_echoing_the_token_is_reported_redacted(
 
 
 def test_redact_removes_token_like_values() -> None:
-    text = 'Authorization: Bearer abc.def {"access_token": "s3cr3t", "x": "eyJa.eyJb.c"} q?token=zz&a=1'
+    text = (
+        'Authorization: Bearer abc.def {"access_token": "s3cr3t", "x": "eyJa.eyJb.c"} '
+        "q?token=zz&a=1"
+    )
     redacted = submit_lib.redact(text + " mine", "mine")
     for secret in ("abc.def", "s3cr3t", "eyJa.eyJb.c", "zz", "mine"):
         assert secret not in redacted

@@ -184,9 +184,99 @@ def test_only_clients_and_the_scraper_reach_the_model_server(rendered) -> None: 
 
 
 @pytest.mark.skipif(kubectl() is None, reason="no kubectl with kustomize >= 4 to compare with")
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", [*OVERLAYS, "kserve"])
 def test_fallback_renderer_agrees_with_kubectl(overlay: str) -> None:
     directory = MANIFESTS / "overlays" / overlay
     real = {(d["kind"], d["metadata"]["name"]): d for d in kubectl_kustomize(directory)}
     ours = {(d["kind"], d["metadata"]["name"]): d for d in kustomize.render(directory)}
     assert real == ours
+
+
+# JSON field names of the InferenceService types, extracted from kserve/kserve at commit
+# aaac4e294dae (2026-08-21), pkg/apis/serving/v1beta1/: inference_service.go
+# (InferenceServiceSpec), predictor.go (PredictorSpec, PredictorExtensionSpec),
+# predictor_model.go (ModelSpec, ModelFormat), component.go (ComponentExtensionSpec) and
+# podspec.go (PodSpec, inlined in PredictorSpec); only the names this overlay may use.
+KSERVE_FIELDS: dict[str, set[str]] = {
+    "spec": {"predictor", "explainer", "transformer"},
+    "spec.predictor": {
+        # PredictorSpec
+        "name",
+        "tensorflow",
+        "model",
+        # ComponentExtensionSpec (inlined)
+        "minReplicas",
+        "maxReplicas",
+        "scaleTarget",
+        "scaleMetric",
+        "containerConcurrency",
+        "timeout",
+        "canaryTrafficPercent",
+        "logger",
+        "batcher",
+        "labels",
+        "annotations",
+        # PodSpec (inlined)
+        "serviceAccountName",
+        "securityContext",
+        "volumes",
+        "nodeSelector",
+        "tolerations",
+    },
+    "spec.predictor.model": {
+        # ModelSpec
+        "modelFormat",
+        "runtime",
+        # PredictorExtensionSpec (inlined), and its inlined corev1.Container
+        "storageUri",
+        "runtimeVersion",
+        "protocolVersion",
+        "resources",
+        "args",
+        "env",
+        "securityContext",
+    },
+    "spec.predictor.model.modelFormat": {"name", "version"},
+}
+# protocolVersion values (pkg/constants: InferenceServiceProtocol) KServe's TF Serving runtime
+# lists in config/runtimes/kserve-tensorflow-serving.yaml.
+KSERVE_TF_PROTOCOLS = {"v1", "grpc-v1"}
+
+
+def unknown_kserve_fields(isvc: dict[str, Any]) -> list[str]:
+    """Dotted paths of the InferenceService's fields KServe's types do not have."""
+    unknown = []
+    for path, allowed in KSERVE_FIELDS.items():
+        node = isvc
+        for key in path.split("."):
+            node = node.get(key, {})
+        unknown += [f"{path}.{name}" for name in sorted(set(node) - allowed)]
+    return unknown
+
+
+def test_kserve_overlay_uses_only_kserve_fields_and_the_tf_serving_runtime() -> None:
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in render("kserve")}
+    isvc = docs[("InferenceService", "chicago-taxi")]
+    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert unknown_kserve_fields(isvc) == []
+    misspelt = copy.deepcopy(isvc)
+    misspelt["spec"]["predictor"]["canaryTrafficPercentage"] = 10
+    misspelt["spec"]["predictor"]["model"]["storageURI"] = "gs://x"
+    assert unknown_kserve_fields(misspelt) == [
+        "spec.predictor.canaryTrafficPercentage",
+        "spec.predictor.model.storageURI",
+    ]
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    assert model["modelFormat"]["name"] == "tensorflow" and model["runtimeVersion"] == "2.16.1"
+    assert model["protocolVersion"] in KSERVE_TF_PROTOCOLS
+    assert 0 < predictor["canaryTrafficPercent"] < 100
+    # The same model directory as the gcs overlay's TF Serving.
+    (gcs_model,) = parse_model_config(
+        {(d["kind"], d["metadata"]["name"]): d for d in render("gcs")}[
+            ("ConfigMap", "tf-serving-config")
+        ]["data"]["models.config"]
+    )
+    assert model["storageUri"] == gcs_model.base_path
+    assert ("ServiceAccount", predictor["serviceAccountName"]) in docs
+    kubernetes_validate.validate(docs[("ServiceAccount", "tf-serving")], K8S_VERSION, strict=True)
