@@ -1,7 +1,7 @@
 # Kubeflow Pipelines v2: compile, check, submit, and the kfp-kubernetes tool venv.
-KFP_CONFIG ?= kubeflow/config.example.json
+KFP_CONFIG ?= kubeflow/pipeline/config.example.json
 KFP_SPEC ?= out/kubeflow/pipeline.yaml
-KFP_GOLDEN := kubeflow/golden/pipeline.yaml
+KFP_GOLDEN := kubeflow/pipeline/golden/pipeline.yaml
 KFP_K8S_VENV := .venv-kfp-kubernetes
 KFP_K8S_STAMP := $(KFP_K8S_VENV)/.installed
 
@@ -13,7 +13,7 @@ compile: $(STAMP)
 
 ## Regenerate the checked-in golden spec from the example config (review the diff!).
 compile-golden: $(STAMP)
-	$(PY) -m pipeline.kubeflow_v2 compile --config kubeflow/config.example.json --output $(KFP_GOLDEN)
+	$(PY) -m pipeline.kubeflow_v2 compile --config kubeflow/pipeline/config.example.json --output $(KFP_GOLDEN)
 
 ## Submit the compiled spec: make submit HOST=https://kfp.example.com [ARGS='--dry-run --param source_uri=...']
 submit: $(STAMP)
@@ -22,12 +22,12 @@ submit: $(STAMP)
 ## Separate venv with kfp-kubernetes (needs protobuf>=4) to validate the spec's platform section.
 kfp-kubernetes-venv: $(KFP_K8S_STAMP)
 
-$(KFP_K8S_STAMP): kubeflow/kfp-kubernetes-requirements.txt scripts/bootstrap-venv.sh | $(STAMP)
+$(KFP_K8S_STAMP): kubeflow/pipeline/kfp-kubernetes-requirements.txt scripts/bootstrap-venv.sh | $(STAMP)
 	@base=$$($(PY) -c 'import sys; print(sys.base_prefix)')/bin/python3.10; \
 	  echo "Creating $(KFP_K8S_VENV) with $$base"; \
 	  rm -rf $(KFP_K8S_VENV) && "$$base" -m venv $(KFP_K8S_VENV)
 	@$(KFP_K8S_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
-	  -r kubeflow/kfp-kubernetes-requirements.txt
+	  -r kubeflow/pipeline/kfp-kubernetes-requirements.txt
 	@touch $@
 
 ## Validate the compiled spec's Kubernetes section against kfp-kubernetes' protos.

@@ -25,6 +25,6 @@ test-serving: $(STAMP)
 serving-bench: $(STAMP)
 	$(PY) -m bench.serving_bench $(ARGS)
 
-## Print the rendered Kubernetes manifests of an overlay (needs kubectl): make serving-manifests OVERLAY=gcs
+## Print the rendered Kubernetes manifests of an overlay (pvc, gcs, kserve; needs kubectl): make serving-manifests OVERLAY=gcs
 serving-manifests:
 	kubectl kustomize kubeflow/tf-serving/overlays/$(or $(OVERLAY),pvc)

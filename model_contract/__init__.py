@@ -22,10 +22,12 @@ from model_contract.layout import (
     parse_version,
     rolled_back_name,
     staging_name,
+    staging_version,
     withdrawn_version,
 )
 from model_contract.model_dir import (
     ALREADY_SERVING,
+    DEFAULT_STAGING_MAX_AGE_S,
     PUSHED,
     PushResult,
     latest_version,
@@ -33,6 +35,8 @@ from model_contract.model_dir import (
     list_versions,
     push_version,
     read_manifest,
+    remove_stale_staging,
+    retire_old_versions,
     roll_back,
 )
 from model_contract.saved_model import SavedModelMessage, set_method_names
@@ -41,6 +45,7 @@ __all__ = [
     "ALREADY_SERVING",
     "ASSETS_EXTRA_DIR",
     "CLASSIFY_METHOD",
+    "DEFAULT_STAGING_MAX_AGE_S",
     "MANIFEST_FILE",
     "MAX_WARMUP_RECORDS",
     "PREDICT_METHOD",
@@ -63,9 +68,12 @@ __all__ = [
     "parse_version",
     "push_version",
     "read_manifest",
+    "remove_stale_staging",
+    "retire_old_versions",
     "roll_back",
     "rolled_back_name",
     "set_method_names",
     "staging_name",
+    "staging_version",
     "withdrawn_version",
 ]

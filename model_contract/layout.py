@@ -54,6 +54,21 @@ def staging_name(version: int, token: str) -> str:
     return f"{STAGING_PREFIX}{version}-{token}"
 
 
+def staging_version(name: str) -> int | None:
+    """Returns the version a staging child name was created for, or None if not staging.
+
+    The version is the Unix time the push started (`next_version`), or a little later when
+    the clock was behind the highest taken number, so `now - version` never overstates how
+    long ago the push began: a staging copy's age is read from its name, which works on
+    object stores (no directory mtimes) and needs no lease file.
+    """
+    name = name.rstrip("/")
+    if not name.startswith(STAGING_PREFIX):
+        return None
+    head, sep, token = name[len(STAGING_PREFIX) :].partition("-")
+    return parse_version(head) if sep and token else None
+
+
 def rolled_back_name(version: int) -> str:
     """Returns the non-numeric name a withdrawn version is kept under (for forensics)."""
     return f"{ROLLED_BACK_PREFIX}{version}"

@@ -10,7 +10,7 @@ import dataclasses
 import datetime
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from model_contract.filesystem import FileSystem, copy_tree, tree_files
@@ -21,11 +21,16 @@ from model_contract.layout import (
     parse_version,
     rolled_back_name,
     staging_name,
+    staging_version,
     withdrawn_version,
 )
 
 PUSHED = "pushed"
 ALREADY_SERVING = "already_serving"
+# A staging copy older than this (read from its name, see `layout.staging_version`) belongs
+# to a push that died (killed between copy and rename, a full disk whose cleanup failed): no
+# push of a SavedModel takes a day, so a younger one may be a concurrent push still writing.
+DEFAULT_STAGING_MAX_AGE_S = 24 * 3600
 # The manifest field that identifies the pushed model (the Trainer's Model artifact URI).
 MODEL_URI_FIELD = "model_uri"
 
@@ -39,12 +44,16 @@ class PushResult:
       version: The version now holding the model.
       path: `<model_dir>/<version>`.
       manifest: That version's push manifest.
+      removed_staging: Staging copies of dead pushes deleted before this push.
+      retired: Old versions deleted by retention after this push.
     """
 
     outcome: str
     version: int
     path: str
     manifest: Mapping[str, Any]
+    removed_staging: tuple[str, ...] = ()
+    retired: tuple[int, ...] = ()
 
 
 def _children(fs: FileSystem, model_dir: str) -> list[str]:
@@ -126,6 +135,72 @@ def _publish(fs: FileSystem, staging: str, final: str) -> None:
     fs.rmtree(staging)
 
 
+def remove_stale_staging(
+    fs: FileSystem, model_dir: str, *, now: float, max_age_s: float = DEFAULT_STAGING_MAX_AGE_S
+) -> list[str]:
+    """Deletes staging copies left by pushes that started more than `max_age_s` ago.
+
+    A push that is killed between copy and rename leaves a full-size `.tmp-<version>-<token>`
+    copy that TF Serving ignores and nothing else removes. Its age comes from its name (the
+    version is the push's start time), never overstated, so a copy a concurrent push is still
+    writing (younger than `max_age_s`) is left alone.
+
+    Args:
+      fs: The filesystem (`tf.io.gfile`).
+      model_dir: `<base>/<model_name>`; may not exist.
+      now: Current Unix time.
+      max_age_s: Minimum age of a staging copy to delete; must be positive.
+
+    Returns:
+      The names deleted, sorted.
+
+    Raises:
+      ValueError: If `max_age_s` is not positive.
+    """
+    if max_age_s <= 0:
+        raise ValueError(f"max_age_s must be > 0 (a concurrent push's copy), got {max_age_s}")
+    removed = []
+    for name in sorted(_children(fs, model_dir)):
+        started = staging_version(name)
+        if started is not None and now - started > max_age_s:
+            fs.rmtree(os.path.join(model_dir, name))
+            removed.append(name)
+    return removed
+
+
+def retire_old_versions(
+    fs: FileSystem, model_dir: str, *, keep: int, protect: Iterable[int] = ()
+) -> list[int]:
+    """Deletes all but the newest `keep` complete versions, never a protected one.
+
+    The latest version (what TF Serving's default policy serves) is always among the kept
+    ones (`keep >= 1`); versions in `protect` (e.g. those a `specific` model-version policy or
+    a version label names) are kept on top of the newest `keep`. Rolled-back and staging
+    directories are not versions and are not counted or touched. Deleted numbers are never
+    reused: a new version is always above the latest.
+
+    Args:
+      fs: The filesystem (`tf.io.gfile`).
+      model_dir: `<base>/<model_name>`.
+      keep: How many of the newest versions to keep; at least 1.
+      protect: Versions to keep whatever their age.
+
+    Returns:
+      The deleted versions, ascending.
+
+    Raises:
+      ValueError: If `keep` < 1.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1 (the served version is never deleted), got {keep}")
+    versions = list_version_dirs(fs, model_dir)
+    kept = set(sorted(versions)[-keep:]) | set(protect)
+    retired = sorted(v for v in versions if v not in kept)
+    for version in retired:
+        fs.rmtree(versions[version])
+    return retired
+
+
 def push_version(
     fs: FileSystem,
     model_dir: str,
@@ -134,6 +209,9 @@ def push_version(
     *,
     now: float,
     token: str,
+    keep_versions: int | None = None,
+    protect_versions: Iterable[int] = (),
+    staging_max_age_s: float = DEFAULT_STAGING_MAX_AGE_S,
 ) -> PushResult:
     """Publishes a SavedModel as a new version, complete or not at all.
 
@@ -141,6 +219,10 @@ def push_version(
     ignores it), writes `assets.extra/push_manifest.json` there, then renames it to
     `<model_dir>/<version>`. When the latest version already holds the same model (same
     `model_uri` in its manifest: a re-run re-blessing it), nothing is written.
+
+    Before anything else, staging copies of pushes that died are removed
+    (`remove_stale_staging`); after a new version is published, only the newest
+    `keep_versions` (plus `protect_versions`) are kept (`retire_old_versions`).
 
     Args:
       fs: The filesystem (`tf.io.gfile`).
@@ -150,9 +232,12 @@ def push_version(
         are added.
       now: Current Unix time (the version is Unix time, see `next_version`).
       token: Unique suffix of the staging name (e.g. a random hex string).
+      keep_versions: Versions to keep after a push (>= 1); None keeps all.
+      protect_versions: Versions never deleted by retention.
+      staging_max_age_s: Age past which a staging copy is a dead push's leftover.
 
     Returns:
-      The outcome, version, path and manifest.
+      The outcome, version, path, manifest, and what was cleaned up.
 
     Raises:
       ValueError: If `manifest` has no `model_uri`.
@@ -163,12 +248,15 @@ def push_version(
         raise ValueError(f"The push manifest needs {MODEL_URI_FIELD!r}; got {dict(manifest)}")
     if not fs.exists(os.path.join(source_dir, SAVED_MODEL_FILE)):
         raise FileNotFoundError(f"{source_dir} is not a SavedModel: no {SAVED_MODEL_FILE}")
+    if keep_versions is not None and keep_versions < 1:
+        raise ValueError(f"keep_versions must be >= 1 or None (keep all), got {keep_versions}")
+    stale = remove_stale_staging(fs, model_dir, now=now, max_age_s=staging_max_age_s)
     latest = latest_version(fs, model_dir)
     if latest is not None:
         latest_dir = os.path.join(model_dir, str(latest))
         served = read_manifest(fs, latest_dir)
         if served.get(MODEL_URI_FIELD) == model_uri:
-            return PushResult(ALREADY_SERVING, latest, latest_dir, served)
+            return PushResult(ALREADY_SERVING, latest, latest_dir, served, tuple(stale))
 
     version = next_version(_taken_versions(fs, model_dir), now)
     final = os.path.join(model_dir, str(version))
@@ -191,7 +279,10 @@ def push_version(
         if fs.exists(staging):
             fs.rmtree(staging)
         raise
-    return PushResult(PUSHED, version, final, written)
+    retired: list[int] = []
+    if keep_versions is not None:
+        retired = retire_old_versions(fs, model_dir, keep=keep_versions, protect=protect_versions)
+    return PushResult(PUSHED, version, final, written, tuple(stale), tuple(retired))
 
 
 def roll_back(fs: FileSystem, model_dir: str, to_version: int | None = None) -> list[int]:

@@ -66,7 +66,8 @@ class AtomicPusher(base_component.BaseComponent):
           push_destination: A filesystem destination whose base_directory is
             `<serving_base>/<model_name>`; versioning AUTO or UNIX_TIMESTAMP.
           custom_config: Optional `{"provenance": {field: value}}` added to each push
-            manifest and report (e.g. `data_version`).
+            manifest and report (e.g. `data_version`), and `{"keep_versions": N}`: after a
+            push, delete all but the newest N versions (the served one always stays).
 
         Raises:
           ValueError: If the destination, its versioning or custom_config is not supported,
@@ -74,6 +75,7 @@ class AtomicPusher(base_component.BaseComponent):
         """
         executor.model_dir_of(push_destination)
         executor.provenance_of(custom_config)
+        executor.keep_versions_of(custom_config)
         super().__init__(
             spec=AtomicPusherSpec(
                 model=model,

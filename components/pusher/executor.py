@@ -19,6 +19,9 @@ import model_contract
 
 PUSH_REPORT_KEY = "push_report"
 PROVENANCE_KEY = "provenance"
+# custom_config key: how many of the newest versions to keep after a push (None: keep all).
+KEEP_VERSIONS_KEY = "keep_versions"
+CUSTOM_CONFIG_KEYS = (PROVENANCE_KEY, KEEP_VERSIONS_KEY)
 OUTCOME_PROPERTY = "push_outcome"
 PUSHED = model_contract.PUSHED
 NOT_BLESSED = "not_blessed"
@@ -60,12 +63,13 @@ def provenance_of(custom_config: Mapping[str, Any] | None) -> dict[str, str]:
         mapping of names to strings.
     """
     config = dict(custom_config or {})
-    unknown = sorted(set(config) - {PROVENANCE_KEY})
+    unknown = sorted(set(config) - set(CUSTOM_CONFIG_KEYS))
     if unknown:
         raise ValueError(
             f"AtomicPusher reads only custom_config['{PROVENANCE_KEY}'] (fields for the push "
-            f"manifest); got keys {unknown}. Pushing to a cloud serving platform is the job of "
-            "TFX's extension Pushers (tfx.extensions), not of this one."
+            f"manifest) and custom_config['{KEEP_VERSIONS_KEY}'] (retention); got keys "
+            f"{unknown}. Pushing to a cloud serving platform is the job of TFX's extension "
+            "Pushers (tfx.extensions), not of this one."
         )
     provenance = config.get(PROVENANCE_KEY) or {}
     if not isinstance(provenance, Mapping) or not all(
@@ -75,6 +79,24 @@ def provenance_of(custom_config: Mapping[str, Any] | None) -> dict[str, str]:
             f"custom_config['{PROVENANCE_KEY}'] must map field names to strings, got {provenance!r}"
         )
     return dict(provenance)
+
+
+def keep_versions_of(custom_config: Mapping[str, Any] | None) -> int | None:
+    """Returns custom_config's retention: versions to keep after a push, None to keep all.
+
+    Raises:
+      ValueError: If `keep_versions` is not an integer >= 1, saying what to set.
+    """
+    keep = dict(custom_config or {}).get(KEEP_VERSIONS_KEY)
+    if keep is None:
+        return None
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(
+            f"custom_config['{KEEP_VERSIONS_KEY}'] must be an integer >= 1 (the newest versions "
+            "to keep; the served one is always kept) or left out to keep every version; got "
+            f"{keep!r}. Keep at least 2 so `make rollback` has a version to go back to."
+        )
+    return keep
 
 
 def _cell(value: Any) -> str:
@@ -159,10 +181,24 @@ class Executor(tfx_pusher_executor.Executor):
             self._write_report(output_dict, NOT_BLESSED, model_dir, manifest, None)
             return
         model_path = self.GetModelPath(input_dict)
+        config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
         result = model_contract.push_version(
-            tf.io.gfile, model_dir, model_path, manifest, now=time.time(), token=uuid.uuid4().hex
+            tf.io.gfile,
+            model_dir,
+            model_path,
+            manifest,
+            now=time.time(),
+            token=uuid.uuid4().hex,
+            keep_versions=keep_versions_of(config),
         )
         logging.info("Push of %s: %s, version %s.", model_path, result.outcome, result.version)
+        if result.removed_staging or result.retired:
+            logging.info(
+                "Cleaned %s: dead pushes' staging copies %s, retired versions %s.",
+                model_dir,
+                list(result.removed_staging),
+                list(result.retired),
+            )
         if result.outcome == PUSHED:
             # Archived in the PushedModel artifact too, as TFX's Pusher does, for lineage.
             io_utils.copy_dir(model_path, model_push.uri)

@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--max-concurrency", type=int, default=1, help="recurring runs at once")
     submit.add_argument("--dry-run", action="store_true", help="print what would be sent")
+    submit.add_argument(
+        "--insecure-allow-http-token",
+        action="store_true",
+        help="allow sending $KFP_AUTH_TOKEN to an http:// host (e.g. a port-forward)",
+    )
     return parser
 
 
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 version_name=args.version_name,
                 cron=args.cron,
                 max_concurrency=args.max_concurrency,
+                allow_http_token=args.insecure_allow_http_token,
             )
             if args.dry_run:
                 print(submit_lib.describe(request, submit_lib.check_request(request)))

@@ -6,11 +6,15 @@ reads the spec's `defaultPipelineRoot` (`backend/src/v2/driver/root_dag.go` take
 root or the `kfp-launcher` ConfigMap's).
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Mapping
+import re
+import traceback
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pipeline.kubeflow_v2 import spec as spec_lib
@@ -18,6 +22,17 @@ from pipeline.kubeflow_v2 import spec as spec_lib
 TOKEN_ENV = "KFP_AUTH_TOKEN"
 # KFP's scheduler parses cron with seconds first (robfig/cron, 6 fields), e.g. `0 0 3 * * *`.
 CRON_FIELDS = 6
+INSECURE_FLAG = "--insecure-allow-http-token"
+# What a KFP error body may echo of a credential: bearer/basic values, JWTs (three base64url
+# parts, the first starting `eyJ`: `{"`), and JSON or query fields named like a secret.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
+    re.compile(
+        r"(?i)([\"']?(?:access_token|id_token|refresh_token|token|authorization|password|secret)"
+        r"[\"']?\s*[:=]\s*[\"']?)[^\"'&,\s}]+"
+    ),
+)
 
 
 class SubmitError(RuntimeError):
@@ -44,6 +59,8 @@ class SubmitRequest:
       cron: When set, create a recurring run on this schedule (6 fields, seconds first)
         instead of one run.
       max_concurrency: Scheduled runs allowed at once (recurring runs).
+      allow_http_token: Send $KFP_AUTH_TOKEN over plain `http://` (readable by anyone on
+        the path); without it such a request is refused.
     """
 
     spec_path: str
@@ -58,6 +75,7 @@ class SubmitRequest:
     version_name: str = ""
     cron: str = ""
     max_concurrency: int = 1
+    allow_http_token: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +105,16 @@ def check_request(request: SubmitRequest) -> spec_lib.PipelineDocs:
     """
     if not request.host.startswith(("http://", "https://")):
         raise SubmitError(f"--host must be an http:// or https:// URL, got {request.host!r}")
+    if (
+        request.host.startswith("http://")
+        and os.environ.get(TOKEN_ENV)
+        and not request.allow_http_token
+    ):
+        raise SubmitError(
+            f"refusing to send ${TOKEN_ENV} over plain http to {_host_of(request.host)}: "
+            f"anyone on the path can read it. Use an https:// host, or pass {INSECURE_FLAG} "
+            "for a trusted link (e.g. `kubectl port-forward` to 127.0.0.1)."
+        )
     if not os.path.isfile(request.spec_path):
         raise SubmitError(
             f"pipeline spec {request.spec_path!r} does not exist: run `make compile` first"
@@ -116,6 +144,78 @@ def check_request(request: SubmitRequest) -> spec_lib.PipelineDocs:
             "enable_cache=false for that, or submit the spec file without --pipeline-name"
         )
     return docs
+
+
+def _host_of(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0]
+
+
+def redact(text: str, token: str | None) -> str:
+    """Returns `text` with the token and anything token-like replaced by `[REDACTED]`."""
+    if token:
+        text = text.replace(token, "[REDACTED]")
+    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)} [REDACTED]", text)
+    text = _SECRET_PATTERNS[1].sub("[REDACTED]", text)
+    return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}[REDACTED]", text)
+
+
+def _api_error(request: SubmitRequest, error: Any, token: str | None) -> SubmitError:
+    """A SubmitError for kfp's ApiException: status, reason and a redacted, bounded body."""
+    body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else error.body
+    detail = redact(str(body or "")[:2000], token)
+    reason = redact(str(error.reason or ""), token)
+    host = _host_of(request.host)
+    if error.status in (401, 403):
+        what = "authentication" if error.status == 401 else "authorization"
+        hint = (
+            f"set ${TOKEN_ENV} to a valid token for {host}"
+            if error.status == 401 or not token
+            else f"the token's identity may not use namespace {request.namespace or 'kubeflow'!r}"
+        )
+        return SubmitError(
+            f"KFP at {host} rejected the request ({what} error, HTTP {error.status} {reason}): "
+            f"{hint}. Response: {detail}"
+        )
+    return SubmitError(f"KFP at {host} refused the request: HTTP {error.status} {reason}: {detail}")
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts records logged while submitting; keeps kfp's last ApiException.
+
+    kfp.Client's health check (`kfp/client/client.py`, `get_kfp_healthz`) retries an
+    ApiException 5 times, logging each with `logging.exception` (the response body, which may
+    echo the token), then raises TimeoutError: the filter rewrites those records and keeps the
+    exception so a 401/403 is reported as such, not as "cannot reach".
+    """
+
+    def __init__(self, token: str | None) -> None:
+        super().__init__()
+        self.token = token
+        self.api_error: Any = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            if getattr(record.exc_info[1], "status", None) is not None:
+                self.api_error = record.exc_info[1]
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info))
+        record.msg, record.args = redact(text, self.token), ()
+        record.exc_info = record.exc_text = None
+        return True
+
+
+@contextlib.contextmanager
+def _redacted_logs(token: str | None) -> Iterator[_RedactingFilter]:
+    """Redacts what the root and kfp loggers record inside the block."""
+    redacting = _RedactingFilter(token)
+    loggers = [logging.getLogger(), logging.getLogger("kfp")]
+    for logger in loggers:
+        logger.addFilter(redacting)
+    try:
+        yield redacting
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redacting)
 
 
 def _pipeline_root(request: SubmitRequest, docs: spec_lib.PipelineDocs) -> str | None:
@@ -213,11 +313,19 @@ def submit(request: SubmitRequest) -> Submitted:
       SubmitError: On a bad request or when the server cannot be reached or refuses it.
     """
     docs = check_request(request)
+    token = os.environ.get(TOKEN_ENV) or None
+    with _redacted_logs(token) as redacting:
+        return _send(request, docs, token, redacting)
+
+
+def _send(
+    request: SubmitRequest, docs: spec_lib.PipelineDocs, token: str | None, redacting: Any
+) -> Submitted:
+    """`submit`'s calls to kfp.Client, with errors mapped to a redacted SubmitError."""
     import kfp
     import urllib3
     from kfp_server_api.exceptions import ApiException
 
-    token = os.environ.get(TOKEN_ENV) or None
     name = request.run_name or docs.pipeline_spec["pipelineInfo"]["name"]
     source: dict[str, Any] = {"pipeline_package_path": request.spec_path}
     pipeline_id = version_id = None
@@ -253,9 +361,13 @@ def submit(request: SubmitRequest) -> Submitted:
             run = client.run_pipeline(**common)
             path = f"#/runs/details/{run.run_id}"
     except ApiException as e:
-        raise SubmitError(
-            f"KFP at {request.host} refused the request: HTTP {e.status} {e.reason}: {e.body}"
-        ) from e
+        # `from None`: kfp's exception (and a traceback of it) carries the raw response, which
+        # may echo the token; only the redacted message leaves this boundary.
+        raise _api_error(request, e, token) from None
     except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise SubmitError(f"cannot reach KFP at {request.host}: {e}") from e
+        if isinstance(e, TimeoutError) and redacting.api_error is not None:
+            # kfp's health check swallowed the server's answer (e.g. 401/403): report it.
+            raise _api_error(request, redacting.api_error, token) from None
+        message = redact(str(e), token)
+        raise SubmitError(f"cannot reach KFP at {request.host}: {message}") from None
     return Submitted(f"{client._get_url_prefix()}/{path}", pipeline_id, version_id)

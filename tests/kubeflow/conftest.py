@@ -8,8 +8,8 @@ from pipeline.kubeflow_v2 import compiler
 from pipeline.kubeflow_v2.config import KubeflowConfig, load_kubeflow_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXAMPLE_CONFIG = os.path.join(REPO, "kubeflow", "config.example.json")
-GOLDEN = os.path.join(REPO, "kubeflow", "golden", "pipeline.yaml")
+EXAMPLE_CONFIG = os.path.join(REPO, "kubeflow", "pipeline", "config.example.json")
+GOLDEN = os.path.join(REPO, "kubeflow", "pipeline", "golden", "pipeline.yaml")
 TOOL_PYTHON = os.path.join(REPO, ".venv-kfp-kubernetes", "bin", "python")
 
 

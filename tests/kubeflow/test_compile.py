@@ -42,7 +42,7 @@ def test_spec_matches_golden_both_ways(compiled):
         golden.platform_spec, fresh.platform_spec
     )
     assert not differences, (
-        "spec drifted from kubeflow/golden (run `make compile-golden`):\n"
+        "spec drifted from kubeflow/pipeline/golden (run `make compile-golden`):\n"
         + "\n".join(differences[:40])
     )
 

@@ -70,7 +70,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _record(self, body: object) -> str:
         path = urllib.parse.urlparse(self.path).path
         self.server.requests.append((self.command, self.path, dict(self.headers), body))
-        if self.headers.get("Authorization") != "Bearer secret-token":
+        authorization = self.headers.get("Authorization", "")
+        if authorization.startswith("Bearer eyJ"):
+            # Like proxies that echo the request's credentials in their error page.
+            self._reply(403, {"error": f"RBAC: access denied for {authorization}"})
+            return ""
+        if authorization != "Bearer secret-token":
             self._reply(401, {"error": "missing bearer token"})
             return ""
         return path
@@ -151,6 +156,7 @@ def test_run_sends_spec_parameters_root_and_token(fake_kfp, spec_file, monkeypat
     request = submit_lib.SubmitRequest(
         spec_path=spec_file,
         host=fake_kfp.url,
+        allow_http_token=True,  # a local test endpoint
         namespace="team-a",
         experiment="taxi-exp",
         run_name="nightly",
@@ -188,7 +194,11 @@ def test_run_sends_spec_parameters_root_and_token(fake_kfp, spec_file, monkeypat
 def test_no_cache_switches_caching_off_for_every_step(fake_kfp, spec_file, monkeypatch):
     monkeypatch.setenv(submit_lib.TOKEN_ENV, "secret-token")
     request = submit_lib.SubmitRequest(
-        spec_path=spec_file, host=fake_kfp.url, disable_caching=True, pipeline_root="gs://b/r"
+        spec_path=spec_file,
+        host=fake_kfp.url,
+        disable_caching=True,
+        pipeline_root="gs://b/r",
+        allow_http_token=True,
     )
     submit_lib.submit(request)
     run = fake_kfp.body("POST", f"{API}/runs")
@@ -206,6 +216,7 @@ def test_upload_creates_the_pipeline_then_adds_versions_and_schedules(
     request = submit_lib.SubmitRequest(
         spec_path=spec_file,
         host=fake_kfp.url,
+        allow_http_token=True,  # a local test endpoint
         pipeline_name="taxi",
         cron="0 0 3 * * *",
         parameters={"source_uri": "gs://bucket/taxi"},
@@ -250,8 +261,59 @@ def test_upload_creates_the_pipeline_then_adds_versions_and_schedules(
 def test_submit_without_token_is_refused_clearly(fake_kfp, spec_file, monkeypatch):
     monkeypatch.delenv(submit_lib.TOKEN_ENV, raising=False)
     request = submit_lib.SubmitRequest(spec_path=spec_file, host=fake_kfp.url, namespace="team-a")
-    with pytest.raises(submit_lib.SubmitError, match="refused the request: HTTP 401"):
+    with pytest.raises(submit_lib.SubmitError) as raised:
         submit_lib.submit(request)
+    host = fake_kfp.url.removeprefix("http://")
+    assert str(raised.value).startswith(
+        f"KFP at {host} rejected the request (authentication error, HTTP 401 Unauthorized): "
+        f"set ${submit_lib.TOKEN_ENV} to a valid token for {host}."
+    )
+    assert "cannot reach" not in str(raised.value)
+
+
+def test_a_token_is_never_sent_over_http_without_the_flag(fake_kfp, spec_file, monkeypatch, capsys):
+    monkeypatch.setenv(submit_lib.TOKEN_ENV, "secret-token")
+    argv = ["submit", "--spec", spec_file, "--host", fake_kfp.url]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "refusing to send $KFP_AUTH_TOKEN over plain http to 127.0.0.1:" in err
+    assert submit_lib.INSECURE_FLAG in err and "secret-token" not in err
+    assert fake_kfp.requests == []  # nothing left the process
+    assert (
+        cli.main(["submit", "--spec", spec_file, "--host", "https://kfp.example", "--dry-run"]) == 0
+    )
+    capsys.readouterr()
+
+
+def test_a_forbidden_response_echoing_the_token_is_reported_redacted(
+    fake_kfp, spec_file, monkeypatch, capsys, caplog
+):
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl"
+    monkeypatch.setenv(submit_lib.TOKEN_ENV, token)
+    argv = ["submit", "--spec", spec_file, "--host", fake_kfp.url, "--insecure-allow-http-token"]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert token not in captured.err + captured.out
+    headers = {k.lower(): v for k, v in fake_kfp.requests[0][2].items()}
+    assert headers["authorization"] == f"Bearer {token}"  # the server echoed it back
+    host = fake_kfp.url.removeprefix("http://")
+    assert f"KFP at {host} rejected the request (authorization error, HTTP 403 Forbidden)" in (
+        captured.err
+    )
+    assert "Bearer [REDACTED]" in captured.err and "Traceback" not in captured.err
+    # kfp logs each failed health check with the response body: redacted too.
+    assert caplog.records and token not in caplog.text and "[REDACTED]" in caplog.text
+
+
+def test_redact_removes_token_like_values() -> None:
+    text = (
+        'Authorization: Bearer abc.def {"access_token": "s3cr3t", "x": "eyJa.eyJb.c"} '
+        "q?token=zz&a=1"
+    )
+    redacted = submit_lib.redact(text + " mine", "mine")
+    for secret in ("abc.def", "s3cr3t", "eyJa.eyJb.c", "zz", "mine"):
+        assert secret not in redacted
+    assert '"x": "[REDACTED]"' in redacted and "a=1" in redacted
 
 
 def test_bad_requests_give_clear_errors(spec_file, tmp_path, capsys):
@@ -298,6 +360,7 @@ def test_dry_run_prints_request_and_sends_nothing(fake_kfp, spec_file, capsys, m
         "--cron",
         "0 0 3 * * *",
         "--dry-run",
+        "--insecure-allow-http-token",
     ]
     assert cli.main(argv) == 0
     printed = json.loads(capsys.readouterr().out)

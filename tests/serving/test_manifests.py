@@ -82,6 +82,7 @@ def test_every_manifest_validates_against_kubernetes_schemas(rendered) -> None: 
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
         "ConfigMap",
+        "NetworkPolicy",
     }
     for doc in docs.values():
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -105,8 +106,15 @@ def test_deployment_is_production_ready(rendered) -> None:  # type: ignore[no-un
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert "privileged" not in container["securityContext"]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert probe in container
+    # Liveness is an RPC on TF Serving's grpc.health.v1 service (TF Serving 2.16 server.cc
+    # registers "PredictionService" when --enable_grpc_healthcheck_service is set), not TCP.
+    for probe in ("livenessProbe", "startupProbe"):
+        assert container[probe]["grpc"] == {"port": 8500, "service": "PredictionService"}
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/chicago_taxi/metadata"
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind])
@@ -128,8 +136,11 @@ def test_deployment_is_production_ready(rendered) -> None:  # type: ignore[no-un
     else:
         assert model.base_path.startswith("gs://") and "models" not in mounts
         assert ("ServiceAccount", pod["serviceAccountName"]) in docs
-    # The same flags start this repository's server (`python -m serving`).
-    parsed = cli._parser().parse_args(container["args"])
+    # The same flags start this repository's server (`python -m serving`), except TF Serving's
+    # health-service switch until serving/cli.py accepts it (the hardening branch adds the
+    # service itself).
+    parsed, unknown = cli._parser().parse_known_args(container["args"])
+    assert unknown in ([], ["--enable_grpc_healthcheck_service=true"])
     assert parsed.port == 8500 and parsed.rest_api_port == 8501 and parsed.enable_model_warmup
 
 
@@ -146,13 +157,126 @@ def test_service_pdb_hpa_point_at_the_pods(rendered) -> None:  # type: ignore[no
     hpa = docs[("HorizontalPodAutoscaler", "tf-serving")]
     assert hpa["spec"]["scaleTargetRef"]["name"] == "tf-serving" and hpa["spec"]["minReplicas"] >= 2
     assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
-    assert len({d["metadata"].get("namespace") for d in docs.values()}) == 1
+    namespaced = [d for (kind, _), d in docs.items() if kind != "Namespace"]
+    assert len({d["metadata"].get("namespace") for d in namespaced}) == 1
+
+
+def test_only_clients_and_the_scraper_reach_the_model_server(rendered) -> None:  # type: ignore[no-untyped-def]
+    overlay, docs = rendered
+    pod_labels = docs[("Deployment", "tf-serving")]["spec"]["template"]["metadata"]["labels"]
+    policy = docs[("NetworkPolicy", "tf-serving")]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    allowed = {}
+    for rule in policy["ingress"]:
+        (source,) = rule["from"]
+        assert set(source) == {"namespaceSelector"}  # never "everyone" (an empty rule)
+        key = tuple(sorted(source["namespaceSelector"]["matchLabels"].items()))
+        allowed[key] = {p["port"] for p in rule["ports"]}
+    assert allowed == {
+        (("tfx-taxi.example.com/model-client", "true"),): {8500, 8501},
+        (("kubernetes.io/metadata.name", "monitoring"),): {8501},
+    }
+    if overlay == "gcs":
+        namespace = docs[("Namespace", "tf-serving")]["metadata"]["labels"]
+        assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert docs[("Deployment", "tf-serving")]["metadata"]["namespace"] == "tf-serving"
 
 
 @pytest.mark.skipif(kubectl() is None, reason="no kubectl with kustomize >= 4 to compare with")
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", [*OVERLAYS, "kserve"])
 def test_fallback_renderer_agrees_with_kubectl(overlay: str) -> None:
     directory = MANIFESTS / "overlays" / overlay
     real = {(d["kind"], d["metadata"]["name"]): d for d in kubectl_kustomize(directory)}
     ours = {(d["kind"], d["metadata"]["name"]): d for d in kustomize.render(directory)}
     assert real == ours
+
+
+# JSON field names of the InferenceService types, extracted from kserve/kserve at commit
+# aaac4e294dae (2026-08-21), pkg/apis/serving/v1beta1/: inference_service.go
+# (InferenceServiceSpec), predictor.go (PredictorSpec, PredictorExtensionSpec),
+# predictor_model.go (ModelSpec, ModelFormat), component.go (ComponentExtensionSpec) and
+# podspec.go (PodSpec, inlined in PredictorSpec); only the names this overlay may use.
+KSERVE_FIELDS: dict[str, set[str]] = {
+    "spec": {"predictor", "explainer", "transformer"},
+    "spec.predictor": {
+        # PredictorSpec
+        "name",
+        "tensorflow",
+        "model",
+        # ComponentExtensionSpec (inlined)
+        "minReplicas",
+        "maxReplicas",
+        "scaleTarget",
+        "scaleMetric",
+        "containerConcurrency",
+        "timeout",
+        "canaryTrafficPercent",
+        "logger",
+        "batcher",
+        "labels",
+        "annotations",
+        # PodSpec (inlined)
+        "serviceAccountName",
+        "securityContext",
+        "volumes",
+        "nodeSelector",
+        "tolerations",
+    },
+    "spec.predictor.model": {
+        # ModelSpec
+        "modelFormat",
+        "runtime",
+        # PredictorExtensionSpec (inlined), and its inlined corev1.Container
+        "storageUri",
+        "runtimeVersion",
+        "protocolVersion",
+        "resources",
+        "args",
+        "env",
+        "securityContext",
+    },
+    "spec.predictor.model.modelFormat": {"name", "version"},
+}
+# protocolVersion values (pkg/constants: InferenceServiceProtocol) KServe's TF Serving runtime
+# lists in config/runtimes/kserve-tensorflow-serving.yaml.
+KSERVE_TF_PROTOCOLS = {"v1", "grpc-v1"}
+
+
+def unknown_kserve_fields(isvc: dict[str, Any]) -> list[str]:
+    """Dotted paths of the InferenceService's fields KServe's types do not have."""
+    unknown = []
+    for path, allowed in KSERVE_FIELDS.items():
+        node = isvc
+        for key in path.split("."):
+            node = node.get(key, {})
+        unknown += [f"{path}.{name}" for name in sorted(set(node) - allowed)]
+    return unknown
+
+
+def test_kserve_overlay_uses_only_kserve_fields_and_the_tf_serving_runtime() -> None:
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in render("kserve")}
+    isvc = docs[("InferenceService", "chicago-taxi")]
+    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert unknown_kserve_fields(isvc) == []
+    misspelt = copy.deepcopy(isvc)
+    misspelt["spec"]["predictor"]["canaryTrafficPercentage"] = 10
+    misspelt["spec"]["predictor"]["model"]["storageURI"] = "gs://x"
+    assert unknown_kserve_fields(misspelt) == [
+        "spec.predictor.canaryTrafficPercentage",
+        "spec.predictor.model.storageURI",
+    ]
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    assert model["modelFormat"]["name"] == "tensorflow" and model["runtimeVersion"] == "2.16.1"
+    assert model["protocolVersion"] in KSERVE_TF_PROTOCOLS
+    assert 0 < predictor["canaryTrafficPercent"] < 100
+    # The same model directory as the gcs overlay's TF Serving.
+    (gcs_model,) = parse_model_config(
+        {(d["kind"], d["metadata"]["name"]): d for d in render("gcs")}[
+            ("ConfigMap", "tf-serving-config")
+        ]["data"]["models.config"]
+    )
+    assert model["storageUri"] == gcs_model.base_path
+    assert ("ServiceAccount", predictor["serviceAccountName"]) in docs
+    kubernetes_validate.validate(docs[("ServiceAccount", "tf-serving")], K8S_VERSION, strict=True)

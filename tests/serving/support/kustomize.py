@@ -118,6 +118,9 @@ def render(directory: pathlib.Path) -> list[dict[str, Any]]:
                 spec["selector"].update(label["pairs"])
             elif d["kind"] == "PodDisruptionBudget":
                 spec["selector"]["matchLabels"].update(label["pairs"])
+            elif d["kind"] == "NetworkPolicy":
+                # kustomize also labels ingress/egress podSelectors; ours use none.
+                spec["podSelector"].setdefault("matchLabels", {}).update(label["pairs"])
     for image in k.get("images", []):
         for d in docs:
             for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
@@ -135,5 +138,6 @@ def render(directory: pathlib.Path) -> list[dict[str, Any]]:
                     )
     if "namespace" in k:
         for d in docs:
-            d["metadata"]["namespace"] = k["namespace"]
+            if d["kind"] != "Namespace":  # cluster-scoped
+                d["metadata"]["namespace"] = k["namespace"]
     return copy.deepcopy(docs)
