@@ -85,6 +85,9 @@ class PipelineSettings(Settings):
       anomalies_policy: `fail` stops the run on data anomalies; `warn` only reports them.
       hyperparameters: Model and training settings.
       evaluation: Blessing thresholds and slices.
+      keep_versions: Versions the Pusher keeps in the model directory after a push (older
+        ones are deleted; the served one always stays); None keeps every version. At least 2,
+        so `make rollback` has a version to go back to.
     """
 
     pipeline_name: _Name = "chicago-taxi"
@@ -96,6 +99,7 @@ class PipelineSettings(Settings):
     anomalies_policy: policies.Policy = policies.FAIL
     hyperparameters: Hyperparameters = dataclasses.field(default_factory=Hyperparameters)
     evaluation: EvaluationSettings = dataclasses.field(default_factory=EvaluationSettings)
+    keep_versions: Annotated[int, Field(ge=2)] | None = None
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)

@@ -137,7 +137,11 @@ def create_components(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=model_dir)
         ),
-        custom_config={"provenance": dict(push_provenance or {})},
+        custom_config={
+            "provenance": dict(push_provenance or {}),
+            # Retention is left out (every version kept) unless configured.
+            **({} if settings.keep_versions is None else {"keep_versions": settings.keep_versions}),
+        },
     ).with_id("Pusher")
     components = [
         data_prep,

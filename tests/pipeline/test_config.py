@@ -151,3 +151,26 @@ def test_hyperparameters_survive_the_trainer_custom_config() -> None:
     assert custom_config["hyperparameters"]["hidden_units"] == [16, 4]
     assert Hyperparameters.from_custom_config(custom_config) == hp
     assert Hyperparameters.from_custom_config(None) == Hyperparameters()
+
+
+def test_keep_versions_reaches_the_pusher_and_refuses_less_than_two(tmp_path) -> None:
+    from pipeline import pipeline as pipeline_lib
+
+    with pytest.raises(config_lib.ConfigError, match="'settings.keep_versions'"):
+        config_lib.load_local_config(None, ["settings.keep_versions=1"])
+
+    def pusher_config(settings: config_lib.PipelineSettings) -> dict:
+        built = pipeline_lib.create_pipeline(
+            settings,
+            pipeline_root=str(tmp_path),
+            source_uri=str(tmp_path / "src"),
+            source_fingerprint="f",
+            schema_path=str(tmp_path / "schema.pbtxt"),
+            model_dir=str(tmp_path / "serving" / "m"),
+        )
+        pusher = next(c for c in built.components if c.id == "Pusher")
+        return json.loads(pusher.exec_properties["custom_config"])
+
+    kept = config_lib.load_local_config(None, ["settings.keep_versions=3"]).settings
+    assert pusher_config(kept)["keep_versions"] == 3
+    assert "keep_versions" not in pusher_config(config_lib.PipelineSettings())
