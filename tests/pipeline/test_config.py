@@ -156,7 +156,7 @@ def test_hyperparameters_survive_the_trainer_custom_config() -> None:
 def test_keep_versions_reaches_the_pusher_and_refuses_less_than_two(tmp_path) -> None:
     from pipeline import pipeline as pipeline_lib
 
-    with pytest.raises(config_lib.ConfigError, match="'settings.keep_versions'"):
+    with pytest.raises(config_lib.ConfigError, match=r"'settings\.keep_versions'"):
         config_lib.load_local_config(None, ["settings.keep_versions=1"])
 
     def pusher_config(settings: config_lib.PipelineSettings) -> dict:
