@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"replay {WARMUP_FILE} before serving a version",
     )
     p.add_argument(
+        "--enable_grpc_healthcheck_service",
+        type=lambda v: v.lower() in ("1", "true", "yes"),
+        default=False,
+        help="also report TF Serving's grpc.health.v1 names (ModelService, PredictionService: "
+        "SERVING while the server runs); the overall and per-model names are always served",
+    )
+    p.add_argument(
         "--monitoring_config_file",
         default="",
         help="accepted for TF Serving compatibility: metrics are always on the REST port",
@@ -167,6 +174,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             "input_validation": args.input_validation,
             "batching": batching if args.enable_batching else None,
             "warmup": args.enable_model_warmup,
+            "tf_serving_health_names": args.enable_grpc_healthcheck_service,
             "drain_timeout_s": args.drain_seconds,
             "tls": tls,
             "tracing": {

@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 # grpc.health.v1 service names: "" is the whole server (SERVING while every configured model
 # has an AVAILABLE version and it is not draining); each model name is that model alone.
 OVERALL_HEALTH_SERVICE = ""
+# What TF Serving 2.16 reports with --enable_grpc_healthcheck_service
+# (tensorflow_serving/model_servers/server.cc): SERVING once its gRPC server runs, whatever the
+# models' state. Probes written for tensorflow/serving then work against this server too.
+TF_SERVING_HEALTH_SERVICES = ("ModelService", "PredictionService")
 
 
 def _read(path: str) -> bytes:
@@ -186,6 +190,9 @@ class ModelServer:
             self._health_names = set(readiness)
             everything = bool(readiness) and all(readiness.values())
             self.health.set(OVERALL_HEALTH_SERVICE, serving if everything else not_serving)
+            if self.settings.tf_serving_health_names:
+                for name in TF_SERVING_HEALTH_SERVICES:
+                    self.health.set(name, serving)
 
     def stop(self, drain_timeout_s: float | None = None) -> None:
         """Stops gracefully: refuse new requests, finish in-flight ones, unload models.

@@ -171,6 +171,8 @@ class ServerSettings(Settings):
       input_validation: `enforce` rejects violating requests, `log` only logs, `off` skips.
       batching: Server-side batching settings; None disables batching.
       warmup: Replay warm-up requests before a version becomes AVAILABLE.
+      tf_serving_health_names: Also report TF Serving's grpc.health.v1 names (ModelService,
+        PredictionService), as `--enable_grpc_healthcheck_service` does.
       drain_timeout_s: How long shutdown waits for in-flight requests.
       tls: gRPC TLS; None = plaintext.
       tracing: OpenTelemetry spans per request (exporter `none` by default).
@@ -195,6 +197,7 @@ class ServerSettings(Settings):
     input_validation: InputValidation = "enforce"
     batching: BatchingSettings | None = None
     warmup: bool = True
+    tf_serving_health_names: bool = False
     drain_timeout_s: Annotated[float, Field(ge=0)] = 10.0
     tls: TlsServerSettings | None = None
     tracing: TracingSettings = TracingSettings()

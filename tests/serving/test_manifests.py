@@ -136,11 +136,9 @@ def test_deployment_is_production_ready(rendered) -> None:  # type: ignore[no-un
     else:
         assert model.base_path.startswith("gs://") and "models" not in mounts
         assert ("ServiceAccount", pod["serviceAccountName"]) in docs
-    # The same flags start this repository's server (`python -m serving`), except TF Serving's
-    # health-service switch until serving/cli.py accepts it (the hardening branch adds the
-    # service itself).
-    parsed, unknown = cli._parser().parse_known_args(container["args"])
-    assert unknown in ([], ["--enable_grpc_healthcheck_service=true"])
+    # The same flags start this repository's server (`python -m serving`).
+    parsed = cli._parser().parse_args(container["args"])
+    assert parsed.enable_grpc_healthcheck_service
     assert parsed.port == 8500 and parsed.rest_api_port == 8501 and parsed.enable_model_warmup
 
 
