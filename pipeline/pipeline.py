@@ -16,6 +16,7 @@ from components.anomalies_gate.component import AnomaliesGate
 from components.data_prep.component import DataPrep, ExampleGen
 from components.evaluator.component import BaselineAwareEvaluator
 from components.latest_pushed_model.component import LatestPushedModel
+from components.load_test.component import LoadTest
 from components.pusher.component import AtomicPusher
 from pipeline.config import PipelineSettings
 from pipeline.evaluation import build_eval_config
@@ -33,6 +34,7 @@ NODE_IDS = (
     "Trainer",
     "LatestPushedModel",
     "Evaluator",
+    "LoadTest",
     "Pusher",
 )
 # A str where the value is known when the pipeline is built (local runs), a RuntimeParameter
@@ -63,7 +65,8 @@ def create_components(
       push_provenance: Extra fields recorded in each pushed version's manifest.
 
     Returns:
-      Components in topological order, ids as in `NODE_IDS`.
+      Components in topological order, ids as in `NODE_IDS` (without `LoadTest` when
+      `settings.load_test.enabled` is false).
 
     Raises:
       KeyError: If `platform_configs` names a node the pipeline does not have.
@@ -116,9 +119,24 @@ def create_components(
         example_splits=["eval"],
         eval_config=build_eval_config(settings.evaluation),
     ).with_id("Evaluator")
+    load_test = None
+    if settings.load_test.enabled:
+        load_test = LoadTest(
+            model=trainer.outputs["model"],
+            examples=example_gen.outputs["examples"],
+            model_blessing=evaluator.outputs["blessing"],
+            model_name=settings.model_name,
+            example_split="eval",
+            sample_size=settings.load_test.sample_size,
+            max_p99_ms=settings.load_test.max_p99_ms,
+            load_timeout_s=settings.load_test.load_timeout_s,
+            concurrency=settings.load_test.concurrency,
+            request_timeout_s=settings.load_test.request_timeout_s,
+        ).with_id("LoadTest")
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=load_test.outputs["blessing"] if load_test else None,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=model_dir)
         ),
@@ -135,6 +153,7 @@ def create_components(
         trainer,
         baseline,
         evaluator,
+        *([load_test] if load_test else []),
         pusher,
     ]
     by_id = {c.id: c for c in components}
@@ -160,7 +179,7 @@ def create_pipeline(
     platform_configs: Mapping[str, message.Message] | None = None,
     push_provenance: Mapping[str, str] | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Builds the TFX pipeline: DataPrep -> ExampleGen -> ... -> Evaluator -> Pusher.
+    """Builds the TFX pipeline: DataPrep -> ExampleGen -> ... -> Evaluator -> LoadTest -> Pusher.
 
     Only where-it-runs values are separate arguments; what the pipeline does is `settings`.
 
