@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 TASKS = [
     "DataPrep", "Evaluator", "ExampleGen", "ExampleValidator", "AnomaliesGate",
-    "LatestPushedModel", "Pusher", "SchemaImporter", "SourceFingerprint", "StatisticsGen",
+    "LatestPushedModel", "LoadTest", "Pusher", "SchemaImporter", "SourceFingerprint", "StatisticsGen",
     "Trainer", "Transform",
 ]  # fmt: skip
 ALWAYS_RUN = {"SourceFingerprint", "LatestPushedModel", "Pusher"}
