@@ -88,6 +88,9 @@ class LoadTestSettings(Settings):
         load and warm-up), in seconds.
       concurrency: Requests in flight at once.
       request_timeout_s: Deadline of each request, in seconds.
+      input_validation: The load-tested server's request validation: `off` serves as the
+        production `tensorflow/serving` does (no schema checks; the eval data already passed
+        the AnomaliesGate); `enforce` also rejects examples outside the curated schema.
     """
 
     enabled: bool = True
@@ -96,6 +99,7 @@ class LoadTestSettings(Settings):
     load_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     concurrency: Annotated[int, Field(ge=1, le=64)] = 2
     request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    input_validation: typing.Literal["off", "log", "enforce"] = "off"
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)

@@ -132,6 +132,7 @@ def create_components(
             load_timeout_s=settings.load_test.load_timeout_s,
             concurrency=settings.load_test.concurrency,
             request_timeout_s=settings.load_test.request_timeout_s,
+            input_validation=settings.load_test.input_validation,
         ).with_id("LoadTest")
     pusher = AtomicPusher(
         model=trainer.outputs["model"],

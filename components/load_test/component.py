@@ -21,6 +21,7 @@ class LoadTestSpec(ComponentSpec):
         executor.LOAD_TIMEOUT_S_KEY: ExecutionParameter(type=float),
         executor.CONCURRENCY_KEY: ExecutionParameter(type=int),
         executor.REQUEST_TIMEOUT_S_KEY: ExecutionParameter(type=float),
+        executor.INPUT_VALIDATION_KEY: ExecutionParameter(type=str),
     }
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -66,6 +67,7 @@ class LoadTest(base_component.BaseComponent):
         load_timeout_s: float = 120.0,
         concurrency: int = 2,
         request_timeout_s: float = 10.0,
+        input_validation: str = "off",
     ):
         """Builds the load test.
 
@@ -82,6 +84,9 @@ class LoadTest(base_component.BaseComponent):
           load_timeout_s: Bound on server start to the version AVAILABLE, in seconds.
           concurrency: Requests in flight at once.
           request_timeout_s: Deadline of each request, in seconds.
+          input_validation: The server's request validation: `off` (as the production
+            `tensorflow/serving`, which validates nothing), `log` or `enforce` (reject examples
+            outside the curated schema).
 
         Raises:
           ValueError: If a number is out of range, saying which.
@@ -95,6 +100,11 @@ class LoadTest(base_component.BaseComponent):
         }
         # Counts must be >= 1, times and bounds > 0.
         bad = {name: value for name, value in values.items() if not value > 0}
+        if input_validation not in executor.INPUT_VALIDATION_MODES:
+            raise ValueError(
+                f"LoadTest input_validation must be one of {executor.INPUT_VALIDATION_MODES}, "
+                f"got {input_validation!r}"
+            )
         if bad or not example_split:
             raise ValueError(
                 "LoadTest needs sample_size and concurrency >= 1, positive max_p99_ms, "
@@ -113,6 +123,7 @@ class LoadTest(base_component.BaseComponent):
                 load_timeout_s=float(load_timeout_s),
                 concurrency=concurrency,
                 request_timeout_s=float(request_timeout_s),
+                input_validation=input_validation,
                 blessing=types.Channel(type=standard_artifacts.InfraBlessing),
                 metrics=types.Channel(type=ui_artifacts.Metrics),
                 report=types.Channel(type=ui_artifacts.Markdown),

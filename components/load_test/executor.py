@@ -38,6 +38,8 @@ MAX_P99_MS_KEY = "max_p99_ms"
 LOAD_TIMEOUT_S_KEY = "load_timeout_s"
 CONCURRENCY_KEY = "concurrency"
 REQUEST_TIMEOUT_S_KEY = "request_timeout_s"
+INPUT_VALIDATION_KEY = "input_validation"
+INPUT_VALIDATION_MODES = ("off", "log", "enforce")
 # TFX's InfraValidator marks (tfx/components/infra_validator/executor.py, _mark_blessed).
 BLESSED_PROPERTY = "blessed"
 REASON_PROPERTY = "reason"
@@ -116,6 +118,7 @@ def load_test(
     load_timeout_s: float,
     concurrency: int,
     request_timeout_s: float,
+    input_validation: str = "off",
 ) -> Outcome:
     """Serves the SavedModel at `model_path` in a child server on loopback and load-tests it.
 
@@ -131,6 +134,9 @@ def load_test(
       load_timeout_s: Bound on the time from server start to the version AVAILABLE.
       concurrency: Requests in flight at once.
       request_timeout_s: Deadline of each request.
+      input_validation: The child server's schema validation of requests: `off` serves as
+        the production `tensorflow/serving` does (it validates nothing), `enforce` also
+        rejects examples outside the curated schema's SERVING environment.
 
     Returns:
       The outcome; a model that cannot load, or fails a request, is not blessed.
@@ -152,7 +158,11 @@ def load_test(
         start = time.monotonic()
         try:
             with server_process.serve(
-                model_name, base_path, log_path, start + load_timeout_s
+                model_name,
+                base_path,
+                log_path,
+                start + load_timeout_s,
+                input_validation=input_validation,
             ) as server:
                 load_time_s = time.monotonic() - start
                 logging.info("Candidate AVAILABLE after %.1f s on %s", load_time_s, server.address)
@@ -223,7 +233,7 @@ class Executor(base_executor.BaseExecutor):
           input_dict: `model`, `examples` and optionally `model_blessing`.
           output_dict: `blessing` (InfraBlessing), `metrics` (Metrics), `report` (Markdown).
           exec_properties: `model_name`, `example_split`, `sample_size`, `max_p99_ms`,
-            `load_timeout_s`, `concurrency`, `request_timeout_s`.
+            `load_timeout_s`, `concurrency`, `request_timeout_s`, `input_validation`.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
@@ -254,6 +264,7 @@ class Executor(base_executor.BaseExecutor):
                 load_timeout_s=load_timeout_s,
                 concurrency=int(exec_properties[CONCURRENCY_KEY]),
                 request_timeout_s=float(exec_properties[REQUEST_TIMEOUT_S_KEY]),
+                input_validation=exec_properties[INPUT_VALIDATION_KEY],
             )
         logging.info("Load test: blessed=%s: %s", outcome.blessed, outcome.reason)
         record(outcome, output_dict, model.uri)

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 import grpc
@@ -28,7 +28,7 @@ _END = get_model_status_pb2.ModelVersionStatus.END
 _BIND_FAILURE = "Cannot bind gRPC"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _STOP_GRACE_S = 10.0
-_LOG_TAIL_BYTES = 4000
+_LOG_TAIL_BYTES = 1500
 
 
 class ServerStartError(RuntimeError):
@@ -46,12 +46,23 @@ def free_loopback_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: Linux kills the server when the step's process
-    # dies, even by SIGKILL (an OOM kill, a KFP pod eviction), so it never outlives the step.
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A function for the child, between fork and exec, that makes Linux SIGKILL the server
+    when the step's process dies, even by SIGKILL (an OOM kill, a pod eviction), so it never
+    outlives the step. None off Linux.
+
+    libc and its `prctl` are looked up here, in the parent: the child then only calls a loaded
+    function (no dynamic loading between fork and exec, where another thread of the step may
+    have held the loader's lock).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def set_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return set_signal
 
 
 class ServerProcess:
@@ -61,8 +72,16 @@ class ServerProcess:
     grace) on every exit path, exceptions included; and it dies with its parent.
     """
 
-    def __init__(self, model_name: str, model_base_path: str, log_path: str, port: int) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        model_base_path: str,
+        log_path: str,
+        port: int,
+        input_validation: str = "off",
+    ) -> None:
         self.model_name = model_name
+        self.input_validation = input_validation
         self.model_base_path = model_base_path
         self.log_path = log_path
         self.port = port
@@ -84,6 +103,7 @@ class ServerProcess:
             "--file_system_poll_wait_seconds=60",
             "--drain_seconds=0",
             "--log_format=text",
+            f"--input_validation={self.input_validation}",
         ]
 
     def start(self) -> None:
@@ -94,7 +114,7 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_parent_death_signal(),
                 # Not the step's process group: a Ctrl-C meant for the step is handled by it.
                 start_new_session=True,
             )
@@ -187,7 +207,12 @@ class ServerProcess:
 
 @contextlib.contextmanager
 def serve(
-    model_name: str, model_base_path: str, log_path: str, deadline: float, attempts: int = 3
+    model_name: str,
+    model_base_path: str,
+    log_path: str,
+    deadline: float,
+    attempts: int = 3,
+    input_validation: str = "off",
 ) -> Iterator[ServerProcess]:
     """Starts a server on a free loopback port and waits until the model is AVAILABLE.
 
@@ -201,6 +226,7 @@ def serve(
       log_path: File receiving the server's output.
       deadline: `time.monotonic()` value by which the model must be AVAILABLE.
       attempts: Ports to try.
+      input_validation: The server's `--input_validation` (`off`, `log` or `enforce`).
 
     Yields:
       The running server.
@@ -209,7 +235,9 @@ def serve(
       ServerStartError, LoadTimeoutError: See `ServerProcess.wait_until_available`.
     """
     for attempt in range(1, attempts + 1):
-        server = ServerProcess(model_name, model_base_path, log_path, free_loopback_port())
+        server = ServerProcess(
+            model_name, model_base_path, log_path, free_loopback_port(), input_validation
+        )
         with server:
             try:
                 server.wait_until_available(deadline)

@@ -369,8 +369,8 @@ def _build(tmp_path, **load_test_settings):
 def test_load_test_sits_between_evaluator_and_pusher_with_its_settings(tmp_path) -> None:
     by_id = _build(tmp_path, max_p99_ms=250, sample_size=7, concurrency=3)
     load_test, pusher_node = by_id["LoadTest"], by_id["Pusher"]
-    assert list(by_id).index("Evaluator") < list(by_id).index("LoadTest") < list(by_id).index(
-        "Pusher"
+    assert (
+        list(by_id).index("Evaluator") < list(by_id).index("LoadTest") < list(by_id).index("Pusher")
     )
     assert load_test.inputs["model"] is by_id["Trainer"].outputs["model"]
     assert load_test.inputs["examples"] is by_id["ExampleGen"].outputs["examples"]

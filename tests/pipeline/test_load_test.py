@@ -36,6 +36,7 @@ PARAMS = {
     "load_timeout_s": 120.0,
     "concurrency": 2,
     "request_timeout_s": 30.0,
+    "input_validation": "off",
 }
 
 
@@ -74,6 +75,8 @@ def eval_examples(tmp_path, features):
         for example in ExampleBuilder(features).build_all(fixture.sample_rows()):
             # Eval data carries the label source, which the SERVING signatures ignore.
             example.features.feature["tips"].float_list.value.append(1.5)
+            # CsvExampleGen writes a missing value as a feature with no list at all.
+            example.features.feature["pickup_census_tract"].Clear()
             w.write(example.SerializeToString())
     return examples
 
@@ -167,6 +170,7 @@ def test_a_model_whose_signature_fails_on_the_sample_is_not_blessed_nor_pushed(
     assert blessing.get_int_custom_property("blessed") == 0
     assert (tmp_path / "out" / "blessing" / "INFRA_NOT_BLESSED").exists()
     assert blessing.get_float_custom_property("failures") == 6 * 3
+    assert metrics.get_float_custom_property("failures") == 6 * 3
     reason = blessing.get_string_custom_property("reason")
     assert reason.startswith("18 of 18 requests failed (eval ") and "INVALID_ARGUMENT" in reason
     assert report.startswith("# Pre-push load test: NOT blessed")
@@ -230,12 +234,14 @@ def test_a_model_the_evaluator_did_not_bless_is_not_load_tested(
 def test_the_server_is_stopped_when_the_load_raises(tmp_path, features) -> None:
     fixture.build_model(str(tmp_path / "base" / "chicago_taxi" / "1"), features)
     base = str(tmp_path / "base" / "chicago_taxi")
-    with pytest.raises(RuntimeError, match="boom"):
-        with server_process.serve(
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        server_process.serve(
             "chicago_taxi", base, str(tmp_path / "log"), time.monotonic() + 120
-        ) as server:
-            assert server.process is not None and _serving_children() == [server.process.pid]
-            raise RuntimeError("boom")
+        ) as server,
+    ):
+        assert server.process is not None and _serving_children() == [server.process.pid]
+        raise RuntimeError("boom")
     assert server.process.returncode is not None
     assert _serving_children() == []
 
