@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 
 TASKS = [
     "DataPrep", "Evaluator", "ExampleGen", "ExampleValidator", "AnomaliesGate",
-    "LatestPushedModel", "LoadTest", "Pusher", "SchemaImporter", "SourceFingerprint", "StatisticsGen",
-    "Trainer", "Transform",
+    "LatestPushedModel", "LoadTest", "Pusher", "SchemaImporter", "SourceFingerprint",
+    "StatisticsGen", "Trainer", "Transform",
 ]  # fmt: skip
 ALWAYS_RUN = {"SourceFingerprint", "LatestPushedModel", "Pusher"}
 
