@@ -72,6 +72,36 @@ class EvaluationSettings(Settings):
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
+class LoadTestSettings(Settings):
+    """The pre-push load test (`LoadTest` step): what makes a model servable.
+
+    Attributes:
+      enabled: Run the LoadTest step and make the Pusher require its blessing; false drops
+        the step (the Pusher then needs the Evaluator's blessing only).
+      sample_size: Eval examples sent, each as one Predict and one Classify and Regress (the
+        model's warm-up requests are sent as well).
+      max_p99_ms: Bound on the p99 gRPC round-trip latency in milliseconds. The default
+        suits the Python server on a small shared machine (p99 2.6-5 ms measured idle); set
+        it from the serving SLO on the production image.
+      load_timeout_s: Bound on server start to the model AVAILABLE (process start-up, model
+        load and warm-up), in seconds.
+      concurrency: Requests in flight at once.
+      request_timeout_s: Deadline of each request, in seconds.
+      input_validation: The load-tested server's request validation: `off` serves as the
+        production `tensorflow/serving` does (no schema checks; the eval data already passed
+        the AnomaliesGate); `enforce` also rejects examples outside the curated schema.
+    """
+
+    enabled: bool = True
+    sample_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_p99_ms: Annotated[float, Field(gt=0)] = 1000.0
+    load_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    input_validation: typing.Literal["off", "log", "enforce"] = "off"
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
 class PipelineSettings(Settings):
     """What the pipeline does, whatever runs it.
 
@@ -88,6 +118,7 @@ class PipelineSettings(Settings):
       keep_versions: Versions the Pusher keeps in the model directory after a push (older
         ones are deleted; the served one always stays); None keeps every version. At least 2,
         so `make rollback` has a version to go back to.
+      load_test: The pre-push load test the Pusher requires (`LoadTest`).
     """
 
     pipeline_name: _Name = "chicago-taxi"
@@ -100,6 +131,7 @@ class PipelineSettings(Settings):
     hyperparameters: Hyperparameters = dataclasses.field(default_factory=Hyperparameters)
     evaluation: EvaluationSettings = dataclasses.field(default_factory=EvaluationSettings)
     keep_versions: Annotated[int, Field(ge=2)] | None = None
+    load_test: LoadTestSettings = dataclasses.field(default_factory=LoadTestSettings)
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)

@@ -18,6 +18,7 @@ from components.drift_gate import drift, lineage_graph
 from components.drift_gate.component import DriftGate
 from components.evaluator.component import BaselineAwareEvaluator
 from components.latest_pushed_model.component import LatestPushedModel
+from components.load_test.component import LoadTest
 from components.pusher.component import AtomicPusher
 from pipeline.config import PipelineSettings
 from pipeline.evaluation import build_eval_config
@@ -36,6 +37,7 @@ NODE_IDS = (
     "Trainer",
     "LatestPushedModel",
     "Evaluator",
+    "LoadTest",
     "Pusher",
 )
 # A str where the value is known when the pipeline is built (local runs), a RuntimeParameter
@@ -69,7 +71,8 @@ def create_components(
         (local: the run's SQLite store; KFP: metadata-grpc-service).
 
     Returns:
-      Components in topological order, ids as in `NODE_IDS`.
+      Components in topological order, ids as in `NODE_IDS` (without `LoadTest` when
+      `settings.load_test.enabled` is false).
 
     Raises:
       KeyError: If `platform_configs` names a node the pipeline does not have.
@@ -131,9 +134,25 @@ def create_components(
         example_splits=["eval"],
         eval_config=build_eval_config(settings.evaluation),
     ).with_id("Evaluator")
+    load_test = None
+    if settings.load_test.enabled:
+        load_test = LoadTest(
+            model=trainer.outputs["model"],
+            examples=example_gen.outputs["examples"],
+            model_blessing=evaluator.outputs["blessing"],
+            model_name=settings.model_name,
+            example_split="eval",
+            sample_size=settings.load_test.sample_size,
+            max_p99_ms=settings.load_test.max_p99_ms,
+            load_timeout_s=settings.load_test.load_timeout_s,
+            concurrency=settings.load_test.concurrency,
+            request_timeout_s=settings.load_test.request_timeout_s,
+            input_validation=settings.load_test.input_validation,
+        ).with_id("LoadTest")
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=load_test.outputs["blessing"] if load_test else None,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=model_dir)
         ),
@@ -155,6 +174,7 @@ def create_components(
         trainer,
         baseline,
         evaluator,
+        *([load_test] if load_test else []),
         pusher,
     ]
     by_id = {c.id: c for c in components}
@@ -181,7 +201,7 @@ def create_pipeline(
     push_provenance: Mapping[str, str] | None = None,
     baseline_metadata: lineage_graph.MetadataConfig | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Builds the TFX pipeline: DataPrep -> ExampleGen -> ... -> Evaluator -> Pusher.
+    """Builds the TFX pipeline: DataPrep -> ExampleGen -> ... -> Evaluator -> LoadTest -> Pusher.
 
     Only where-it-runs values are separate arguments; what the pipeline does is `settings`.
 

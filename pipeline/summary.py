@@ -38,7 +38,8 @@ class RunSummary:
       baseline: `none (first push: ...)` or `version N`.
       pushed_version: Version written (or already serving) in the model dir.
       pushed_path: Its directory.
-      push_outcome: `pushed`, `already_serving` or `not_blessed`.
+      load_test: The pre-push load test's verdict line (None when it did not run).
+      push_outcome: `pushed`, `already_serving`, `not_blessed` or `not_infra_blessed`.
       reports: Report name -> file of the run's reports for people (Markdown, HTML).
     """
 
@@ -59,6 +60,7 @@ class RunSummary:
     pushed_version: str | None = None
     pushed_path: str | None = None
     push_outcome: str | None = None
+    load_test: str | None = None
     reports: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -166,6 +168,7 @@ _REPORT_OUTPUTS = (
     ("AnomaliesGate", "anomalies_report", "data validation (Markdown)"),
     ("DriftGate", "drift_report", "drift and presence (Markdown)"),
     ("Evaluator", "report", "evaluation (HTML)"),
+    ("LoadTest", "report", "load test (Markdown)"),
     ("Pusher", "push_report", "push (Markdown)"),
 )
 
@@ -186,6 +189,33 @@ def report_paths(
         for node, key, title in _REPORT_OUTPUTS
         for artifact in outputs.get(node, {}).get(key, [])
     }
+
+
+def load_test_line(outputs: dict[str, dict[str, list[metadata_store_pb2.Artifact]]]) -> str | None:
+    """The LoadTest's verdict in one line, from its InfraBlessing (None when it did not run).
+
+    Args:
+      outputs: Node id -> output key -> artifacts of one run.
+
+    Returns:
+      E.g. `blessed (300 requests, 0 failed, p50 1.9 ms, p99 6.2 ms, loaded in 8.4 s): ...`.
+    """
+    for artifact in outputs.get("LoadTest", {}).get("blessing", []):
+        verdict = "blessed" if _prop(artifact, "blessed") == 1 else "NOT blessed"
+        load_time = _prop(artifact, "load_time_s")
+        loaded = (
+            "did not load" if load_time is None or load_time < 0 else f"loaded in {load_time:.1f} s"
+        )
+        requests, failures = (
+            int(_prop(artifact, "requests") or 0),
+            int(_prop(artifact, "failures") or 0),
+        )
+        p50, p99 = _prop(artifact, "p50_ms") or 0.0, _prop(artifact, "p99_ms") or 0.0
+        return (
+            f"{verdict} ({requests} requests, {failures} failed, p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms, {loaded}): {_prop(artifact, 'reason')}"
+        )
+    return None
 
 
 def format_reports(reports: dict[str, str]) -> list[str]:
@@ -257,6 +287,7 @@ def summarize_latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
         if _prop(artifact, "pushed"):
             summary.pushed_version = _prop(artifact, "pushed_version")
             summary.pushed_path = _prop(artifact, "pushed_destination")
+    summary.load_test = load_test_line(outputs)
     summary.reports = report_paths(outputs)
     return summary
 
@@ -305,6 +336,8 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(
             "  blessed: NO, because:" + "".join(f"\n    {r}" for r in summary.failed_thresholds)
         )
+    if summary.load_test:
+        lines.append(f"  load test: {summary.load_test}")
     if summary.pushed_version:
         where = f"version {summary.pushed_version} at {summary.pushed_path}"
         lines.append(f"  pushed: {where} ({summary.push_outcome})")

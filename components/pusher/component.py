@@ -15,7 +15,8 @@ from components.pusher import executor
 
 
 class AtomicPusherSpec(ComponentSpec):
-    """TFX's PusherSpec with a model (no infra blessing) and a Markdown push report."""
+    """TFX's PusherSpec (model, model blessing, optional infra blessing) and a Markdown push
+    report."""
 
     PARAMETERS = {
         standard_component_specs.PUSH_DESTINATION_KEY: ExecutionParameter(
@@ -27,6 +28,11 @@ class AtomicPusherSpec(ComponentSpec):
         standard_component_specs.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         standard_component_specs.MODEL_BLESSING_KEY: ChannelParameter(
             type=standard_artifacts.ModelBlessing
+        ),
+        # The pre-push load test's verdict (LoadTest), read as TFX's Pusher reads
+        # InfraValidator's.
+        standard_component_specs.INFRA_BLESSING_KEY: ChannelParameter(
+            type=standard_artifacts.InfraBlessing, optional=True
         ),
     }
     OUTPUTS = {
@@ -57,6 +63,7 @@ class AtomicPusher(base_component.BaseComponent):
         model_blessing: types.BaseChannel,
         push_destination: pusher_pb2.PushDestination,
         custom_config: dict[str, Any] | None = None,
+        infra_blessing: types.BaseChannel | None = None,
     ):
         """Builds the pusher.
 
@@ -80,6 +87,7 @@ class AtomicPusher(base_component.BaseComponent):
             spec=AtomicPusherSpec(
                 model=model,
                 model_blessing=model_blessing,
+                infra_blessing=infra_blessing,
                 push_destination=push_destination,
                 custom_config=json_utils.dumps(custom_config),
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),

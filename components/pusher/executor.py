@@ -11,6 +11,7 @@ import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as tfx_pusher_executor
+from tfx.components.util import model_utils
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
@@ -25,6 +26,9 @@ CUSTOM_CONFIG_KEYS = (PROVENANCE_KEY, KEEP_VERSIONS_KEY)
 OUTCOME_PROPERTY = "push_outcome"
 PUSHED = model_contract.PUSHED
 NOT_BLESSED = "not_blessed"
+# The pre-push load test (LoadTest's InfraBlessing) did not bless the model.
+NOT_INFRA_BLESSED = "not_infra_blessed"
+INFRA_REASON_PROPERTY = "reason"
 ALREADY_SERVING = model_contract.ALREADY_SERVING
 # Unix-time versions are what TF Serving needs (it serves the highest number); TFX's AUTO
 # means UNIX_TIMESTAMP for a filesystem destination (tfx/components/pusher/executor.py).
@@ -109,7 +113,7 @@ def render_push_report(
     """Returns the Markdown push report: what happened, where, and from what.
 
     Args:
-      outcome: `pushed`, `already_serving` or `not_blessed`.
+      outcome: `pushed`, `already_serving`, `not_blessed` or `not_infra_blessed`.
       model_dir: The destination `<serving_base>/<model_name>`.
       manifest: Provenance (the push manifest when a version holds the model).
       version: The version now holding the model; None when not pushed.
@@ -124,6 +128,7 @@ def render_push_report(
             "Not pushed: the Evaluator did not bless this model (its validation result says "
             "which threshold failed)"
         ),
+        NOT_INFRA_BLESSED: "Not pushed: the pre-push load test did not bless this model",
     }[outcome]
     rows = [
         ("outcome", outcome),
@@ -132,12 +137,14 @@ def render_push_report(
         ("model artifact", manifest.get("model_uri")),
         ("model artifact id", manifest.get("model_artifact_id")),
         ("blessing", manifest.get("model_blessing_uri")),
+        ("load test", manifest.get("infra_blessing_uri")),
         ("pipeline run", manifest.get("pipeline_run_id")),
         ("data version", manifest.get("data_version")),
     ]
     if version is not None:
         rows.append(("pushed at", manifest.get("pushed_at")))
     known = {"model_uri", "model_artifact_id", "model_blessing_uri", "pipeline_run_id"}
+    known |= {"infra_blessing_uri"}
     known |= {"data_version", "pushed_at", "version", "model_name"}
     rows += [(name, value) for name, value in sorted(manifest.items()) if name not in known]
     lines = [f"# {headline}", "", "| | |", "|---|---|"]
@@ -157,7 +164,8 @@ class Executor(tfx_pusher_executor.Executor):
         """Pushes the model if blessed; records the outcome and writes the push report.
 
         Args:
-          input_dict: `model` and `model_blessing`, as for TFX's Pusher.
+          input_dict: `model`, `model_blessing` and optionally `infra_blessing`, as for TFX's
+            Pusher.
           output_dict: `pushed_model`, and `push_report` (Markdown).
           exec_properties: `push_destination` (filesystem) and `custom_config`
             (`provenance`: extra fields for the push manifest).
@@ -177,8 +185,9 @@ class Executor(tfx_pusher_executor.Executor):
         )
         if not self.CheckBlessing(input_dict):
             self._MarkNotPushed(model_push)
-            model_push.set_string_custom_property(OUTCOME_PROPERTY, NOT_BLESSED)
-            self._write_report(output_dict, NOT_BLESSED, model_dir, manifest, None)
+            outcome, why = self._not_blessed_outcome(input_dict)
+            self._write_report(output_dict, outcome, model_dir, {**manifest, **why}, None)
+            model_push.set_string_custom_property(OUTCOME_PROPERTY, outcome)
             return
         model_path = self.GetModelPath(input_dict)
         config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
@@ -208,12 +217,26 @@ class Executor(tfx_pusher_executor.Executor):
         model_push.set_string_custom_property(OUTCOME_PROPERTY, result.outcome)
         self._write_report(output_dict, result.outcome, model_dir, result.manifest, result.version)
 
+    def _not_blessed_outcome(
+        self, input_dict: dict[str, list[types.Artifact]]
+    ) -> tuple[str, dict[str, str]]:
+        """Which blessing is missing (the Evaluator's first), and the load test's reason."""
+        evaluation = input_dict[standard_component_specs.MODEL_BLESSING_KEY]
+        if not model_utils.is_model_blessed(artifact_utils.get_single_instance(evaluation)):
+            return NOT_BLESSED, {}
+        infra = artifact_utils.get_single_instance(
+            input_dict[standard_component_specs.INFRA_BLESSING_KEY]
+        )
+        reason = infra.get_string_custom_property(INFRA_REASON_PROPERTY) or "none recorded"
+        return NOT_INFRA_BLESSED, {"load test result": reason}
+
     def _manifest(
         self, input_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]
     ) -> dict[str, Any]:
         """The push manifest's provenance: model, blessing, run and custom_config's fields."""
         config = json.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        infra = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY)
         return {
             "model_uri": model.uri,
             "model_artifact_id": model.id,
@@ -221,6 +244,7 @@ class Executor(tfx_pusher_executor.Executor):
                 input_dict[standard_component_specs.MODEL_BLESSING_KEY]
             ),
             "pipeline_run_id": self._context.pipeline_run_id if self._context else None,
+            **({"infra_blessing_uri": artifact_utils.get_single_uri(infra)} if infra else {}),
             **provenance_of(config),
         }
 

@@ -46,6 +46,7 @@ STEP_TITLES = {
     "Trainer": "train (GPU)",
     "LatestPushedModel": "baseline = the served model (always runs)",
     "Evaluator": "evaluate against thresholds and the baseline, bless",
+    "LoadTest": "serve the candidate on loopback and load-test it (pre-push)",
     "Pusher": "push to serving (always runs)",
 }
 

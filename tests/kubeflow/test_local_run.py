@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 
 TASKS = [
     "DataPrep", "DriftGate", "Evaluator", "ExampleGen", "ExampleValidator", "AnomaliesGate",
-    "LatestPushedModel", "Pusher", "SchemaImporter", "SourceFingerprint", "StatisticsGen",
-    "Trainer", "Transform",
+    "LatestPushedModel", "LoadTest", "Pusher", "SchemaImporter", "SourceFingerprint",
+    "StatisticsGen", "Trainer", "Transform",
 ]  # fmt: skip
 ALWAYS_RUN = {"SourceFingerprint", "LatestPushedModel", "Pusher"}
 

@@ -346,3 +346,43 @@ def test_evaluator_uses_a_baseline_only_when_one_was_served() -> None:
     assert not evaluator.has_served_baseline([])
     assert evaluator.has_served_baseline([served])
     assert evaluator.has_served_baseline([resolved_elsewhere])
+
+
+# --- LoadTest wiring ---------------------------------------------------------------------------
+
+
+def _build(tmp_path, **load_test_settings):
+    from pipeline import pipeline as pipeline_lib
+    from pipeline.config import LoadTestSettings, PipelineSettings
+
+    settings = PipelineSettings(load_test=LoadTestSettings(**load_test_settings))
+    components = pipeline_lib.create_components(
+        settings,
+        source_uri=str(tmp_path / "data"),
+        source_fingerprint="0" * 64,
+        schema_path=str(tmp_path / "schema.pbtxt"),
+        model_dir=str(tmp_path / "serving" / "m"),
+    )
+    return {c.id: c for c in components}
+
+
+def test_load_test_sits_between_evaluator_and_pusher_with_its_settings(tmp_path) -> None:
+    by_id = _build(tmp_path, max_p99_ms=250, sample_size=7, concurrency=3)
+    load_test, pusher_node = by_id["LoadTest"], by_id["Pusher"]
+    assert (
+        list(by_id).index("Evaluator") < list(by_id).index("LoadTest") < list(by_id).index("Pusher")
+    )
+    assert load_test.inputs["model"] is by_id["Trainer"].outputs["model"]
+    assert load_test.inputs["examples"] is by_id["ExampleGen"].outputs["examples"]
+    assert load_test.inputs["model_blessing"] is by_id["Evaluator"].outputs["blessing"]
+    assert pusher_node.inputs["infra_blessing"] is load_test.outputs["blessing"]
+    assert load_test.outputs["blessing"].type is standard_artifacts.InfraBlessing
+    props = load_test.exec_properties
+    assert (props["max_p99_ms"], props["sample_size"], props["concurrency"]) == (250.0, 7, 3)
+    assert props["model_name"] == "chicago_taxi" and props["example_split"] == "eval"
+
+
+def test_load_test_disabled_drops_the_step_and_the_pusher_requirement(tmp_path) -> None:
+    by_id = _build(tmp_path, enabled=False)
+    assert "LoadTest" not in by_id
+    assert "infra_blessing" not in by_id["Pusher"].inputs

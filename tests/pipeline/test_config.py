@@ -56,6 +56,9 @@ def test_overrides_and_file_are_merged_and_coerced(tmp_path) -> None:
         ("settings.hyperparameters.hidden_units=8,0", "'settings.hyperparameters.hidden_units.1'"),
         ("settings.hyperparameters.hidden_units=", "'settings.hyperparameters.hidden_units'"),
         ("settings.max_rows=5", "'settings.max_rows': expected >= 20"),
+        ("settings.load_test.max_p99_ms=0", "'settings.load_test.max_p99_ms': expected > 0"),
+        ("settings.load_test.concurrency=0", "'settings.load_test.concurrency': expected >= 1"),
+        ("settings.load_test.enabled=maybe", "'settings.load_test.enabled'"),
         ("enable_cache=maybe", "'enable_cache'"),
         ("settings=3", "'settings'"),
         (

@@ -121,6 +121,8 @@ def test_every_component_ran_and_wrote_artifacts(first) -> None:
         "LatestPushedModel/baseline_model/*/Format-Serving/saved_model.pb",
         "Evaluator/evaluation/*/validations*",
         "Evaluator/blessing/*/BLESSED",
+        "LoadTest/blessing/*/INFRA_BLESSED",
+        "LoadTest/report/*/value",
         "Pusher/pushed_model/*/saved_model.pb",
         "Pusher/push_report/*/value",
         "AnomaliesGate/anomalies_report/*/value",
@@ -145,6 +147,9 @@ def test_model_is_blessed_on_overall_and_credit_card_and_pushed(first) -> None:
     assert result.baseline == "none (first push: absolute thresholds only)"
     assert result.metrics_overall["auc"] >= 0.75 and result.metrics_credit_card["auc"] >= 0.5
     assert result.metrics_credit_card["example_count"] < result.metrics_overall["example_count"]
+    assert result.load_test and result.load_test.startswith("blessed ("), result.load_test
+    assert "0 failed" in result.load_test and "all " in result.load_test
+    assert f"  load test: {result.load_test}" in summary.format_summary(result)
     assert result.push_outcome == "pushed"
     assert _versions(config) == [int(result.pushed_version)]
     version_dir = os.path.join(config.model_dir, result.pushed_version)
@@ -195,6 +200,8 @@ def test_worse_model_than_the_pushed_baseline_is_not_pushed(first, worse) -> Non
         worse.failed_thresholds
     )
     assert worse.push_outcome == "not_blessed" and worse.pushed_version is None
+    assert worse.load_test and worse.load_test.startswith("NOT blessed (0 requests")
+    assert "the Evaluator did not bless" in worse.load_test
     assert _versions(config) == [int(result.pushed_version)]
 
 

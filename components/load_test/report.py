@@ -1,0 +1,71 @@
+"""The load test's outcome for people and the KFP UI: `system.Metrics` scalars and Markdown."""
+
+import dataclasses
+
+from components.load_test.load import LoadResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """The verdict of one load test.
+
+    Attributes:
+      blessed: Every request succeeded, within the latency bound, after a timely load.
+      reason: Why (or why not), in one sentence.
+      result: What the load measured; None when no load was sent.
+      load_time_s: Server start to the version AVAILABLE (includes process start-up and
+        TF Serving's warm-up replay); None when it did not load.
+      max_p99_ms: The configured p99 bound.
+      load_timeout_s: The configured load timeout.
+    """
+
+    blessed: bool
+    reason: str
+    result: LoadResult | None
+    load_time_s: float | None
+    max_p99_ms: float
+    load_timeout_s: float
+
+    def scalars(self) -> dict[str, float | str]:
+        """Flat values for the InfraBlessing's custom properties and the Metrics artifact."""
+        result = self.result
+        values: dict[str, float | str] = {
+            "blessed": 1 if self.blessed else 0,
+            "requests": result.requests if result else 0,
+            "failures": result.failures if result else 0,
+            "p50_ms": round(result.percentile_ms(50), 3) if result else 0.0,
+            "p99_ms": round(result.percentile_ms(99), 3) if result else 0.0,
+            # KFP stores no nulls (backend/src/v2/metadata/converter.go): -1 = did not load.
+            "load_time_s": round(self.load_time_s, 3) if self.load_time_s is not None else -1.0,
+            "max_p99_ms": self.max_p99_ms,
+            "load_timeout_s": self.load_timeout_s,
+            "reason": self.reason,
+        }
+        return values
+
+
+def _cell(value: object) -> str:
+    return " ".join(str(value).replace("|", "\\|").split())
+
+
+def render_markdown(outcome: Outcome, model_uri: str) -> str:
+    """The Markdown report: verdict, reason, measurements against the bounds, first errors."""
+    verdict = "Blessed for push" if outcome.blessed else "NOT blessed: the Pusher will not push"
+    lines = [f"# Pre-push load test: {verdict}", "", _cell(outcome.reason), ""]
+    scalars = outcome.scalars()
+    load = "did not load" if outcome.load_time_s is None else f"{outcome.load_time_s:.2f} s"
+    rows = [
+        ("model", model_uri),
+        ("load time (start to AVAILABLE)", f"{load} (bound {outcome.load_timeout_s:g} s)"),
+        ("requests", scalars["requests"]),
+        ("failures", scalars["failures"]),
+        ("p50 latency", f"{scalars['p50_ms']} ms"),
+        ("p99 latency", f"{scalars['p99_ms']} ms (bound {outcome.max_p99_ms:g} ms)"),
+    ]
+    if outcome.result:
+        rows += [(f"sent: {k}", v) for k, v in sorted(outcome.result.by_method.items())]
+    lines += ["| | |", "|---|---|"] + [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows]
+    if outcome.result and outcome.result.errors:
+        lines += ["", "First errors:", ""] + [f"- {_cell(e)}" for e in outcome.result.errors]
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,250 @@
+"""Runs `python -m serving` as a child process on a free loopback port, and always stops it.
+
+`components/` may not import `serving/` (tests/test_architecture.py): the server is started as
+a process of the same Python, exactly as a Deployment would start it, and spoken to over gRPC
+with TF Serving's own `tensorflow_serving.apis` stubs.
+"""
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from types import TracebackType
+
+import grpc
+from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+LOOPBACK = "127.0.0.1"
+# TF Serving's ModelVersionStatus states (tensorflow_serving/apis/get_model_status.proto).
+_AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+_END = get_model_status_pb2.ModelVersionStatus.END
+# What `serving/server.py` raises when the gRPC port is taken (the server binds without
+# SO_REUSEPORT, so a port taken between our probe and its bind is reported, not shared).
+_BIND_FAILURE = "Cannot bind gRPC"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_STOP_GRACE_S = 10.0
+_LOG_TAIL_BYTES = 1500
+
+
+class ServerStartError(RuntimeError):
+    """The server process exited, or its model failed to load, before serving."""
+
+
+class LoadTimeoutError(TimeoutError):
+    """The model did not become AVAILABLE within the load timeout."""
+
+
+def free_loopback_port() -> int:
+    """Returns a TCP port free on 127.0.0.1 right now (the kernel's choice for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A function for the child, between fork and exec, that makes Linux SIGKILL the server
+    when the step's process dies, even by SIGKILL (an OOM kill, a pod eviction), so it never
+    outlives the step. None off Linux.
+
+    libc and its `prctl` are looked up here, in the parent: the child then only calls a loaded
+    function (no dynamic loading between fork and exec, where another thread of the step may
+    have held the loader's lock).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def set_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return set_signal
+
+
+class ServerProcess:
+    """One `python -m serving` child serving `model_base_path` as `model_name` on loopback.
+
+    Use as a context manager: the process is stopped (SIGTERM, then SIGKILL after a bounded
+    grace) on every exit path, exceptions included; and it dies with its parent.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        model_base_path: str,
+        log_path: str,
+        port: int,
+        input_validation: str = "off",
+    ) -> None:
+        self.model_name = model_name
+        self.input_validation = input_validation
+        self.model_base_path = model_base_path
+        self.log_path = log_path
+        self.port = port
+        self.address = f"{LOOPBACK}:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        """The server's command line (TF Serving's flag names, see docs/serving.md)."""
+        return [
+            sys.executable,
+            "-m",
+            "serving",
+            f"--host={LOOPBACK}",
+            f"--port={self.port}",
+            "--rest_api_port=-1",
+            f"--model_name={self.model_name}",
+            f"--model_base_path={self.model_base_path}",
+            # Nothing else arrives in the directory: poll rarely, stop without draining.
+            "--file_system_poll_wait_seconds=60",
+            "--drain_seconds=0",
+            "--log_format=text",
+            f"--input_validation={self.input_validation}",
+        ]
+
+    def start(self) -> None:
+        """Starts the process; its output goes to `log_path` (a pipe could fill and block it)."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_parent_death_signal(),
+                # Not the step's process group: a Ctrl-C meant for the step is handled by it.
+                start_new_session=True,
+            )
+
+    def log_tail(self) -> str:
+        """The end of the server's log, for error messages."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, os.path.getsize(self.log_path) - _LOG_TAIL_BYTES))
+                return f.read().decode("utf-8", "replace")
+        except OSError as e:
+            return f"(no server log: {e})"
+
+    def bind_failed(self) -> bool:
+        """True when the process exited because its port was taken."""
+        return (
+            self.process is not None
+            and self.process.poll() is not None
+            and _BIND_FAILURE in self.log_tail()
+        )
+
+    def wait_until_available(self, deadline: float) -> None:
+        """Polls ModelService.GetModelStatus until a version is AVAILABLE.
+
+        Args:
+          deadline: `time.monotonic()` value after which to give up.
+
+        Raises:
+          ServerStartError: If the process exits or the version's load ends in an error.
+          LoadTimeoutError: If the deadline passes first.
+        """
+        assert self.process is not None, "start() first"
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        with grpc.insecure_channel(self.address) as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            while True:
+                code = self.process.poll()
+                if code is not None:
+                    raise ServerStartError(
+                        f"model server exited with code {code} before serving:\n{self.log_tail()}"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LoadTimeoutError("model not AVAILABLE before the load timeout")
+                try:
+                    response = stub.GetModelStatus(request, timeout=min(2.0, remaining))
+                except grpc.RpcError:
+                    # Not listening yet (UNAVAILABLE) or no version found yet (NOT_FOUND).
+                    time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                    continue
+                states = {s.state for s in response.model_version_status}
+                if _AVAILABLE in states:
+                    return
+                failed = [
+                    s
+                    for s in response.model_version_status
+                    if s.state == _END and s.status.error_code
+                ]
+                if failed:
+                    raise ServerStartError(
+                        f"version {failed[0].version} failed to load: "
+                        f"{failed[0].status.error_message}"
+                    )
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a bounded grace; waits for the process to be reaped."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=_STOP_GRACE_S)
+
+    def __enter__(self) -> "ServerProcess":
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def serve(
+    model_name: str,
+    model_base_path: str,
+    log_path: str,
+    deadline: float,
+    attempts: int = 3,
+    input_validation: str = "off",
+) -> Iterator[ServerProcess]:
+    """Starts a server on a free loopback port and waits until the model is AVAILABLE.
+
+    A port can be taken between the probe and the server's bind; the server then exits saying
+    so, and another free port is tried (up to `attempts` times). The process is stopped when
+    the block exits, however it exits.
+
+    Args:
+      model_name: Name to serve the model as.
+      model_base_path: Directory of numeric version folders.
+      log_path: File receiving the server's output.
+      deadline: `time.monotonic()` value by which the model must be AVAILABLE.
+      attempts: Ports to try.
+      input_validation: The server's `--input_validation` (`off`, `log` or `enforce`).
+
+    Yields:
+      The running server.
+
+    Raises:
+      ServerStartError, LoadTimeoutError: See `ServerProcess.wait_until_available`.
+    """
+    for attempt in range(1, attempts + 1):
+        server = ServerProcess(
+            model_name, model_base_path, log_path, free_loopback_port(), input_validation
+        )
+        with server:
+            try:
+                server.wait_until_available(deadline)
+            except ServerStartError:
+                if attempt < attempts and server.bind_failed():
+                    continue
+                raise
+            yield server
+            return
+    raise AssertionError("unreachable")  # pragma: no cover
