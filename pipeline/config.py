@@ -8,7 +8,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import pydantic.dataclasses
 from pydantic import Field
@@ -98,7 +98,7 @@ class LoadTestSettings(Settings):
     load_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     concurrency: Annotated[int, Field(ge=1, le=64)] = 2
     request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
-    input_validation: typing.Literal["off", "log", "enforce"] = "off"
+    input_validation: Literal["off", "log", "enforce"] = "off"
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
