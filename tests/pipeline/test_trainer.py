@@ -122,3 +122,20 @@ def test_train_epochs_turn_the_row_count_into_steps(tmp_path) -> None:
 )
 def test_only_the_chief_exports(tf_config, chief) -> None:
     assert strategy.is_chief(json.dumps(tf_config) if tf_config else None) is chief
+
+
+def test_warmup_examples_hold_the_curated_schema_in_the_serving_environment() -> None:
+    import schemas
+    from components import features
+    from components.trainer import export
+    from serving import schema as serving_schema
+    from serving.errors import ServingError
+    from serving.validation import ExampleValidator
+
+    examples = export.warmup_examples(features.load_schema(), count=5)
+    # The check a validating server runs on every request, warm-up replay included.
+    validator = ExampleValidator(serving_schema.load_features(schemas.schema_path(), "SERVING"))
+    try:
+        validator.check(np.array(examples, dtype=object), "inputs")
+    except ServingError as e:  # pragma: no cover - the failure message is the point
+        pytest.fail(f"warm-up examples break the curated schema: {e}")
