@@ -160,15 +160,16 @@ _SENTINEL: dict[str, int | float | bytes] = {
 def _build_detector(features: Sequence[FeatureSpec]) -> tf.types.experimental.ConcreteFunction:
     """Compiles a violation detector: one bool per feature, True when any example violates it.
 
-    Single-valued features (value_count max 1, the usual case) are parsed as fixed-length
-    values with a sentinel for "missing" and checked in a few vectorized ops per type; other
-    features are parsed as variable-length lists.
+    Single-valued features (value_count max 1, the usual case) are parsed as ragged rows,
+    padded to one value with a sentinel for "missing", and checked in a few vectorized ops per
+    type; other features are parsed as variable-length lists. Ragged rather than fixed-length
+    parsing: a feature present with an empty list (how CsvExampleGen writes a missing value) is
+    missing to the model's own parser, but an error to a fixed-length one.
     """
     single = [f for f in features if f.max_values == 1]
     multi = [f for f in features if f.max_values != 1]
-    spec: dict[str, tf.io.FixedLenFeature | tf.io.VarLenFeature] = {
-        f.name: tf.io.FixedLenFeature([], _TF_DTYPE[f.kind], default_value=_SENTINEL[f.kind])
-        for f in single
+    spec: dict[str, tf.io.RaggedFeature | tf.io.VarLenFeature] = {
+        f.name: tf.io.RaggedFeature(_TF_DTYPE[f.kind], row_splits_dtype=tf.int64) for f in single
     }
     spec.update({f.name: tf.io.VarLenFeature(_TF_DTYPE[f.kind]) for f in multi})
     # Ints, then floats: each group is stacked and cast once.
@@ -183,6 +184,12 @@ def _build_detector(features: Sequence[FeatureSpec]) -> tf.types.experimental.Co
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def detect(serialized: tf.Tensor) -> tf.Tensor:
         parsed = tf.io.parse_example(serialized, spec)
+        # Single-valued features: more than one value is a violation; then one value per row.
+        too_many = {f.name: parsed[f.name].row_lengths() > 1 for f in single}
+        for f in single:
+            parsed[f.name] = parsed[f.name].to_tensor(
+                default_value=_SENTINEL[f.kind], shape=[None, 1]
+            )[:, 0]
         vectors: list[tf.Tensor] = []
         scalars: list[tf.Tensor] = []
         if numeric:
@@ -214,11 +221,12 @@ def _build_detector(features: Sequence[FeatureSpec]) -> tf.types.experimental.Co
             bad = tf.logical_and(outside, tf.logical_not(missing)) | tf.logical_and(
                 missing, required[None, :]
             )
+            bad = bad | tf.stack([too_many[f.name] for f in numeric], axis=1)
             vectors.append(tf.reduce_any(bad, axis=0))
         for f in strings:
             value = parsed[f.name]
             missing = tf.equal(value, _BYTES_MISSING)
-            bad = tf.logical_and(missing, f.required)
+            bad = tf.logical_and(missing, f.required) | too_many[f.name]
             if f.allowed is not None:
                 allowed = tf.constant(sorted(f.allowed), dtype=tf.string)
                 member = tf.reduce_any(tf.equal(value[:, None], allowed[None, :]), axis=1)

@@ -302,6 +302,21 @@ def test_missing_optional_feature_is_fine(
     assert grpc_client.predict(model, sparse).outputs["probabilities"].shape == (len(sparse), 1)
 
 
+def test_an_empty_value_list_is_a_missing_value(
+    grpc_client: PredictionClient, model: ModelRef, examples: list[bytes]
+) -> None:
+    # CsvExampleGen (and so the pipeline's eval data) writes a missing cell as the feature with
+    # an empty list; the model reads it as missing, so the server must answer, not fail.
+    empty = []
+    for serialized in examples:
+        e = tf.train.Example.FromString(serialized)
+        for name, kind in (("company", "bytes_list"), ("pickup_latitude", "float_list")):
+            e.features.feature[name].Clear()
+            getattr(e.features.feature[name], kind).SetInParent()
+        empty.append(e.SerializeToString())
+    assert grpc_client.predict(model, empty).outputs["probabilities"].shape == (len(empty), 1)
+
+
 def test_resource_exhausted(
     grpc_client: PredictionClient,
     rest_client: RestClient,

@@ -99,3 +99,25 @@ def test_two_values_and_garbage(features: tuple[FeatureSpec, ...], examples: lis
             validator.check(np.array([examples[1], e.SerializeToString()], dtype=object), "inputs")
         with pytest.raises(InvalidArgumentError, match="could not be parsed"):
             validator.check(np.array([examples[1], b"\x0a\xff\xff"], dtype=object), "inputs")
+
+
+@pytest.mark.parametrize(
+    ("feature", "kind"), [("company", "bytes_list"), ("trip_miles", "float_list")]
+)
+def test_an_empty_value_list_is_a_missing_value_on_both_paths(
+    features: tuple[FeatureSpec, ...], examples: list[bytes], feature: str, kind: str
+) -> None:
+    # CsvExampleGen writes a missing CSV cell as the feature with an empty list; the model's
+    # parser reads that as missing, so validation must too (optional: fine; required: named).
+    e = tf.train.Example.FromString(examples[0])
+    e.features.feature[feature].Clear()
+    getattr(e.features.feature[feature], kind).SetInParent()
+    required = next(f for f in features if f.name == feature).required
+    for limit in (0, 10**6):
+        validator = ExampleValidator(features, python_max_batch=limit)
+        batch = np.array([examples[1], e.SerializeToString()], dtype=object)
+        if required:
+            with pytest.raises(InvalidArgumentError, match=f"'{feature}'.*missing"):
+                validator.check(batch, "inputs")
+        else:
+            validator.check(batch, "inputs")
