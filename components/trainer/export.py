@@ -102,22 +102,21 @@ def warmup_examples(schema: schema_pb2.Schema, count: int = 3) -> list[bytes]:
                 values = domains.get(feature.domain) or ["warmup"]
                 target.bytes_list.value.append(values[i % len(values)].encode())
             elif feature.type == schema_pb2.INT:
-                domain = feature.int_domain
-                low = domain.min if feature.HasField("int_domain") else 0
-                value = int(low) + i
-                if feature.HasField("int_domain") and domain.HasField("max"):
-                    value = min(value, int(domain.max))
-                target.int64_list.value.append(value)
+                ints = feature.int_domain
+                number = (int(ints.min) if feature.HasField("int_domain") else 0) + i
+                if feature.HasField("int_domain") and ints.HasField("max"):
+                    number = min(number, int(ints.max))
+                target.int64_list.value.append(number)
             else:
-                domain = feature.float_domain
-                low = domain.min if feature.HasField("float_domain") else 0.0
-                if feature.HasField("float_domain") and domain.HasField("max"):
+                floats = feature.float_domain
+                low = float(floats.min) if feature.HasField("float_domain") else 0.0
+                if feature.HasField("float_domain") and floats.HasField("max"):
                     # Spread inside [min, max]: a warm-up request outside the schema's domain
                     # would be refused by a server that validates inputs.
-                    value = low + (domain.max - low) * (i + 1) / (count + 1)
+                    real = low + (floats.max - low) * (i + 1) / (count + 1)
                 else:
-                    value = float(low) + 1.5 * (i + 1)
-                target.float_list.value.append(value)
+                    real = low + 1.5 * (i + 1)
+                target.float_list.value.append(real)
         result.append(example.SerializeToString())
     return result
 
