@@ -150,7 +150,8 @@ def test_changed_source_runs_again_from_the_data_step(runs):
 def test_unchanged_source_is_served_from_the_cache(runs):
     unchanged, changed = runs["unchanged"], runs["changed"]
     executed = {n for n, s in unchanged.states().items() if s == "COMPLETE"}
-    assert executed == ALWAYS_RUN | {"Evaluator"}
+    # LoadTest follows: its input is the re-run Evaluator's new blessing.
+    assert executed == ALWAYS_RUN | {"Evaluator", "LoadTest"}
     assert unchanged.tasks["Trainer"].outputs["model"] == changed.tasks["Trainer"].outputs["model"]
     # The model pushed by run 2 is the one this run evaluates: already in serving.
     _assert_blessed_and_pushed(unchanged, runs, ("pushed", "already_serving"))

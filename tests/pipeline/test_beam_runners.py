@@ -274,7 +274,7 @@ def test_pipeline_runs_on_portable_runner_with_external_worker_pool(tmp_path, be
 def test_compiled_spec_carries_each_steps_beam_args() -> None:
     from pipeline.kubeflow_v2 import compiler
 
-    example = os.path.join(REPO, "kubeflow", "config.example.json")
+    example = os.path.join(REPO, "kubeflow", "pipeline", "config.example.json")
     flink = kubeflow_config_lib.load_kubeflow_config(example, CLUSTER_RUNNERS["flink"])
     config = dataclasses.replace(
         flink, beam=dataclasses.replace(flink.beam, node_args=("Transform:--parallelism=32",))

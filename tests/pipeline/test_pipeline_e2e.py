@@ -131,7 +131,7 @@ def test_every_component_ran_and_wrote_artifacts(first) -> None:
     ]:
         assert tf.io.gfile.glob(os.path.join(root, path)), f"missing {path}"
     # The summary names every report a person reads, and each file is where it says.
-    assert len(result.reports) == 4 and all(os.path.isfile(p) for p in result.reports.values())
+    assert len(result.reports) == 5 and all(os.path.isfile(p) for p in result.reports.values())
     total = result.rows_per_split["train"] + result.rows_per_split["eval"]
     assert total == 1500 and result.rows_per_split["eval"] < result.rows_per_split["train"]
     # DataPrep's metadata in MLMD agrees with what StatisticsGen counted downstream.
