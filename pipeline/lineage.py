@@ -292,8 +292,9 @@ def data_lineage(
 ) -> dict[str, Any]:
     """The models trained on a data version, and the versions they were pushed as.
 
-    Follows prepared data -> ExampleGen -> Examples -> Transform -> transformed examples ->
-    Trainer -> models; a model's pushed versions come from the push manifests in `model_dir`.
+    Follows prepared data -> ExampleGen -> Examples -> Trainer -> models (and, for runs that
+    materialized transformed examples, Examples -> Transform -> transformed examples ->
+    Trainer); a model's pushed versions come from the push manifests in `model_dir`.
 
     Raises:
       LineageNotFoundError: If no run prepared that data version (the message lists some).
@@ -315,7 +316,7 @@ def data_lineage(
         )
     examples = _consumers_outputs(store, prepared, "examples")
     transformed = _consumers_outputs(store, examples, "transformed_examples")
-    models = _consumers_outputs(store, transformed, "model")
+    models = _consumers_outputs(store, [*examples, *transformed], "model")
     pushed: dict[str, list[dict[str, Any]]] = {}
     for version, (version_dir, status) in sorted(version_dirs(model_dir).items()):
         manifest = model_contract.read_manifest(tf.io.gfile, version_dir)

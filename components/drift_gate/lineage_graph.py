@@ -192,8 +192,10 @@ class TrainingChain:
     Attributes:
       model: The model artifact.
       trainer_execution: The execution that produced it.
-      transform_execution: The execution that produced the Trainer's examples.
-      examples: The raw Examples Transform read (ExampleGen's output, train and eval splits).
+      transform_execution: The execution that produced the Trainer's transform graph.
+      examples: The raw Examples the model was trained on (ExampleGen's output, train and eval
+        splits), read by the Trainer directly or, in runs that materialized transformed
+        examples, through Transform.
       schema: The schema the Trainer consumed.
     """
 
@@ -207,15 +209,22 @@ class TrainingChain:
 def training_chain(
     store: metadata_store.MetadataStore, model: metadata_store_pb2.Artifact
 ) -> TrainingChain:
-    """Follows model -> Trainer -> transformed examples -> Transform -> raw Examples.
+    """Follows model -> Trainer -> its Examples and transform graph -> Transform.
+
+    The Trainer reads ExampleGen's Examples and applies the transform graph itself (Transform
+    does not materialize). Runs recorded before that read Transform's materialized examples:
+    then the Trainer's `examples` were produced by Transform, whose own `examples` input is
+    the raw data; both layouts are followed.
 
     Raises:
       LineageError: Naming the first link that is missing.
     """
     trainer = _producer_or_fail(store, model, "model")
-    transformed = _single_input(store, trainer, "examples", "Trainer")
-    transform = _producer_or_fail(store, transformed, "transformed examples")
-    examples = _single_input(store, transform, "examples", "Transform")
+    examples = _single_input(store, trainer, "examples", "Trainer")
+    graph = _single_input(store, trainer, "transform_graph", "Trainer")
+    transform = _producer_or_fail(store, graph, "transform graph")
+    if producer(store, examples.id) == transform:
+        examples = _single_input(store, transform, "examples", "Transform")
     schema = inputs(store, trainer).get("schema", [None])[0]
     return TrainingChain(model, trainer, transform, examples, schema)
 

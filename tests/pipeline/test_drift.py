@@ -216,10 +216,15 @@ def _kfp_like_store(path: str) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
-def test_the_walk_reads_a_store_written_the_way_kfps_launcher_writes_it(tmp_path) -> None:
+@pytest.mark.parametrize("materialized", [False, True], ids=["trainer-reads-examples", "older"])
+def test_the_walk_reads_a_store_written_the_way_kfps_launcher_writes_it(
+    tmp_path, materialized: bool
+) -> None:
     # KFP's launcher records one execution per task, with INPUT and OUTPUT events keyed by the
     # task's input and output names (backend/src/v2/metadata/client.go, eventPath), object-store
     # URIs, and no TFX node contexts; TFX's container gives the Pusher a hash as model id.
+    # `materialized`: a run recorded before Transform stopped materializing, where the Trainer
+    # read Transform's transformed examples rather than ExampleGen's.
     store = _kfp_like_store(str(tmp_path / "kfp-mlmd.sqlite"))
     execution_type = store.put_execution_type(
         metadata_store_pb2.ExecutionType(name="system.ContainerExecution")
@@ -251,12 +256,20 @@ def test_the_walk_reads_a_store_written_the_way_kfps_launcher_writes_it(tmp_path
     examples = artifact("tfx.Examples", f"{root}/ExampleGen/a1/examples")
     statistics = artifact("tfx.ExampleStatistics", f"{root}/StatisticsGen/b2/statistics")
     schema = artifact("tfx.Schema", f"{root}/DriftGate/c3/validated_schema")
-    transformed = artifact("tfx.Examples", f"{root}/Transform/d4/transformed_examples")
+    graph = artifact("tfx.TransformGraph", f"{root}/Transform/d4/transform_graph")
     model = artifact("tfx.Model", f"{root}/Trainer/e5/model")
     task({}, {"examples": examples})
     task({"examples": examples}, {"statistics": statistics})
-    task({"examples": examples, "schema": schema}, {"transformed_examples": transformed})
-    task({"examples": transformed, "schema": schema}, {"model": model})
+    if materialized:
+        transformed = artifact("tfx.Examples", f"{root}/Transform/d4/transformed_examples")
+        transform_outputs = {"transform_graph": graph, "transformed_examples": transformed}
+        task({"examples": examples, "schema": schema}, transform_outputs)
+        trainer_examples = transformed
+    else:
+        task({"examples": examples, "schema": schema}, {"transform_graph": graph})
+        trainer_examples = examples
+    trainer_inputs = {"examples": trainer_examples, "transform_graph": graph, "schema": schema}
+    task(trainer_inputs, {"model": model})
 
     model_dir = str(tmp_path / "serving" / "chicago_taxi")
     version_dir = os.path.join(model_dir, "1795000000")
