@@ -224,11 +224,11 @@ class _Runs:
                     stamps, texts = marshal.load(f)
                 except EOFError:
                     return
-                yield from zip(stamps, texts)
+                yield from zip(stamps, texts, strict=True)
 
     def _stamps_of(self, path: str) -> Sequence[int]:
-        f = self._stack.enter_context(open(path + ".stamps", "rb"))
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        with open(path + ".stamps", "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self._stack.callback(mapped.close)
         view = memoryview(mapped).cast("q")
         self._stack.callback(view.release)  # Runs before mapped.close (the stack is LIFO).
@@ -255,7 +255,7 @@ class _Runs:
         rows = [self._read_run(path) for path in self._spilled]
         sorted_stamps = [self._stamps_of(path) for path in self._spilled]
         if stamps:
-            rows.append(zip(stamps, texts))
+            rows.append(zip(stamps, texts, strict=True))
             sorted_stamps.append(stamps)
         return rows, sorted_stamps
 
@@ -276,7 +276,7 @@ def _merged_batches(
 ) -> Iterator[tuple[tuple[int, ...], tuple[str, ...]]]:
     merged = _merge(runs)
     while batch := list(itertools.islice(merged, _BATCH_ROWS)):
-        stamps, texts = zip(*batch)
+        stamps, texts = zip(*batch, strict=True)
         yield stamps, texts
 
 
@@ -320,8 +320,7 @@ class _FileReader:
             if header is None:
                 if self._time_column not in file_header:
                     raise DataError(
-                        f"{self.path} has no {self._time_column!r} column; "
-                        f"columns: {file_header}"
+                        f"{self.path} has no {self._time_column!r} column; columns: {file_header}"
                     )
             elif file_header != header:
                 raise DataError(
