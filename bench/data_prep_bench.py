@@ -5,7 +5,8 @@ rows) N times into one CSV under `--work` (kept for the next run), copy k with
 `trip_start_timestamp` shifted by k x (max - min + 1) so the copies follow each other in
 time, then runs `prepare_time_split` on it in a fresh process per size and prints rows, wall
 seconds, peak RSS and the RSS the process had before the split (imports, mostly TensorFlow).
-`--code-root DIR` measures another checkout's code (for example main's) on the same files.
+`--code-root DIR` measures another checkout's code (for example main's) on the same files;
+`--chunk-rows` and `--max-rows` are passed to the split.
 """
 
 import argparse
@@ -23,11 +24,12 @@ TIME_COLUMN = "trip_start_timestamp"
 _CHILD = """
 import json, resource, sys, time
 from components.data_prep import time_split
-source, dest, max_rows = sys.argv[1], sys.argv[2], sys.argv[3]
+source, dest, max_rows, chunk_rows = sys.argv[1:5]
+options = {"chunk_rows": int(chunk_rows)} if chunk_rows else {}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.monotonic()
 prepared = time_split.prepare_time_split(
-    source, dest, eval_fraction=0.2, max_rows=int(max_rows) if max_rows else None
+    source, dest, eval_fraction=0.2, max_rows=int(max_rows) if max_rows else None, **options
 )
 wall = time.monotonic() - start
 print(json.dumps({
@@ -74,12 +76,22 @@ def build_input(copies: int, work: str) -> str:
     return path
 
 
-def measure(source: str, code_root: str, max_rows: int | None) -> dict[str, float]:
+def measure(
+    source: str, code_root: str, max_rows: int | None, chunk_rows: int | None
+) -> dict[str, float]:
     """Runs the split of `source` in a fresh process importing `code_root`'s code."""
     env = {**os.environ, "PYTHONPATH": code_root, "TF_CPP_MIN_LOG_LEVEL": "3"}
     with tempfile.TemporaryDirectory(prefix="data_prep_bench_") as dest:
         result = subprocess.run(
-            [sys.executable, "-c", _CHILD, source, dest, str(max_rows or "")],
+            [
+                sys.executable,
+                "-c",
+                _CHILD,
+                source,
+                dest,
+                str(max_rows or ""),
+                str(chunk_rows or ""),
+            ],
             env=env,
             cwd=code_root,
             capture_output=True,
@@ -99,11 +111,13 @@ def main() -> None:
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "data_prep_bench"))
     parser.add_argument("--code-root", default=PROJECT_ROOT)
     parser.add_argument("--max-rows", type=int, default=None)
+    parser.add_argument("--chunk-rows", type=int, default=None, help="default: the split's")
     args = parser.parse_args()
     print("| rows | wall s | peak RSS MB | RSS before split MB | data_version |")
     print("|---:|---:|---:|---:|---|")
     for copies in args.copies or [10, 100]:
-        m = measure(build_input(copies, args.work), os.path.abspath(args.code_root), args.max_rows)
+        source = build_input(copies, args.work)
+        m = measure(source, os.path.abspath(args.code_root), args.max_rows, args.chunk_rows)
         print(
             f"| {int(m['rows']):,} | {m['wall_s']:.1f} | {m['peak_rss_mb']:.0f} "
             f"| {m['rss_before_mb']:.0f} | {m['data_version']} |",
