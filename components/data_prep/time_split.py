@@ -95,8 +95,9 @@ _CSV_LINE = csv.writer(_Echo(), lineterminator="\n")
 class _Lines:
     """One source file's lines exactly as iterating `tf.io.gfile.GFile(path)` yields them.
 
-    GFile's line reader (tsl/lib/io/buffered_inputstream.cc, `ReadLineHelper`) splits at
-    `\\n` only, keeps it, and drops every `\\r`; removing `\\r` from the bytes before decoding
+    GFile's `readline` (tensorflow/python/lib/io/file_io.py) reads with `ReadLineHelper` of
+    tsl/lib/io/buffered_inputstream.cc, which splits at `\\n` only, keeps it, and drops every
+    `\\r` (inside quoted fields too); removing `\\r` from the bytes before decoding
     is the same (UTF-8 never uses the byte 0x0D inside a character). The file is read in large
     blocks and the SHA-256 of its bytes is computed on the way, so the fingerprint describes
     exactly the bytes split. `next_text` hands out whole remaining lines as one string for the
@@ -235,7 +236,7 @@ class _Runs:
         self._stack.callback(mapped.close)
         view = memoryview(mapped).cast("q")
         self._stack.callback(view.release)  # Runs before mapped.close (the stack is LIFO).
-        return view  # type: ignore[return-value]  # A memoryview of "q" is a Sequence[int].
+        return view
 
     def finish(self) -> tuple[list[Iterator[_Row]], list[Sequence[int]]]:
         """Ends the read: returns the runs (in input order) and their sorted timestamps."""
