@@ -20,7 +20,7 @@ class Hyperparameters(typed_config.Settings):
       epochs: Number of epochs the training steps are spread over; early stopping checks
         validation AUC after each.
       train_epochs: Passes over the training rows; when set, the training steps are computed
-        in run_fn from the rows Transform wrote (ceil(rows x train_epochs / batch_size)) and
+        in run_fn from the rows ExampleGen wrote (ceil(rows x train_epochs / batch_size)) and
         the Trainer's fixed `train_steps` is ignored; None = fixed steps.
       early_stopping_patience: Epochs without validation AUC gain before stopping.
       seed: Seed for TF, Keras and data shuffling.
