@@ -414,6 +414,8 @@ class InferenceService:
         self, request: get_model_metadata_pb2.GetModelMetadataRequest
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """Handles a GetModelMetadataRequest (only the `signature_def` field exists)."""
+        if not request.HasField("model_spec"):  # get_model_metadata_impl.cc
+            raise InvalidArgumentError("Missing ModelSpec")
         fields = list(request.metadata_field)
         if not fields:
             raise InvalidArgumentError(
@@ -436,13 +438,17 @@ class InferenceService:
     def status(
         self, request: get_model_status_pb2.GetModelStatusRequest
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        """Handles a GetModelStatusRequest (all versions unless a version or label is given)."""
+        """Handles a GetModelStatusRequest: one version if given, else all (labels ignored).
+
+        tensorflow_serving/model_servers/get_model_status_impl.cc (GetModelStatus): no
+        ModelSpec is INVALID_ARGUMENT; only `version` narrows the answer, a `version_label`
+        is not read (all versions are reported).
+        """
+        if not request.HasField("model_spec"):
+            raise InvalidArgumentError("Missing ModelSpec")
         target = Target.from_spec(request.model_spec)
-        version = target.version
-        if target.label:
-            version = self._manager.label_version(target.name, target.label)
         response = get_model_status_pb2.GetModelStatusResponse()
-        for status in self._manager.statuses(target.name, version):
+        for status in self._manager.statuses(target.name, target.version):
             entry = response.model_version_status.add(
                 version=status.version, state=int(status.state)
             )
