@@ -73,6 +73,7 @@ class Outputs:
 
 
 _METHOD_LABEL = {CLASSIFY_METHOD: "Classify", REGRESS_METHOD: "Regress"}
+_METHOD_NOUN = {CLASSIFY_METHOD: "classification", REGRESS_METHOD: "regression"}
 
 
 def _batch_size(arrays: Mapping[str, np.ndarray]) -> int:
@@ -178,10 +179,17 @@ class InferenceService:
         """
         with self._manager.lease(target.name, target.version, target.label) as servable:
             key = target.signature_key
-            info = servable.signature(key)
+            try:
+                info = servable.signature(key)
+            except FailedPreconditionError:
+                if method is None:
+                    raise
+                # servables/tensorflow/classifier.cc, regressor.cc (Get*SignatureDef).
+                raise InvalidArgumentError(f"No signature was found with the name: {key}") from None
             if method is not None and info.method_name != method:
-                raise FailedPreconditionError(
-                    f"Expected {method.rsplit('/', 1)[-1]} signature method_name to be {method}. "
+                # As TF Serving with --enable_signature_method_name_check (classifier.cc).
+                raise InvalidArgumentError(
+                    f"Expected {_METHOD_NOUN[method]} signature method_name to be {method}. "
                     f"Was: {info.method_name}"
                 )
             arrays = build(info)

@@ -17,9 +17,6 @@ from serving.errors import Code, ServingError
 from serving.examples import example_to_json
 from tests.serving.conftest import MAX_REQUEST_BYTES, Target, latest_version, mutate
 
-# Codes where TF Serving and this server may legitimately word the same failure differently.
-METHOD_CODES = {Code.FAILED_PRECONDITION, Code.INVALID_ARGUMENT}
-
 
 def embedded_only(target: Target, why: str) -> None:
     if not target.embedded:
@@ -144,7 +141,8 @@ def test_get_model_metadata(grpc_client: PredictionClient, model: ModelRef) -> N
     assert sigs["regress"].method_name == "tensorflow/serving/regress"
     assert sigs["serving_default"].inputs["examples"].dtype == types_pb2.DT_STRING
     assert set(sigs["classify"].outputs) == {"classes", "scores"}
-    assert "__saved_model_init_op" not in sigs
+    # get_model_metadata_impl.cc (SavedModelGetSignatureDef) copies every SignatureDef.
+    assert "__saved_model_init_op" in sigs
 
 
 def test_get_model_metadata_requires_field(grpc_client: PredictionClient, model: ModelRef) -> None:
@@ -211,11 +209,32 @@ def test_invalid_inputs(
 
 
 def test_unknown_signature_and_wrong_method(
-    grpc_client: PredictionClient, model: ModelRef, examples: list[bytes]
+    grpc_client: PredictionClient, target: Target, model: ModelRef, examples: list[bytes]
 ) -> None:
-    expect(METHOD_CODES, grpc_client.predict, model, examples, signature="nope")
-    expect(METHOD_CODES, grpc_client.classify, model, examples, signature="serving_default")
-    expect(METHOD_CODES, grpc_client.regress, model, examples, signature="classify")
+    # servables/tensorflow/predict_util.cc (RunPredict): an unknown key is FAILED_PRECONDITION.
+    expect(Code.FAILED_PRECONDITION, grpc_client.predict, model, examples, signature="nope")
+    # classifier.cc / regressor.cc: an unknown name or a signature of another kind is
+    # INVALID_ARGUMENT (by method_name here, as with --enable_signature_method_name_check;
+    # by inputs/outputs there by default, e.g. "Expected one output Tensor.").
+    for call in (grpc_client.classify, grpc_client.regress):
+        error = expect(Code.INVALID_ARGUMENT, call, model, examples, signature="nope")
+        assert error.message == "No signature was found with the name: nope"
+    error = expect(
+        Code.INVALID_ARGUMENT, grpc_client.classify, model, examples, signature="serving_default"
+    )
+    if target.embedded:
+        assert error.message == (
+            "Expected classification signature method_name to be tensorflow/serving/classify. "
+            "Was: tensorflow/serving/predict"
+        )
+    error = expect(
+        Code.INVALID_ARGUMENT, grpc_client.regress, model, examples, signature="classify"
+    )
+    if target.embedded:
+        assert error.message == (
+            "Expected regression signature method_name to be tensorflow/serving/regress. "
+            "Was: tensorflow/serving/classify"
+        )
 
 
 @pytest.mark.parametrize(

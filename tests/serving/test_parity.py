@@ -602,3 +602,14 @@ def test_unloaded_versions_stay_in_status_as_end(
     assert _states(served, 1) == ("END", "OK", "")
     statuses = served.client.model_status(ModelRef(MODEL))
     assert [(s["version"], s["state"]) for s in statuses] == [(1, "END"), (2, "AVAILABLE")]
+
+
+# Metadata lists every SignatureDef: get_model_metadata_impl.cc (SavedModelGetSignatureDef) --
+
+
+def test_metadata_lists_every_signature_def(target: Target) -> None:
+    # The map is copied whole from the MetaGraphDef, TF2's `__saved_model_init_op` included.
+    status, body = rest(target, "GET", f"/v1/models/{target.model}/metadata")
+    assert status == 200
+    sigs = body["metadata"]["signature_def"]["signature_def"]
+    assert "__saved_model_init_op" in sigs and sigs["__saved_model_init_op"]["method_name"] == ""
