@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.client import ModelRef, PredictionClient
-from serving.errors import Code, ServingError
+from serving.errors import Code, ServingError, http_status
 from serving.examples import example_to_json
 from tests.serving.conftest import MODEL, Served, Target, install_version, wait_for
 
@@ -187,6 +187,32 @@ def test_error_bodies_are_one_error_member(target: Target) -> None:
     assert status == 404
 
 
+# http_server.cc ToHTTPStatusCode, transcribed (net_http/public/response_code_enum.h numbers).
+_TF_SERVING_HTTP_STATUS = {
+    Code.OK: 200,
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+
+def test_http_status_of_every_code() -> None:
+    assert {code: http_status(code) for code in Code} == _TF_SERVING_HTTP_STATUS
+
+
 # GetModelStatus: get_model_status_impl.cc, http_rest_api_util.cc (ToJsonString),
 # tensorflow_model_server_test.py (testGetModelStatus, testGetStatusREST) ------------------------
 
@@ -212,6 +238,17 @@ def test_status_not_found_texts(target: Target, grpc_client: PredictionClient) -
     )
     error = grpc_error(grpc_client.model_status, ModelRef("no_such_model"))
     assert error.message == "Could not find any versions of model no_such_model"
+
+
+def test_status_of_a_model_without_versions(target: Target) -> None:
+    # A configured model whose base path has no version yet has no states in the
+    # ServableStateMonitor: "Could not find any versions of model <m>" (NOT_FOUND).
+    if not target.embedded:
+        pytest.skip("needs a configured model without versions")
+    assert rest_error(target, "GET", "/v1/models/pending") == (
+        404,
+        "Could not find any versions of model pending",
+    )
 
 
 def test_status_reads_no_version_label(target: Target, grpc_client: PredictionClient) -> None:
@@ -541,6 +578,7 @@ def test_load_retries_report_loading_then_end_with_the_error(
         max_num_load_retries=2,
         load_retry_interval_s=0.3,
         file_system_poll_s=0.05,
+        rest_port=0,
     )
     broken = Path(served.base) / ".staging"
     broken.mkdir()
@@ -561,6 +599,20 @@ def test_load_retries_report_loading_then_end_with_the_error(
     _, code, message = seen[-1]
     assert code != "OK" and message and "load attempt" not in message
     assert _load_errors(served) == 3  # 1 + max_num_load_retries attempts
+    # Over REST (ToJsonString, always_print_primitive_fields): the code's enum name.
+    here = Target("", f"http://127.0.0.1:{served.server.rest_port}", MODEL, True, {})
+    assert rest(here, "GET", f"/v1/models/{MODEL}/versions/2") == (
+        200,
+        {
+            "model_version_status": [
+                {
+                    "version": "2",
+                    "state": "END",
+                    "status": {"error_code": code, "error_message": message},
+                }
+            ]
+        },
+    )
     # The previous version kept serving throughout.
     assert _states(served, 1) == ("AVAILABLE", "OK", "")
 
