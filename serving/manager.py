@@ -129,6 +129,9 @@ class ModelManager:
         self._metrics = metrics
         self._lock = threading.Condition()
         self._models: dict[str, _Model] = {}
+        # Models removed from the config, kept for GetModelStatus: TF Serving's
+        # ServableStateMonitor keeps their versions' END states (servable_state_monitor.cc).
+        self._retired: dict[str, _Model] = {}
         self._config_mtime: float | None = None
         models = settings.models
         if settings.model_config_file:
@@ -208,10 +211,18 @@ class ModelManager:
                     self._models[name].settings = settings
                 else:
                     self._models[name] = _Model(settings)
+                    retired = self._retired.pop(name, None)
+                    if retired is not None:  # back again: its versions' states carry over
+                        self._models[name].records = retired.records
         for name, model in removed:
             for record in list(model.records.values()):
                 if record.servable is not None:
                     self._unload(name, record)
+                elif record.retrying:
+                    with self._lock:
+                        record.state, record.retry_at = State.END, None
+            with self._lock:
+                self._retired[name] = model
             self._metrics.loaded_versions.labels(name).set(0)
 
     def _sync_model(self, model: _Model) -> None:
@@ -447,7 +458,7 @@ class ModelManager:
         # tensorflow_serving/model_servers/get_model_status_impl.cc
         # (GetModelStatusWithModelSpec): the two NOT_FOUND texts, by whether a version is asked.
         with self._lock:
-            model = self._models.get(name)
+            model = self._models.get(name) or self._retired.get(name)
             records = sorted(model.records.values(), key=lambda r: r.version) if model else []
             if version is not None:
                 records = [r for r in records if r.version == version]

@@ -27,10 +27,18 @@ from tensorflow_serving.apis import (
     predict_pb2,
 )
 
-from serving.client import ModelRef, PredictionClient
+from serving.client import ClientSettings, ModelRef, PredictionClient
 from serving.errors import Code, ServingError, http_status
 from serving.examples import example_to_json
-from tests.serving.conftest import MODEL, Served, Target, install_version, wait_for
+from serving.server import ModelServer
+from tests.serving.conftest import (
+    MODEL,
+    Served,
+    Target,
+    install_version,
+    server_settings,
+    wait_for,
+)
 
 
 def raw_http(
@@ -665,3 +673,46 @@ def test_metadata_lists_every_signature_def(target: Target) -> None:
     assert status == 200
     sigs = body["metadata"]["signature_def"]["signature_def"]
     assert "__saved_model_init_op" in sigs and sigs["__saved_model_init_op"]["method_name"] == ""
+
+
+def test_a_model_removed_from_the_config_keeps_its_end_states(
+    tmp_path: Path, model_library: dict[int, str]
+) -> None:
+    # server_core.cc ReloadConfig stops aspiring the removed model's versions; they unload
+    # and the ServableStateMonitor keeps their END states (servable_state_monitor.cc).
+    bases = {name: str(tmp_path / name) for name in (MODEL, "second")}
+    for base in bases.values():
+        install_version(model_library, 1, base, 1)
+    config = tmp_path / "models.config"
+
+    def write(names: tuple[str, ...]) -> None:
+        entries = " ".join(
+            f'config {{ name: "{n}" base_path: "{bases[n]}" model_platform: "tensorflow" }}'
+            for n in names
+        )
+        tmp = tmp_path / "models.config.tmp"
+        tmp.write_text(f"model_config_list {{ {entries} }}")
+        os.replace(tmp, config)
+
+    write((MODEL, "second"))
+    settings = server_settings(
+        model_config_file=str(config), model_config_file_poll_s=0.1, rest_port=None
+    )
+    with ModelServer(settings) as server:
+        server.manager.wait_until_available("second", 1, 60)
+        client = PredictionClient(ClientSettings(f"127.0.0.1:{server.grpc_port}", max_retries=0))
+        try:
+            time.sleep(0.05)  # a later mtime than the first write's
+            write((MODEL,))
+
+            def second() -> list[tuple[int, str, str]]:
+                return [
+                    (s["version"], s["state"], s["error_code"])
+                    for s in client.model_status(ModelRef("second"))
+                ]
+
+            wait_for(lambda: second() == [(1, "END", "OK")], 30)
+            error = grpc_error(client.predict, ModelRef("second"), [b""])
+            assert error.message == "Servable not found for request: Latest(second)"
+        finally:
+            client.close()
