@@ -43,6 +43,22 @@ class Target:
     signature: str = ""
 
     @classmethod
+    def of_request(
+        cls,
+        request: predict_pb2.PredictRequest
+        | classification_pb2.ClassificationRequest
+        | regression_pb2.RegressionRequest,
+    ) -> Target:
+        """Reads a request's ModelSpec; none is INVALID_ARGUMENT "Missing ModelSpec".
+
+        As tensorflow_serving/servables/tensorflow/predict_impl.cc,
+        classification_service.cc and regression_service.cc.
+        """
+        if not request.HasField("model_spec"):
+            raise InvalidArgumentError("Missing ModelSpec")
+        return cls.from_spec(request.model_spec)
+
+    @classmethod
     def from_spec(cls, spec: model_pb2.ModelSpec) -> Target:
         """Reads a ModelSpec."""
         version = spec.version.value if spec.HasField("version") else None
@@ -344,7 +360,7 @@ class InferenceService:
         Raises:
           ServingError: See `run`.
         """
-        target = Target.from_spec(request.model_spec)
+        target = Target.of_request(request)
         result = self.run(
             target,
             self.proto_inputs(dict(request.inputs), self.limits),
@@ -389,7 +405,7 @@ class InferenceService:
         self, request: classification_pb2.ClassificationRequest
     ) -> classification_pb2.ClassificationResponse:
         """Handles a ClassificationRequest."""
-        target = Target.from_spec(request.model_spec)
+        target = Target.of_request(request)
         result = self.classify_serialized(target, self._examples_of(request.input))
         response = classification_pb2.ClassificationResponse()
         self._fill_spec(response.model_spec, target, result)
@@ -403,7 +419,7 @@ class InferenceService:
         self, request: regression_pb2.RegressionRequest
     ) -> regression_pb2.RegressionResponse:
         """Handles a RegressionRequest."""
-        target = Target.from_spec(request.model_spec)
+        target = Target.of_request(request)
         result = self.regress_serialized(target, self._examples_of(request.input))
         response = regression_pb2.RegressionResponse()
         self._fill_spec(response.model_spec, target, result)

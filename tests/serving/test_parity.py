@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     predict_pb2,
+    regression_pb2,
 )
 
 from serving.client import ClientSettings, ModelRef, PredictionClient
@@ -357,15 +359,29 @@ def test_unknown_label_is_invalid_argument(
         ) == (400, "Unrecognized servable version label: nope")
 
 
-def test_a_request_without_model_name(grpc_client: PredictionClient, examples: list[bytes]) -> None:
-    # ServableRequestFromModelSpec: InvalidArgument "ModelSpec has no name specified.".
+def test_a_request_without_model_spec_or_name(
+    grpc_client: PredictionClient, examples: list[bytes]
+) -> None:
+    # predict_impl.cc, classification_service.cc, regression_service.cc: no ModelSpec is
+    # "Missing ModelSpec"; server_core.cc ServableRequestFromModelSpec: a ModelSpec without
+    # a name is "ModelSpec has no name specified.", both INVALID_ARGUMENT.
     request = predict_pb2.PredictRequest()
     request.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples[:1], dtype=tf.string))
+    error = grpc_error(grpc_client._call, grpc_client._prediction.Predict, request)
+    assert (error.code, error.message) == (Code.INVALID_ARGUMENT, "Missing ModelSpec")
+    request.model_spec.signature_name = "serving_default"
     error = grpc_error(grpc_client._call, grpc_client._prediction.Predict, request)
     assert (error.code, error.message) == (
         Code.INVALID_ARGUMENT,
         "ModelSpec has no name specified.",
     )
+    for call, empty in (
+        (grpc_client._prediction.Classify, classification_pb2.ClassificationRequest()),
+        (grpc_client._prediction.Regress, regression_pb2.RegressionRequest()),
+    ):
+        empty.input.example_list.examples.add().CopyFrom(tf.train.Example.FromString(examples[0]))
+        error = grpc_error(grpc_client._call, call, empty)
+        assert (error.code, error.message) == (Code.INVALID_ARGUMENT, "Missing ModelSpec")
 
 
 # REST predict: json_tensor.cc (ParseJson, FillSignature, FillPredictRequestFromJson,
