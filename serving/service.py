@@ -212,12 +212,15 @@ class InferenceService:
             self.limits.check_elements(sum(int(a.size) for a in arrays.values()))
             self.limits.check_examples(_batch_size(arrays))
             self._check_inputs(info, arrays)
-            for name in output_filter:
+            # servables/tensorflow/predict_util.cc (PreProcessPrediction): its texts.
+            for i, name in enumerate(output_filter):
                 if name not in info.outputs:
                     raise InvalidArgumentError(
-                        f"output tensor alias not found in signature: {name}. Outputs expected "
+                        f"output tensor alias not found in signature: {name} Outputs expected "
                         f"to be in the set {{{','.join(sorted(info.outputs))}}}."
                     )
+                if name in output_filter[:i]:
+                    raise InvalidArgumentError(f"duplicate output tensor alias: {name}")
             values = self._validate_and_run(servable, info, arrays)
             self._metrics.examples.labels(
                 servable.name, str(servable.version), _METHOD_LABEL.get(method or "", "Predict")
@@ -281,6 +284,15 @@ class InferenceService:
 
     @staticmethod
     def _check_inputs(info: SignatureInfo, arrays: Mapping[str, np.ndarray]) -> None:
+        if len(arrays) != len(info.inputs):
+            # predict_util.cc VerifyRequestInputsSize (signatures here have no defaults).
+            sent, wanted = sorted(arrays), sorted(info.inputs)
+            raise InvalidArgumentError(
+                f"input size does not match signature: {len(sent)}!={len(wanted)} "
+                f"len({{{','.join(sent)}}}) != len({{{','.join(wanted)}}}). Sent extra: "
+                f"{{{','.join(sorted(set(sent) - set(wanted)))}}}. Missing but required: "
+                f"{{{','.join(sorted(set(wanted) - set(sent)))}}}."
+            )
         unknown = sorted(set(arrays) - set(info.inputs))
         if unknown:
             raise InvalidArgumentError(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (
@@ -382,6 +383,40 @@ def test_a_request_without_model_spec_or_name(
         empty.input.example_list.examples.add().CopyFrom(tf.train.Example.FromString(examples[0]))
         error = grpc_error(grpc_client._call, call, empty)
         assert (error.code, error.message) == (Code.INVALID_ARGUMENT, "Missing ModelSpec")
+
+
+# gRPC Predict: servables/tensorflow/predict_util.cc (VerifyRequestInputsSize,
+# PreProcessPrediction) --------------------------------------------------------------------------
+
+
+def test_predict_input_count_and_output_filter_texts(
+    grpc_client: PredictionClient, model: ModelRef, examples: list[bytes]
+) -> None:
+    batch = np.array(examples[:2], dtype=object)
+    error = grpc_error(
+        grpc_client.predict_tensors, model, {"examples": batch, "extra": np.zeros(2, np.float32)}
+    )
+    assert (error.code, error.message) == (
+        Code.INVALID_ARGUMENT,
+        "input size does not match signature: 2!=1 len({examples,extra}) != len({examples}). "
+        "Sent extra: {extra}. Missing but required: {}.",
+    )
+    kwargs = {"signature": "classify", "input_name": "inputs"}
+    error = grpc_error(
+        lambda: grpc_client.predict(model, examples[:2], output_filter=["nope"], **kwargs)
+    )
+    assert (error.code, error.message) == (
+        Code.INVALID_ARGUMENT,
+        "output tensor alias not found in signature: nope Outputs expected to be in the set "
+        "{classes,scores}.",
+    )
+    error = grpc_error(
+        lambda: grpc_client.predict(model, examples[:2], output_filter=["scores"] * 2, **kwargs)
+    )
+    assert (error.code, error.message) == (
+        Code.INVALID_ARGUMENT,
+        "duplicate output tensor alias: scores",
+    )
 
 
 # REST predict: json_tensor.cc (ParseJson, FillSignature, FillPredictRequestFromJson,
