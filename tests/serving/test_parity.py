@@ -478,6 +478,12 @@ def test_predict_row_errors(target: Target, examples: list[bytes]) -> None:
         400,
         "Expecting value/list but got object at item 1 of input list",
     )
+    # Every object must name exactly the signature's inputs.
+    assert rest_error(target, "POST", path, {"instances": [{"examples": b64[0]}, {}]}) == (
+        400,
+        "Failed to process element: 1 of 'instances' list. JSON object: {} keys must be equal "
+        "to: examples",
+    )
 
 
 def test_predict_unknown_signature(target: Target, examples: list[bytes]) -> None:
