@@ -423,7 +423,7 @@ class _Handler(tornado.web.RequestHandler):
 
     # Every verb reaches `RestServer.handle`: TF Serving answers the ones it does not route
     # with its JSON "Malformed request" error, not an HTML 405 page.
-    SUPPORTED_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 
     def initialize(self, rest: RestServer) -> None:  # type: ignore[override]
         self._rest = rest
@@ -463,6 +463,9 @@ class _Handler(tornado.web.RequestHandler):
         await self._dispatch(None)
 
     async def options(self) -> None:
+        await self._dispatch(None)
+
+    async def head(self) -> None:
         await self._dispatch(None)
 
     async def post(self) -> None:

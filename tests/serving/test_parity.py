@@ -147,6 +147,14 @@ def test_unrouted_v1_paths_are_malformed_requests(target: Target, verb: str, pat
     assert rest_error(target, verb, path, body) == (400, f"Malformed request: {verb} {path}")
 
 
+def test_no_verb_is_method_not_allowed(target: Target) -> None:
+    # ProcessRequest answers every verb under /v1/ (there is no 405); HEAD too, whose reply
+    # carries no body (libevent drops it).
+    path = f"/v1/models/{target.model}"
+    status, _, body = raw_http(target, "HEAD", path)
+    assert (status, body) == (400, b"")
+
+
 @pytest.mark.parametrize("path", ["/v1/models", "/v1/models/versions/1"])
 def test_a_get_without_model_name(target: Target, path: str) -> None:
     # kModelStatusApiRegex makes the name optional; ProcessModelStatusRequest and
