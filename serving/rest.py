@@ -59,6 +59,8 @@ _GET_ROUTE = re.compile(
 _CORS_ORIGIN = re.compile(r"https?://")
 METRICS_PATHS = ("/monitoring/prometheus/metrics", "/metrics")
 _INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
+# Characters of an error message that go to the log.
+_LOGGED_CHARS = 500
 # Deeper JSON is refused before conversion (the converters recurse once per level).
 MAX_JSON_DEPTH = 64
 
@@ -758,7 +760,10 @@ class RestServer:
             return self._json(200, body)
         except ServingError as e:
             code = e.code
-            logger.info("REST %s %s failed: %s %s", verb, path, code.name, e.message)
+            # Shortened: TF Serving's texts can quote the whole request body (FormatError).
+            logger.info(
+                "REST %s %s failed: %s %s", verb, path, code.name, e.message[:_LOGGED_CHARS]
+            )
             if isinstance(e, _RouteError):
                 return Reply(http_status(code), "application/json", b"")
             return self._json(http_status(code), {"error": e.message})
