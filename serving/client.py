@@ -459,7 +459,9 @@ class RestClient:
                 if attempt:
                     raise
         kind = response.getheader("Content-Type", "")
-        payload = json.loads(raw) if "json" in kind else raw.decode("utf-8", errors="replace")
+        # TF Serving answers some 400s with an empty JSON body (http_rest_api_handler.cc).
+        json_body = "json" in kind and raw
+        payload = json.loads(raw) if json_body else raw.decode("utf-8", errors="replace")
         return response.status, payload
 
     def _checked(self, verb: str, path: str, body: object | None = None) -> Any:

@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterator
 import tensorflow as tf
 
 import model_contract
-from serving.errors import ModelLoadError, NotFoundError, ServingError, UnavailableError
+from serving.errors import (
+    InvalidArgumentError,
+    ModelLoadError,
+    NotFoundError,
+    ServingError,
+    UnavailableError,
+)
 from serving.metrics import ServingMetrics
 from serving.model import ServableVersion
 from serving.settings import ModelSettings, ServerSettings, read_model_config
@@ -41,12 +47,17 @@ class VersionRecord:
 
     version: int
     state: State = State.START
-    error: ServingError | None = None
+    error: ServingError | None = None  # the last failed load's; reported once the state is END
     fingerprint: tuple[int, int] | None = None
     servable: ServableVersion | None = None
     inflight: int = 0
     attempts: int = 0  # failed loads of these files so far
     retry_at: float | None = None  # monotonic time of the next load retry; None = no more
+
+    @property
+    def retrying(self) -> bool:
+        """Failed to load, another attempt due: LOADING, as TF Serving reports its retries."""
+        return self.state == State.LOADING and self.error is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,15 +89,21 @@ class ModelManager:
 
     A version becomes AVAILABLE only after its SavedModel loads and its warm-up requests
     replay. Older versions are unloaded only once a newer aspired one is AVAILABLE, and only
-    after their in-flight requests finish. A version that fails to load is reported (state
-    END with its error, the attempt and when the next one is due) and loaded again up to
+    after their in-flight requests finish. A version that fails to load is loaded again up to
     `max_num_load_retries` times, waiting `load_retry_interval_s` doubled after each failed
-    retry, and afresh whenever its saved_model.pb changes; while it fails it is left out of
-    the policy, so the previous version keeps serving. TF Serving retries the same way
-    (tensorflow_serving/core/loader_harness.cc, LoadWithRetries, and basic_manager.cc:
-    `max_num_load_retries` further attempts `load_retry_interval_micros` apart, then the
-    version stays in error); it retries at a fixed interval inside one load, we back off
-    between polls so that a failing version costs one attempt per interval.
+    retry; meanwhile GetModelStatus reports it LOADING with an OK status, and after the last
+    attempt END with the load's error, as TF Serving does (tensorflow_serving/core/
+    loader_harness.cc, Load -> util/retrier.cc Retry: the harness stays kLoading across the
+    attempts; basic_manager.cc publishes kLoading with the harness's OK status before the
+    load, and the harness's error callback publishes kEnd with the final error). Each failed
+    attempt is an ERROR log line and `serving_version_loads_total{outcome="error"}`. While it
+    fails it is left out of the policy, so the previous version keeps serving. Deliberate
+    differences: TF Serving sleeps a fixed interval inside one load call, we back off
+    between polls so that a failing version costs one attempt per interval; and a failed
+    version whose saved_model.pb changes is loaded afresh (TF Serving keeps it failed unless
+    `enable_reload_servables_with_error`, aspired_versions_manager.cc). Versions that were
+    unloaded or left the disk stay in GetModelStatus as END, as in TF Serving, whose
+    ServableStateMonitor never forgets a version (servable_state_monitor.cc).
     """
 
     def __init__(
@@ -112,6 +129,9 @@ class ModelManager:
         self._metrics = metrics
         self._lock = threading.Condition()
         self._models: dict[str, _Model] = {}
+        # Models removed from the config, kept for GetModelStatus: TF Serving's
+        # ServableStateMonitor keeps their versions' END states (servable_state_monitor.cc).
+        self._retired: dict[str, _Model] = {}
         self._config_mtime: float | None = None
         models = settings.models
         if settings.model_config_file:
@@ -191,10 +211,18 @@ class ModelManager:
                     self._models[name].settings = settings
                 else:
                     self._models[name] = _Model(settings)
+                    retired = self._retired.pop(name, None)
+                    if retired is not None:  # back again: its versions' states carry over
+                        self._models[name].records = retired.records
         for name, model in removed:
             for record in list(model.records.values()):
                 if record.servable is not None:
                     self._unload(name, record)
+                elif record.retrying:
+                    with self._lock:
+                        record.state, record.retry_at = State.END, None
+            with self._lock:
+                self._retired[name] = model
             self._metrics.loaded_versions.labels(name).set(0)
 
     def _sync_model(self, model: _Model) -> None:
@@ -212,6 +240,15 @@ class ModelManager:
                     continue  # failed, unchanged, no retry due: not a candidate
             candidates.append(version)
         aspired = settings.version_policy.select(candidates)
+        # A retrying version the policy no longer wants (a newer one arrived) or that left the
+        # disk ends with its error: TF Serving cancels its load retries
+        # (aspired_versions_manager.cc, CancelLoadServableRetry) and publishes kEnd.
+        wanted = settings.version_policy.select(list(on_disk))
+        with self._lock:
+            for record in model.records.values():
+                if record.retrying and record.version not in wanted:
+                    record.state, record.retry_at = State.END, None
+                    self._lock.notify_all()
         if not on_disk:
             with self._lock:
                 loaded = [r.version for r in model.records.values() if r.servable is not None]
@@ -227,7 +264,8 @@ class ModelManager:
             with self._lock:
                 record = model.records.get(version)
                 if record is not None and (
-                    record.servable is not None or record.state == State.LOADING
+                    record.servable is not None
+                    or (record.state == State.LOADING and not record.retrying)
                 ):
                     continue
             self._load(model, version, on_disk[version])
@@ -244,14 +282,6 @@ class ModelManager:
         if any_aspired_available:
             for record in to_unload:
                 self._unload(name, record)
-        with self._lock:
-            # Forget finished versions that left the disk.
-            for version in [
-                v
-                for v, r in model.records.items()
-                if v not in on_disk and r.servable is None and r.state == State.END
-            ]:
-                del model.records[version]
 
     def _load(self, model: _Model, version: int, path: str) -> None:
         name = model.settings.name
@@ -264,8 +294,13 @@ class ModelManager:
                 if previous is not None and previous.fingerprint == fingerprint
                 else 0
             )
+            # A retry keeps the previous attempt's error until it succeeds (`retrying`).
             record = VersionRecord(
-                version, State.LOADING, fingerprint=fingerprint, attempts=attempts
+                version,
+                State.LOADING,
+                error=previous.error if previous is not None and attempts else None,
+                fingerprint=fingerprint,
+                attempts=attempts,
             )
             model.records[version] = record
         logger.info(
@@ -283,16 +318,24 @@ class ModelManager:
             self._metrics.version_loads.labels(name, "error").inc()
             retries = self._settings.max_num_load_retries
             attempt = record.attempts + 1
+            state = State.LOADING
             if record.attempts < retries:
                 delay = self._settings.load_retry_interval_s * 2**record.attempts
                 retry_at: float | None = time.monotonic() + delay
                 next_step = f"retry {attempt} of {retries} in {delay:g}s"
             else:
-                retry_at, next_step = None, "no retries left (until saved_model.pb changes)"
-            error = ModelLoadError(f"{e.message} [load attempt {attempt}; {next_step}]")
-            logger.error("Model %s version %d failed to load: %s", name, version, error.message)
+                state, retry_at = State.END, None
+                next_step = "no retries left (until saved_model.pb changes)"
+            logger.error(
+                "Model %s version %d failed to load: %s [load attempt %d; %s]",
+                name,
+                version,
+                e.message,
+                attempt,
+                next_step,
+            )
             with self._lock:
-                record.state, record.error = State.END, error
+                record.state, record.error = state, e
                 record.attempts, record.retry_at = attempt, retry_at
                 self._lock.notify_all()
             return
@@ -367,13 +410,17 @@ class ModelManager:
                     self._lock.notify_all()
 
     def _resolve(self, name: str, version: int | None, label: str | None) -> VersionRecord:
+        # tensorflow_serving/model_servers/server_core.cc (ServableRequestFromModelSpec,
+        # GetModelVersionForLabel): no name and unknown labels (of any model, known or not)
+        # are INVALID_ARGUMENT; basic_manager.cc (GetUntypedServableHandle): a request no
+        # AVAILABLE version answers is NOT_FOUND "Servable not found for request: ...".
+        if not name:
+            raise InvalidArgumentError("ModelSpec has no name specified.")
         model = self._models.get(name)
         if label:
-            if model is None:
-                raise NotFoundError(f"Servable not found for request: Latest({name})")
-            labels = model.settings.labels
+            labels = model.settings.labels if model is not None else {}
             if label not in labels:
-                raise NotFoundError(f"Unrecognized servable version label: {label}")
+                raise InvalidArgumentError(f"Unrecognized servable version label: {label}")
             version = labels[label]
         if version is not None:
             record = model.records.get(version) if model is not None else None
@@ -408,35 +455,28 @@ class ModelManager:
         Raises:
           NotFoundError: Unknown model, or no such version, or nothing known about the model yet.
         """
+        # tensorflow_serving/model_servers/get_model_status_impl.cc
+        # (GetModelStatusWithModelSpec): the two NOT_FOUND texts, by whether a version is asked.
         with self._lock:
-            model = self._models.get(name)
-            if model is None or not model.records:
-                raise NotFoundError(f"Could not find any versions of model {name}")
-            records = sorted(model.records.values(), key=lambda r: r.version)
+            model = self._models.get(name) or self._retired.get(name)
+            records = sorted(model.records.values(), key=lambda r: r.version) if model else []
             if version is not None:
                 records = [r for r in records if r.version == version]
                 if not records:
                     raise NotFoundError(f"Could not find version {version} of model {name}")
+            if not records:
+                raise NotFoundError(f"Could not find any versions of model {name}")
+            # Only END carries an error (basic_manager.cc: kLoading is published with the
+            # harness's status, OK until its last attempt has failed).
             return [
                 VersionStatus(
                     r.version,
                     r.state,
-                    r.error.code.value if r.error else 0,
-                    r.error.message if r.error else "",
+                    r.error.code.value if r.error and r.state == State.END else 0,
+                    r.error.message if r.error and r.state == State.END else "",
                 )
                 for r in records
             ]
-
-    def label_version(self, name: str, label: str) -> int:
-        """Returns the version a label points at (NotFoundError if unknown)."""
-        with self._lock:
-            model = self._models.get(name)
-            if model is None:
-                raise NotFoundError(f"Could not find any versions of model {name}")
-            labels = model.settings.labels
-            if label not in labels:
-                raise NotFoundError(f"Unrecognized servable version label: {label}")
-            return labels[label]
 
     def ready(self) -> bool:
         """True when every configured model has at least one AVAILABLE version."""

@@ -168,11 +168,14 @@ class ServableVersion:
         graphs = [g for g in proto.meta_graphs if "serve" in g.meta_info_def.tags]
         if not graphs:
             raise ModelLoadError(f"{self.path} has no MetaGraph tagged 'serve'")
+        # Metadata lists every entry, as TF Serving's (get_model_metadata_impl.cc);
         # `__saved_model_init_op` and other internal entries are not servable signatures.
-        self._signature_defs = {
-            k: graphs[0].signature_def[k] for k in graphs[0].signature_def if not k.startswith("__")
+        self._signature_defs = dict(graphs[0].signature_def)
+        self._signatures = {
+            k: _signature_info(k, s)
+            for k, s in self._signature_defs.items()
+            if not k.startswith("__")
         }
-        self._signatures = {k: _signature_info(k, s) for k, s in self._signature_defs.items()}
         try:
             loaded = tf.saved_model.load(self.path, tags=["serve"])
         except Exception as e:

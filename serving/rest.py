@@ -14,6 +14,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,162 +42,251 @@ from serving.tracing import ServerTracing, annotate, finish_rest_span
 
 logger = logging.getLogger(__name__)
 
-_MODEL_ROUTE = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>-?\d+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?$"
+# tensorflow_serving/model_servers/http_rest_api_util.cc: kPredictionApiGegex (POST) and
+# kModelStatusApiRegex (GET), matched whole and case-insensitively. Versions are unsigned.
+_POST_ROUTE = re.compile(
+    r"(?i)/v1/models/(?P<name>[^/:]+)"
+    r"(?:(?:/versions/(?P<version>\d+))|(?:/labels/(?P<label>[^/:]+)))?"
+    r":(?P<verb>classify|regress|predict)"
 )
+_GET_ROUTE = re.compile(
+    r"(?i)/v1/models(?:/(?P<name>[^/:]+))?"
+    r"(?:(?:/versions/(?P<version>\d+))|(?:/labels/(?P<label>[^/:]+)))?"
+    r"(?:/(?P<subresource>metadata))?"
+)
+# http_server.cc (RestApiRequestDispatcher::ProcessRequest): a CORS preflight is OK when
+# its Origin header has an http(s) scheme.
+_CORS_ORIGIN = re.compile(r"https?://")
 METRICS_PATHS = ("/monitoring/prometheus/metrics", "/metrics")
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
+# Characters of an error message that go to the log.
+_LOGGED_CHARS = 500
 # Deeper JSON is refused before conversion (the converters recurse once per level).
 MAX_JSON_DEPTH = 64
 
 
-def _json_feature(name: str, value: object, feature: tf.train.Feature) -> None:
-    values = value if isinstance(value, list) else [value]
-    if not values:
-        return
-    decoded: list[Any] = []
-    for v in values:
-        if isinstance(v, dict) and set(v) == {"b64"} and isinstance(v["b64"], str):
-            try:
-                decoded.append(base64.b64decode(v["b64"], validate=True))
-            except ValueError:
-                raise InvalidArgumentError(
-                    f"Feature {name!r}: invalid base64 in {{'b64': ...}}"
-                ) from None
-        elif isinstance(v, str):
-            decoded.append(v.encode("utf-8"))
-        elif isinstance(v, bool) or not isinstance(v, (int, float, bytes)):
-            raise InvalidArgumentError(f"Feature {name!r}: unsupported JSON value {v!r}")
-        else:
-            decoded.append(v)
-    if all(isinstance(v, bytes) for v in decoded):
-        feature.bytes_list.value.extend(decoded)
-    elif all(isinstance(v, int) for v in decoded):
-        if any(not _INT64_MIN <= v <= _INT64_MAX for v in decoded):
-            raise InvalidArgumentError(f"Feature {name!r}: integer out of the int64 range")
-        feature.int64_list.value.extend(decoded)
-    elif all(isinstance(v, (int, float)) for v in decoded):
-        feature.float_list.value.extend(float(v) for v in decoded)
+def _compact(value: object) -> str:
+    """A JSON value as TF Serving quotes it in errors (json_tensor.cc, JsonValueToString)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_type(value: object) -> str:
+    """json_tensor.cc JsonTypeString: rapidjson's type names."""
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def _format_error(doc: object, *parts: str) -> InvalidArgumentError:
+    """json_tensor.cc FormatError: "JSON Value: <the value> <what is wrong>"."""
+    return InvalidArgumentError(f"JSON Value: {_compact(doc)} " + "".join(parts))
+
+
+def _is_b64(value: object) -> bool:
+    """json_tensor.cc IsValBase64Object: an object whose only key "b64" holds a string."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+_KIND_NAMES = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}
+
+
+def _add_feature_value(value: object, name: str, feature: tf.train.Feature) -> None:
+    """One JSON value into a feature, as json_tensor.cc AddValueToFeature.
+
+    The first value fixes the feature's kind: strings and {"b64": ...} are bytes, JSON
+    numbers with a fraction or exponent (or beyond the integer ranges) float, other numbers
+    and booleans int64; a later value of another kind is an error.
+    """
+    if value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_b64(value)):
+        raise InvalidArgumentError(
+            f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}"
+        )
+    kind: str
+    item: Any
+    if isinstance(value, bool):
+        kind, item = "int64_list", int(value)
+    elif isinstance(value, dict):
+        kind = "bytes_list"
+        try:
+            item = base64.b64decode(value["b64"], validate=True)
+        except ValueError:
+            raise InvalidArgumentError("Unable to base64 decode") from None
+    elif isinstance(value, str):
+        kind, item = "bytes_list", value.encode("utf-8")
+    elif isinstance(value, float) or not _INT64_MIN <= value <= _UINT64_MAX:  # type: ignore[operator]
+        kind, item = "float_list", float(value)  # type: ignore[arg-type]
     else:
-        raise InvalidArgumentError(f"Feature {name!r}: mixed string and number values")
+        kind, item = "int64_list", value
+    current = feature.WhichOneof("kind")
+    if current is not None and current != kind:
+        raise InvalidArgumentError(
+            f"Unexpected element type in feature: {name} expecting type: {_KIND_NAMES[current]}"
+        )
+    if kind == "int64_list" and item > _INT64_MAX:
+        raise InvalidArgumentError(
+            f"Feature: {name} has uint64_t element. Only int64_t is supported."
+        )
+    getattr(feature, kind).value.append(item)
 
 
-def json_example(obj: object, where: str) -> tf.train.Example:
+def json_example(obj: object) -> tf.train.Example:
     """Converts a REST classify/regress JSON example (feature name -> value(s)) to a tf.Example.
 
-    Integer JSON numbers become int64 features and other numbers float features, as in TF
-    Serving: send `12.0`, not `12`, for a FLOAT feature.
+    As tensorflow_serving/util/json_tensor.cc (MakeExampleFromJsonObject): integer JSON
+    numbers become int64 features and other numbers float features (send `12.0`, not `12`,
+    for a FLOAT feature), booleans int64 1/0, strings and {"b64": ...} bytes.
 
     Args:
       obj: Decoded JSON object.
-      where: Description for error messages.
 
     Returns:
       The example.
 
     Raises:
-      InvalidArgumentError: If the object or a value cannot be converted.
+      InvalidArgumentError: If the object or a value cannot be converted (TF Serving's texts).
     """
     if not isinstance(obj, dict):
-        raise InvalidArgumentError(f"{where}: an example must be a JSON object")
+        raise InvalidArgumentError(f"Example must be JSON object but got JSON {_json_type(obj)}")
     example = tf.train.Example()
-    for name, value in obj.items():
-        _json_feature(name, value, example.features.feature[name])
+    for name, content in obj.items():
+        feature = tf.train.Feature()
+        for value in content if isinstance(content, list) else [content]:
+            _add_feature_value(value, name, feature)
+        example.features.feature[name].CopyFrom(feature)
     return example
 
 
 def _named_inputs(value: object) -> bool:
-    return isinstance(value, dict) and set(value) != {"b64"}
+    return isinstance(value, dict) and not _is_b64(value)
 
 
-def _rows_to_arrays(instances: object, info: SignatureInfo) -> dict[str, np.ndarray]:
-    if not isinstance(instances, list) or not instances:
-        raise InvalidArgumentError("'instances' must be a non-empty JSON array")
+def _rows_to_arrays(instances: list[Any], info: SignatureInfo) -> dict[str, np.ndarray]:
+    """The row format, as json_tensor.cc FillTensorMapFromInstancesList (its error texts)."""
     names = sorted(info.inputs)
+    if not isinstance(instances[0], dict) and len(names) > 1:
+        raise InvalidArgumentError(
+            "instances is a plain list, but expecting list of objects as multiple input "
+            "tensors required as per tensorinfo_map"
+        )
+    columns: dict[str, list[object]] = {}
     if _named_inputs(instances[0]):
-        columns: dict[str, list[object]] = {}
         for i, row in enumerate(instances):
             if not _named_inputs(row):
-                raise InvalidArgumentError(f"Instance {i}: expected an object of named inputs")
-            assert isinstance(row, dict)
-            if columns and set(row) != set(columns):
                 raise InvalidArgumentError(
-                    f"Instance {i}: inputs {sorted(row)} differ from instance 0's {sorted(columns)}"
+                    f"Expecting object but got list at item {i} of input list"
                 )
             for key, value in row.items():
+                if key not in info.inputs:
+                    raise InvalidArgumentError(
+                        f"Failed to process element: {i} key: {key} of 'instances' list. Error: "
+                        f"INVALID_ARGUMENT: JSON object: does not have named input: {key}"
+                    )
                 columns.setdefault(key, []).append(value)
+            if set(row) != set(names):
+                raise InvalidArgumentError(
+                    f"Failed to process element: {i} of 'instances' list. JSON object: "
+                    f"{_compact(row)} keys must be equal to: {','.join(names)}"
+                )
     else:
-        if len(names) != 1:
-            raise InvalidArgumentError(
-                f"The signature has inputs {names}: each instance must be an object naming them"
-            )
+        for i, row in enumerate(instances):
+            if _named_inputs(row):
+                raise InvalidArgumentError(
+                    f"Expecting value/list but got object at item {i} of input list"
+                )
         columns = {names[0]: list(instances)}
     return _convert(columns, info)
 
 
 def _columns_to_arrays(inputs: object, info: SignatureInfo) -> dict[str, np.ndarray]:
+    """The columnar format, as json_tensor.cc FillTensorMapFromInputsMap.
+
+    Keys of the `inputs` object that name no signature input are ignored, as there.
+    """
     names = sorted(info.inputs)
-    if _named_inputs(inputs):
-        assert isinstance(inputs, dict)
-        return _convert(inputs, info)
-    if len(names) != 1:
-        raise InvalidArgumentError(
-            f"The signature has inputs {names}: 'inputs' must be an object naming them"
-        )
-    return _convert({names[0]: inputs}, info)
+    if not _named_inputs(inputs):
+        if len(names) > 1:
+            raise InvalidArgumentError(
+                "inputs is a plain value/list, but expecting an object as multiple input "
+                "tensors required as per tensorinfo_map"
+            )
+        return _convert({names[0]: inputs}, info)
+    assert isinstance(inputs, dict)
+    for name in names:
+        if name not in inputs:
+            raise InvalidArgumentError(f"Missing named input: {name} in 'inputs' object.")
+    return _convert({name: inputs[name] for name in names}, info)
 
 
 def _convert(columns: Mapping[str, object], info: SignatureInfo) -> dict[str, np.ndarray]:
-    arrays = {}
-    for name, value in columns.items():
-        expected = info.inputs.get(name)
-        if expected is None:
-            raise InvalidArgumentError(
-                f"input tensor alias not found in signature: {name}. Inputs expected to be in "
-                f"the set {{{','.join(sorted(info.inputs))}}}."
-            )
-        arrays[name] = tensors.from_json(value, expected.dtype, f"Input {name!r}")
-    return arrays
+    return {
+        name: tensors.from_json(value, info.inputs[name].dtype, f"Input {name!r}")
+        for name, value in columns.items()
+    }
 
 
 def _predict_json(
     service: InferenceService, target: Target, body: dict[str, Any]
 ) -> tuple[dict[str, Any], str]:
-    has_rows, has_columns = "instances" in body, "inputs" in body
-    if has_rows == has_columns:
-        raise InvalidArgumentError(
-            "Missing 'inputs' or 'instances' key"
-            if not has_rows
-            else "Not both 'inputs' and 'instances' may be given"
-        )
-    build: Callable[[SignatureInfo], dict[str, np.ndarray]]
-    if has_rows:
-        instances = body["instances"]
-        build = lambda info: _rows_to_arrays(instances, info)  # noqa: E731
-    else:
-        inputs = body["inputs"]
-        build = lambda info: _columns_to_arrays(inputs, info)  # noqa: E731
+    """A REST predict, as json_tensor.cc FillPredictRequestFromJson / MakeJsonFromTensors."""
+    fmt: list[str] = []
+
+    def build(info: SignatureInfo) -> dict[str, np.ndarray]:
+        # Checked once the signature is known, as TF Serving does (GetInfoMap first).
+        if "instances" in body:
+            if "inputs" in body:
+                raise _format_error(
+                    body,
+                    "Not formatted correctly expecting only one of 'inputs' or 'instances' "
+                    "keys to exist ",
+                )
+            instances = body["instances"]
+            if not isinstance(instances, list):
+                raise _format_error(body, "Expecting 'instances' to be an list/array")
+            if not instances:
+                raise _format_error(body, "No values in 'instances' array")
+            fmt.append("row")
+            return _rows_to_arrays(instances, info)
+        if "inputs" in body:
+            fmt.append("columnar")
+            return _columns_to_arrays(body["inputs"], info)
+        raise InvalidArgumentError("Missing 'inputs' or 'instances' key")
+
     result = service.run(target, build)
     values = result.values
-    if has_columns:
+    if not values:
+        raise InvalidArgumentError("Cannot convert empty tensor map to JSON")
+    if fmt == ["columnar"]:
         if len(values) == 1:
             ((name, value),) = values.items()
             return {"outputs": tensors.to_json(value, name)}, str(result.version)
         return {"outputs": {k: tensors.to_json(v, k) for k, v in values.items()}}, str(
             result.version
         )
-    sizes = {v.shape[0] if v.ndim else -1 for v in values.values()}
-    if len(sizes) != 1 or -1 in sizes:
-        raise InvalidArgumentError(
-            "Row format needs every output to have the same batch size; use 'inputs' instead"
-        )
+    # MakeRowFormatJsonFromTensors: every output needs the same first (batch) dimension.
+    batch = -1
+    for name in sorted(values):
+        value = values[name]
+        if value.ndim == 0:
+            raise InvalidArgumentError(f"Tensor name: {name} has no shape information ")
+        if batch >= 0 and value.shape[0] != batch:
+            raise InvalidArgumentError(
+                f"Tensor name: {name} has inconsistent batch size: {value.shape[0]} "
+                f"expecting: {batch}"
+            )
+        batch = value.shape[0]
     if len(values) == 1:
         ((name, value),) = values.items()
         return {"predictions": tensors.to_json(value, name)}, str(result.version)
     columns = {k: tensors.to_json(v, k) for k, v in values.items()}
-    rows = [{k: col[i] for k, col in columns.items()} for i in range(sizes.pop())]  # type: ignore[index]
+    rows = [{k: col[i] for k, col in columns.items()} for i in range(batch)]  # type: ignore[index]
     return {"predictions": rows}, str(result.version)
 
 
@@ -214,33 +304,59 @@ def _json_depth_ok(value: object) -> bool:
 
 
 def _parse_json(raw: bytes) -> dict[str, Any]:
+    """The request body, as json_tensor.cc ParseJson (its error texts) and FillSignature."""
+    if not raw:
+        raise InvalidArgumentError("JSON Parse error: The document is empty")
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidArgumentError(f"JSON Parse error: {e}") from None
+    except json.JSONDecodeError as e:
+        raise InvalidArgumentError(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
+    except UnicodeDecodeError as e:
+        raise InvalidArgumentError(
+            f"JSON Parse error: Invalid encoding in string. at offset: {e.start}"
+        ) from None
     except RecursionError:  # the parser recurses per nesting level
         raise InvalidArgumentError(
             f"JSON Parse error: nested deeper than {MAX_JSON_DEPTH} levels"
         ) from None
     if not isinstance(body, dict):
-        raise InvalidArgumentError("The request body must be a JSON object")
+        raise _format_error(body, "Is not object")
     if not _json_depth_ok(body):
         raise InvalidArgumentError(f"JSON Parse error: nested deeper than {MAX_JSON_DEPTH} levels")
+    if not isinstance(body.get("signature_name", ""), str):
+        raise _format_error(
+            body, "not formatted correctly. 'signature_name' key must be a string value."
+        )
     return body
+
+
+class _RouteError(InvalidArgumentError):
+    """A path that matched a route but whose parts do not convert.
+
+    http_rest_api_handler.cc (ProcessRequest) returns ParseModelInfo's error before it
+    writes the JSON error body: TF Serving answers 400 with an empty body.
+    """
 
 
 def _route_version(text: str | None) -> int | None:
     """The URL's version number; one beyond int64 is refused as TF Serving's SimpleAtoi does.
 
-    tensorflow_serving/model_servers/http_rest_api_handler.cc (ProcessModelStatusRequest and
-    the predict path): "Failed to convert version: <v> to numbers."
+    tensorflow_serving/model_servers/http_rest_api_util.cc (ParseModelInfo).
     """
     if text is None:
         return None
     version = int(text)
-    if not _INT64_MIN <= version <= _INT64_MAX:
-        raise InvalidArgumentError(f"Failed to convert version: {text} to numeric.")
+    if version > _INT64_MAX:
+        raise _RouteError(f"Failed to convert version: {text} to numeric.")
     return version
+
+
+def _decode_arg(text: str | None) -> str | None:
+    """A model name or label as http_rest_api_util.cc DecodeArg (curl_easy_unescape) decodes it.
+
+    %XX escapes are decoded, '+' is kept.
+    """
+    return None if text is None else urllib.parse.unquote(text, errors="surrogateescape")
 
 
 def _malformed(verb: str, path: str) -> ServingError:
@@ -257,13 +373,25 @@ def _malformed(verb: str, path: str) -> ServingError:
 
 
 def _examples_json(body: dict[str, Any]) -> list[bytes]:
-    examples = body.get("examples")
-    if not isinstance(examples, list) or not examples:
-        raise InvalidArgumentError("'examples' must be a non-empty JSON array")
-    context = json_example(body["context"], "context") if "context" in body else None
+    """Classify/regress examples, as json_tensor.cc FillClassifyRegressRequestFromJson.
+
+    A context's features are merged into every example (an example's own feature wins), as
+    TF Serving's ExampleListWithContext input does.
+    """
+    context = json_example(body["context"]) if "context" in body else None
+    if "examples" not in body:
+        # TF Serving says "classify" for regress requests too.
+        raise _format_error(
+            body, "When method is classify, key 'examples' is expected and was not found"
+        )
+    examples = body["examples"]
+    if not isinstance(examples, list):
+        raise _format_error(body, "Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise _format_error(body, "'examples' value is an empty array")
     out = []
-    for i, obj in enumerate(examples):
-        example = json_example(obj, f"Example {i}")
+    for obj in examples:
+        example = json_example(obj)
         if context is not None:
             merged = tf.train.Example()
             merged.CopyFrom(context)
@@ -280,7 +408,7 @@ _DISCARD_FACTOR = 4
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
-    """An HTTP answer: status, content type and body."""
+    """An HTTP answer: status, content type ("" = none) and body."""
 
     status: int
     content_type: str
@@ -297,7 +425,7 @@ class _Handler(tornado.web.RequestHandler):
 
     # Every verb reaches `RestServer.handle`: TF Serving answers the ones it does not route
     # with its JSON "Malformed request" error, not an HTML 405 page.
-    SUPPORTED_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 
     def initialize(self, rest: RestServer) -> None:  # type: ignore[override]
         self._rest = rest
@@ -339,6 +467,9 @@ class _Handler(tornado.web.RequestHandler):
     async def options(self) -> None:
         await self._dispatch(None)
 
+    async def head(self) -> None:
+        await self._dispatch(None)
+
     async def post(self) -> None:
         await self._dispatch(b"".join(self._chunks))
 
@@ -360,7 +491,10 @@ class _Handler(tornado.web.RequestHandler):
 
     def _reply(self, reply: Reply) -> None:
         self.set_status(reply.status)
-        self.set_header("Content-Type", reply.content_type)
+        if reply.content_type:
+            self.set_header("Content-Type", reply.content_type)
+        else:
+            self.clear_header("Content-Type")
         if self._rest.draining:
             # Tells keep-alive clients not to reuse the connection; `stop` closes it.
             self.set_header("Connection", "close")
@@ -522,14 +656,17 @@ class RestServer:
         oversize: int | None,
     ) -> Reply:
         """`handle` inside a request span, child of the caller's `traceparent` (if tracing)."""
+        origin = headers.get("Origin", "")
         if path in METRICS_PATHS or path in ("/healthz", "/livez", "/readyz"):
             return self.handle(verb, path, body, oversize)  # probes and scrapes: no spans
         with self.tracing.rest_span(verb, path, headers) as span:
-            reply = self.handle(verb, path, body, oversize)
+            reply = self.handle(verb, path, body, oversize, origin)
             finish_rest_span(span, reply.status)
             return reply
 
-    def handle(self, verb: str, path: str, body: bytes | None, oversize: int | None) -> Reply:
+    def handle(
+        self, verb: str, path: str, body: bytes | None, oversize: int | None, origin: str = ""
+    ) -> Reply:
         """Answers one request (runs on the worker pool).
 
         Args:
@@ -537,6 +674,7 @@ class RestServer:
           path: URL path (no query).
           body: The request body (POST).
           oversize: The body's size when it exceeded the limit (then `body` is empty).
+          origin: The request's Origin header (CORS preflights).
 
         Returns:
           The reply.
@@ -545,13 +683,15 @@ class RestServer:
             self._inflight += 1
         try:
             with self._metrics.inflight.labels("rest").track_inprogress():
-                return self._handle(verb, path, body, oversize)
+                return self._handle(verb, path, body, oversize, origin)
         finally:
             with self._cond:
                 self._inflight -= 1
                 self._cond.notify_all()
 
-    def _handle(self, verb: str, path: str, raw: bytes | None, oversize: int | None) -> Reply:
+    def _handle(
+        self, verb: str, path: str, raw: bytes | None, oversize: int | None, origin: str
+    ) -> Reply:
         if verb == "GET" and path in METRICS_PATHS:
             return Reply(200, "text/plain; version=0.0.4", self._metrics.exposition())
         if verb == "GET" and path in ("/healthz", "/livez"):
@@ -559,26 +699,35 @@ class RestServer:
         if verb == "GET" and path == "/readyz":
             ready = self._is_ready()
             return self._json(200 if ready else 503, {"ready": ready})
+        if verb == "OPTIONS" and path.lower().startswith("/v1/"):
+            # http_server.cc: a CORS preflight, answered without a body; FAILED_PRECONDITION
+            # (400) without an http(s) Origin.
+            return Reply(200 if _CORS_ORIGIN.search(origin) else 400, "", b"")
         start = time.perf_counter()
-        match = _MODEL_ROUTE.match(path)
-        name = match.group("name") if match else ""
+        route = _POST_ROUTE if verb == "POST" else _GET_ROUTE if verb == "GET" else None
+        match = route.fullmatch(path) if route is not None else None
+        name = (match.group("name") or "") if match else ""
         method, version, code = "Malformed", "", Code.OK
         try:
             if match is None:
                 raise _malformed(verb, path)
-            target = Target(name, _route_version(match.group("version")), match.group("label"))
-            route_verb, metadata = match.group("verb"), match.group("metadata")
+            name = _decode_arg(name) or ""
+            target = Target(
+                name, _route_version(match.group("version")), _decode_arg(match.group("label"))
+            )
             body: dict[str, Any]
-            if verb == "GET" and route_verb is None:
+            if verb == "GET":
+                # http_rest_api_handler.cc: "metadata" is compared case-sensitively; any other
+                # GET that matched is a status request.
+                metadata = match.group("subresource") == "metadata"
                 method = "GetModelMetadata" if metadata else "GetModelStatus"
+                if not name:
+                    raise InvalidArgumentError("Missing model name in request.")
                 body = self._metadata(target) if metadata else self._status(target)
                 if metadata:
                     version = body["model_spec"]["version"]
-            elif (
-                verb == "POST"
-                and metadata is None
-                and route_verb in ("predict", "classify", "regress")
-            ):
+            elif match.group("verb") in ("predict", "classify", "regress"):
+                route_verb = match.group("verb")
                 method = route_verb.capitalize()
                 if oversize is not None:
                     raise ResourceExhaustedError(
@@ -586,10 +735,9 @@ class RestServer:
                         f"{self.max_request_bytes} bytes"
                     )
                 request = _parse_json(raw or b"")
-                signature = request.get("signature_name", "")
-                if not isinstance(signature, str):
-                    raise InvalidArgumentError("'signature_name' must be a string")
-                target = Target(target.name, target.version, target.label, signature)
+                target = Target(
+                    target.name, target.version, target.label, request.get("signature_name", "")
+                )
                 if route_verb == "predict":
                     body, version = _predict_json(self._service, target, request)
                 elif route_verb == "classify":
@@ -607,11 +755,17 @@ class RestServer:
                     body = {"results": regression_values(result.values)}
                     version = str(result.version)
             else:
+                # The regex matches its verbs in any case, the handler only lower case.
                 raise _malformed(verb, path)
             return self._json(200, body)
         except ServingError as e:
             code = e.code
-            logger.info("REST %s %s failed: %s %s", verb, path, code.name, e.message)
+            # Shortened: TF Serving's texts can quote the whole request body (FormatError).
+            logger.info(
+                "REST %s %s failed: %s %s", verb, path, code.name, e.message[:_LOGGED_CHARS]
+            )
+            if isinstance(e, _RouteError):
+                return Reply(http_status(code), "application/json", b"")
             return self._json(http_status(code), {"error": e.message})
         except Exception:  # the request boundary: answer 500, keep serving
             # The Python exception goes to the log only: its text can name paths and code.

@@ -43,6 +43,22 @@ class Target:
     signature: str = ""
 
     @classmethod
+    def of_request(
+        cls,
+        request: predict_pb2.PredictRequest
+        | classification_pb2.ClassificationRequest
+        | regression_pb2.RegressionRequest,
+    ) -> Target:
+        """Reads a request's ModelSpec; none is INVALID_ARGUMENT "Missing ModelSpec".
+
+        As tensorflow_serving/servables/tensorflow/predict_impl.cc,
+        classification_service.cc and regression_service.cc.
+        """
+        if not request.HasField("model_spec"):
+            raise InvalidArgumentError("Missing ModelSpec")
+        return cls.from_spec(request.model_spec)
+
+    @classmethod
     def from_spec(cls, spec: model_pb2.ModelSpec) -> Target:
         """Reads a ModelSpec."""
         version = spec.version.value if spec.HasField("version") else None
@@ -73,6 +89,7 @@ class Outputs:
 
 
 _METHOD_LABEL = {CLASSIFY_METHOD: "Classify", REGRESS_METHOD: "Regress"}
+_METHOD_NOUN = {CLASSIFY_METHOD: "classification", REGRESS_METHOD: "regression"}
 
 
 def _batch_size(arrays: Mapping[str, np.ndarray]) -> int:
@@ -178,22 +195,32 @@ class InferenceService:
         """
         with self._manager.lease(target.name, target.version, target.label) as servable:
             key = target.signature_key
-            info = servable.signature(key)
+            try:
+                info = servable.signature(key)
+            except FailedPreconditionError:
+                if method is None:
+                    raise
+                # servables/tensorflow/classifier.cc, regressor.cc (Get*SignatureDef).
+                raise InvalidArgumentError(f"No signature was found with the name: {key}") from None
             if method is not None and info.method_name != method:
-                raise FailedPreconditionError(
-                    f"Expected {method.rsplit('/', 1)[-1]} signature method_name to be {method}. "
+                # As TF Serving with --enable_signature_method_name_check (classifier.cc).
+                raise InvalidArgumentError(
+                    f"Expected {_METHOD_NOUN[method]} signature method_name to be {method}. "
                     f"Was: {info.method_name}"
                 )
             arrays = build(info)
             self.limits.check_elements(sum(int(a.size) for a in arrays.values()))
             self.limits.check_examples(_batch_size(arrays))
             self._check_inputs(info, arrays)
-            for name in output_filter:
+            # servables/tensorflow/predict_util.cc (PreProcessPrediction): its texts.
+            for i, name in enumerate(output_filter):
                 if name not in info.outputs:
                     raise InvalidArgumentError(
-                        f"output tensor alias not found in signature: {name}. Outputs expected "
+                        f"output tensor alias not found in signature: {name} Outputs expected "
                         f"to be in the set {{{','.join(sorted(info.outputs))}}}."
                     )
+                if name in output_filter[:i]:
+                    raise InvalidArgumentError(f"duplicate output tensor alias: {name}")
             values = self._validate_and_run(servable, info, arrays)
             self._metrics.examples.labels(
                 servable.name, str(servable.version), _METHOD_LABEL.get(method or "", "Predict")
@@ -257,6 +284,15 @@ class InferenceService:
 
     @staticmethod
     def _check_inputs(info: SignatureInfo, arrays: Mapping[str, np.ndarray]) -> None:
+        if len(arrays) != len(info.inputs):
+            # predict_util.cc VerifyRequestInputsSize (signatures here have no defaults).
+            sent, wanted = sorted(arrays), sorted(info.inputs)
+            raise InvalidArgumentError(
+                f"input size does not match signature: {len(sent)}!={len(wanted)} "
+                f"len({{{','.join(sent)}}}) != len({{{','.join(wanted)}}}). Sent extra: "
+                f"{{{','.join(sorted(set(sent) - set(wanted)))}}}. Missing but required: "
+                f"{{{','.join(sorted(set(wanted) - set(sent)))}}}."
+            )
         unknown = sorted(set(arrays) - set(info.inputs))
         if unknown:
             raise InvalidArgumentError(
@@ -336,7 +372,7 @@ class InferenceService:
         Raises:
           ServingError: See `run`.
         """
-        target = Target.from_spec(request.model_spec)
+        target = Target.of_request(request)
         result = self.run(
             target,
             self.proto_inputs(dict(request.inputs), self.limits),
@@ -381,7 +417,7 @@ class InferenceService:
         self, request: classification_pb2.ClassificationRequest
     ) -> classification_pb2.ClassificationResponse:
         """Handles a ClassificationRequest."""
-        target = Target.from_spec(request.model_spec)
+        target = Target.of_request(request)
         result = self.classify_serialized(target, self._examples_of(request.input))
         response = classification_pb2.ClassificationResponse()
         self._fill_spec(response.model_spec, target, result)
@@ -395,7 +431,7 @@ class InferenceService:
         self, request: regression_pb2.RegressionRequest
     ) -> regression_pb2.RegressionResponse:
         """Handles a RegressionRequest."""
-        target = Target.from_spec(request.model_spec)
+        target = Target.of_request(request)
         result = self.regress_serialized(target, self._examples_of(request.input))
         response = regression_pb2.RegressionResponse()
         self._fill_spec(response.model_spec, target, result)
@@ -414,6 +450,8 @@ class InferenceService:
         self, request: get_model_metadata_pb2.GetModelMetadataRequest
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """Handles a GetModelMetadataRequest (only the `signature_def` field exists)."""
+        if not request.HasField("model_spec"):  # get_model_metadata_impl.cc
+            raise InvalidArgumentError("Missing ModelSpec")
         fields = list(request.metadata_field)
         if not fields:
             raise InvalidArgumentError(
@@ -436,13 +474,17 @@ class InferenceService:
     def status(
         self, request: get_model_status_pb2.GetModelStatusRequest
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        """Handles a GetModelStatusRequest (all versions unless a version or label is given)."""
+        """Handles a GetModelStatusRequest: one version if given, else all (labels ignored).
+
+        tensorflow_serving/model_servers/get_model_status_impl.cc (GetModelStatus): no
+        ModelSpec is INVALID_ARGUMENT; only `version` narrows the answer, a `version_label`
+        is not read (all versions are reported).
+        """
+        if not request.HasField("model_spec"):
+            raise InvalidArgumentError("Missing ModelSpec")
         target = Target.from_spec(request.model_spec)
-        version = target.version
-        if target.label:
-            version = self._manager.label_version(target.name, target.label)
         response = get_model_status_pb2.GetModelStatusResponse()
-        for status in self._manager.statuses(target.name, version):
+        for status in self._manager.statuses(target.name, target.version):
             entry = response.model_version_status.add(
                 version=status.version, state=int(status.state)
             )

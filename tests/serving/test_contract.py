@@ -17,10 +17,6 @@ from serving.errors import Code, ServingError
 from serving.examples import example_to_json
 from tests.serving.conftest import MAX_REQUEST_BYTES, Target, latest_version, mutate
 
-# Codes where TF Serving and this server may legitimately word the same failure differently.
-LABEL_CODES = {Code.NOT_FOUND, Code.INVALID_ARGUMENT}
-METHOD_CODES = {Code.FAILED_PRECONDITION, Code.INVALID_ARGUMENT}
-
 
 def embedded_only(target: Target, why: str) -> None:
     if not target.embedded:
@@ -145,7 +141,8 @@ def test_get_model_metadata(grpc_client: PredictionClient, model: ModelRef) -> N
     assert sigs["regress"].method_name == "tensorflow/serving/regress"
     assert sigs["serving_default"].inputs["examples"].dtype == types_pb2.DT_STRING
     assert set(sigs["classify"].outputs) == {"classes", "scores"}
-    assert "__saved_model_init_op" not in sigs
+    # get_model_metadata_impl.cc (SavedModelGetSignatureDef) copies every SignatureDef.
+    assert "__saved_model_init_op" in sigs
 
 
 def test_get_model_metadata_requires_field(grpc_client: PredictionClient, model: ModelRef) -> None:
@@ -166,10 +163,10 @@ def test_get_model_status(grpc_client: PredictionClient, target: Target) -> None
     assert statuses and all(s["state"] == "AVAILABLE" and s["error_code"] == "OK" for s in statuses)
     one = grpc_client.model_status(ModelRef(target.model, version=statuses[0]["version"]))
     assert [s["version"] for s in one] == [statuses[0]["version"]]
-    for label, version in target.labels.items():
-        assert [
-            s["version"] for s in grpc_client.model_status(ModelRef(target.model, label=label))
-        ] == [version]
+    # get_model_status_impl.cc reads no version label: a label gets every version.
+    for label in target.labels:
+        by_label = grpc_client.model_status(ModelRef(target.model, label=label))
+        assert [s["version"] for s in by_label] == [s["version"] for s in statuses]
 
 
 # Errors ------------------------------------------------------------------------------------------
@@ -184,8 +181,10 @@ def test_not_found(grpc_client: PredictionClient, target: Target, examples: list
     expect(Code.NOT_FOUND, grpc_client.model_status, missing)
     expect(Code.NOT_FOUND, grpc_client.predict, ModelRef(target.model, version=999), examples)
     expect(Code.NOT_FOUND, grpc_client.model_status, ModelRef(target.model, version=999))
-    codes = {Code.NOT_FOUND} if target.embedded else LABEL_CODES
-    expect(codes, grpc_client.predict, ModelRef(target.model, label="nope"), examples)
+    # server_core.cc GetModelVersionForLabel: an unknown label is INVALID_ARGUMENT.
+    expect(
+        Code.INVALID_ARGUMENT, grpc_client.predict, ModelRef(target.model, label="nope"), examples
+    )
 
 
 def test_invalid_inputs(
@@ -210,11 +209,32 @@ def test_invalid_inputs(
 
 
 def test_unknown_signature_and_wrong_method(
-    grpc_client: PredictionClient, model: ModelRef, examples: list[bytes]
+    grpc_client: PredictionClient, target: Target, model: ModelRef, examples: list[bytes]
 ) -> None:
-    expect(METHOD_CODES, grpc_client.predict, model, examples, signature="nope")
-    expect(METHOD_CODES, grpc_client.classify, model, examples, signature="serving_default")
-    expect(METHOD_CODES, grpc_client.regress, model, examples, signature="classify")
+    # servables/tensorflow/predict_util.cc (RunPredict): an unknown key is FAILED_PRECONDITION.
+    expect(Code.FAILED_PRECONDITION, grpc_client.predict, model, examples, signature="nope")
+    # classifier.cc / regressor.cc: an unknown name or a signature of another kind is
+    # INVALID_ARGUMENT (by method_name here, as with --enable_signature_method_name_check;
+    # by inputs/outputs there by default, e.g. "Expected one output Tensor.").
+    for call in (grpc_client.classify, grpc_client.regress):
+        error = expect(Code.INVALID_ARGUMENT, call, model, examples, signature="nope")
+        assert error.message == "No signature was found with the name: nope"
+    error = expect(
+        Code.INVALID_ARGUMENT, grpc_client.classify, model, examples, signature="serving_default"
+    )
+    if target.embedded:
+        assert error.message == (
+            "Expected classification signature method_name to be tensorflow/serving/classify. "
+            "Was: tensorflow/serving/predict"
+        )
+    error = expect(
+        Code.INVALID_ARGUMENT, grpc_client.regress, model, examples, signature="classify"
+    )
+    if target.embedded:
+        assert error.message == (
+            "Expected regression signature method_name to be tensorflow/serving/regress. "
+            "Was: tensorflow/serving/classify"
+        )
 
 
 @pytest.mark.parametrize(
@@ -394,11 +414,10 @@ def test_rest_status_routes(
             }
         ]
     }
-    for label, version in target.labels.items():
-        status, body = rest_client.request("GET", f"/v1/models/{target.model}/labels/{label}")
-        assert status == 200 and [v["version"] for v in body["model_version_status"]] == [
-            str(version)
-        ]
+    # get_model_status_impl.cc reads no version label: a label gets every version.
+    for label in target.labels:
+        status, by_label = rest_client.request("GET", f"/v1/models/{target.model}/labels/{label}")
+        assert status == 200 and by_label["model_version_status"] == versions
     status, body = rest_client.request("GET", "/v1/models/no_such_model")
     assert status == 404 and body["error"]
 
