@@ -48,6 +48,9 @@ def production_config(output_dir: str, source_data: str) -> config_lib.LocalConf
                 "eval_steps": 5,
                 "hyperparameters": {"epochs": 3},
                 "evaluation": {"min_auc": 0.5, "min_auc_credit_card": 0.0, "max_auc_drop": 1.0},
+                # Latency bounds are test_load_test.py's concern: a busy shared machine must
+                # not decide whether these runs push.
+                "load_test": {"max_p99_ms": 10_000.0},
             },
         },
     )

@@ -36,6 +36,9 @@ def _config(output_dir: str, source_data: str | None = None, **settings) -> conf
             "hyperparameters": {"epochs": 3},
             # Small data: the overall bar is real, the Credit Card bar only "better than chance".
             "evaluation": {"min_auc": 0.75, "min_auc_credit_card": 0.5},
+            # Latency bounds are test_load_test.py's concern; on a busy shared machine the default
+            # 1 s p99 bound would make this run's push hinge on the load average.
+            "load_test": {"max_p99_ms": 10_000.0},
             **settings,
         },
     }
