@@ -345,7 +345,7 @@ class InferenceService:
         response = predict_pb2.PredictResponse()
         self._fill_spec(response.model_spec, target, result)
         for name, value in result.values.items():
-            response.outputs[name].CopyFrom(tensors.to_tensor_proto(value))
+            response.outputs[name].CopyFrom(tensors.to_response_proto(value))
         return response
 
     def classify_serialized(self, target: Target, serialized: Sequence[bytes]) -> Outputs:
