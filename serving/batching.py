@@ -38,7 +38,7 @@ class Batched:
 
 
 class _Item:
-    __slots__ = ("inputs", "rows", "result", "error", "done")
+    __slots__ = ("done", "error", "inputs", "result", "rows")
 
     def __init__(self, inputs: Arrays, rows: int) -> None:
         self.inputs = inputs
@@ -112,7 +112,7 @@ class BatchQueue:
         return item.result
 
     def _wait_for_turn(self, item: _Item) -> list[_Item] | None:
-        """Under the lock: waits until `item` is answered (None) or runs the next call (its batch)."""
+        """Under the lock: waits until `item` is answered (None) or it runs the next batch."""
         while not item.done:
             if not self._running and self._queue and self._queue[0] is item:
                 self._running = True

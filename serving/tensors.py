@@ -45,6 +45,7 @@ _RESPONSE_FIELDS: dict[np.dtype, tuple[int, str]] = {
     np.dtype(np.float16): (types_pb2.DT_HALF, "half_val"),
 }
 
+
 def dtype_name(dtype: int) -> str:
     """Returns `DT_FLOAT`-style names for DataType enum values (`DT_<n>` for unknown ones)."""
     try:
