@@ -75,6 +75,7 @@ class BatchQueue:
         self._queue: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
         self._running = False
+        self._filling = False  # a runner waits for more rows (until its timeout)
         self._closed = False
 
     def submit(self, inputs: Arrays) -> Batched:
@@ -97,15 +98,22 @@ class BatchQueue:
             if len(self._queue) >= self._settings.max_enqueued_batches:
                 raise UnavailableError(f"Batch queue {self._name} is full")
             self._queue.append(item)
-            self._cond.notify_all()  # a runner waiting out its timeout counts the new rows
+            if self._filling:
+                self._cond.notify_all()  # the runner waiting out its timeout counts the rows
             batch = self._wait_for_turn(item)
         if batch is not None:
+            answers: list[tuple[_Item, Batched | None, BaseException | None]] = []
             try:
-                self._run(batch)
+                answers = self._run(batch)
             finally:
-                with self._cond:
+                if not answers:  # the runner itself was interrupted: nobody waits forever
+                    stopped = UnavailableError(f"Batch call in {self._name} was interrupted")
+                    answers = [(queued, None, stopped) for queued in batch]
+                with self._cond:  # one wake-up for all answers and the next runner
+                    for answered, result, error in answers:
+                        answered.result, answered.error, answered.done = result, error, True
                     self._running = False
-                    self._cond.notify_all()  # the next queued request becomes the runner
+                    self._cond.notify_all()
         if item.error is not None:
             raise item.error
         assert item.result is not None
@@ -133,7 +141,9 @@ class BatchQueue:
             remaining = deadline - time.monotonic()
             if rows >= max_rows or remaining <= 0:
                 break
+            self._filling = True
             self._cond.wait(remaining)
+            self._filling = False
         batch = [self._queue.popleft()]
         rows = batch[0].rows
         while self._queue and rows + self._queue[0].rows <= max_rows:
@@ -151,11 +161,10 @@ class BatchQueue:
             while (self._queue or self._running) and time.monotonic() < deadline:
                 self._cond.wait(deadline - time.monotonic())
 
-    def _run(self, batch: list[_Item]) -> None:
-        """Calls the signature on the batch (outside the lock) and answers every item."""
+    def _run(self, batch: list[_Item]) -> list[tuple[_Item, Batched | None, BaseException | None]]:
+        """Calls the signature on the batch (outside the lock); returns every item's answer."""
         if len(batch) == 1:
-            self._run_one(batch[0])
-            return
+            return [self._run_one(batch[0])]
         try:
             merged = {
                 key: np.concatenate([item.inputs[key] for item in batch], axis=0)
@@ -166,28 +175,22 @@ class BatchQueue:
             logger.info(
                 "Merged batch of %d failed in %s; running each alone", len(batch), self._name
             )
-            for item in batch:
-                self._run_one(item)
-            return
+            return [self._run_one(item) for item in batch]
+        answers: list[tuple[_Item, Batched | None, BaseException | None]] = []
         start = 0
         for item in batch:
             end = start + item.rows
             rows = {key: value[start:end] for key, value in outputs.items()}
-            self._answer(item, Batched(rows, flags, len(batch)), None)
+            answers.append((item, Batched(rows, flags, len(batch)), None))
             start = end
+        return answers
 
-    def _run_one(self, item: _Item) -> None:
+    def _run_one(self, item: _Item) -> tuple[_Item, Batched | None, BaseException | None]:
         try:
             outputs, flags = self._fn(item.inputs)
         except ServingError as e:
-            self._answer(item, None, e)
+            return item, None, e
         except Exception as e:
             logger.exception("Batched call failed in %s", self._name)
-            self._answer(item, None, e)
-        else:
-            self._answer(item, Batched(outputs, flags, 1), None)
-
-    def _answer(self, item: _Item, result: Batched | None, error: BaseException | None) -> None:
-        with self._cond:
-            item.result, item.error, item.done = result, error, True
-            self._cond.notify_all()
+            return item, None, e
+        return item, Batched(outputs, flags, 1), None
