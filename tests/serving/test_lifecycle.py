@@ -299,6 +299,48 @@ def test_batch_queue_merges_what_arrives_during_a_call() -> None:
     assert sorted(r.merged for r in results.values()) == [1, 2, 2, 4, 4, 4, 4]
 
 
+def test_batch_queue_routes_every_row_back_under_load() -> None:
+    # 24 threads with 1-5 rows each, some failing: every request gets its own rows (or its
+    # own error), no call exceeds max_batch_size, and close() leaves nobody waiting.
+    sizes: list[int] = []
+    lock = threading.Lock()
+
+    def twice(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], None]:
+        x = arrays["x"]
+        with lock:
+            sizes.append(len(x))
+        time.sleep(0.001)  # a call takes a while: requests queue up behind it
+        if (x % 97 == 13).any():
+            raise InvalidArgumentError("unlucky row")
+        return {"y": x * 2}, None
+
+    queue = BatchQueue("t", twice, BatchingSettings(max_batch_size=8, batch_timeout_s=0))
+    failures: list[str] = []
+
+    def client(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(30):
+            x = rng.integers(0, 10_000, size=int(rng.integers(1, 6)))
+            try:
+                answer = queue.submit({"x": x})
+            except InvalidArgumentError:
+                if not (x % 97 == 13).any():
+                    failures.append(f"refused {x.tolist()}")
+                continue
+            if (x % 97 == 13).any() or answer.outputs["y"].tolist() != (x * 2).tolist():
+                failures.append(f"{x.tolist()} -> {answer.outputs['y'].tolist()}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    queue.close(timeout_s=10)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    assert max(sizes) <= 8 and max(sizes) > 5  # merged (one request has <= 5), within the limit
+
+
 def test_batched_enforce_names_only_the_request_at_fault(
     serve_model: Callable[..., Served], examples: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
