@@ -87,9 +87,28 @@ def _measure(call: Callable[[int], None], concurrency: int, duration_s: float) -
     }
 
 
+def _cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system) of this process (None) or of `pid` (Linux /proc; else None)."""
+    if pid is None:
+        return time.process_time()
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
     flat = np.array([x for p in parts for x in p["latencies"]]) * 1e3
     elapsed = sum(p["elapsed"] for p in parts)
+
+    def per_request(key: str) -> float | None:
+        values = [p.get(key) for p in parts]
+        if flat.size == 0 or any(v is None for v in values):
+            return None
+        return float(sum(values)) / flat.size * 1e3  # type: ignore[arg-type]
+
     return {
         "requests": int(flat.size),
         "errors": sum(p["errors"] for p in parts),
@@ -97,7 +116,22 @@ def _summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "p90_ms": float(np.percentile(flat, 90)),
         "p99_ms": float(np.percentile(flat, 99)),
         "rps": flat.size / elapsed,
+        "cpu_ms": per_request("cpu_s"),
+        "server_cpu_ms": per_request("server_cpu_s"),
     }
+
+
+def _measure_cpu(
+    call: Callable[[int], None], concurrency: int, duration_s: float, server_pid: int | None
+) -> dict[str, Any]:
+    """`_measure`, plus the CPU seconds this process and the server process (if any) used."""
+    cpu0, server0 = _cpu_seconds(None), _cpu_seconds(server_pid) if server_pid else None
+    part = _measure(call, concurrency, duration_s)
+    cpu1, server1 = _cpu_seconds(None), _cpu_seconds(server_pid) if server_pid else None
+    part["cpu_s"] = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+    if server0 is not None and server1 is not None:
+        part["server_cpu_s"] = server1 - server0
+    return part
 
 
 def _start_server(
@@ -238,6 +272,10 @@ def run(
                 **{name: remote(stub) for name, stub in stubs.items()},
                 "rest": over_rest,
             }
+            # CPU is counted per path: the bench process's (the whole work in-process, the
+            # client's for gRPC and REST) and the server process's for the remote paths.
+            pids = {name: server.pid for name, (server, _, _) in servers.items()}
+            pids["rest"] = servers["grpc"][0].pid
             for warm in calls.values():
                 for _ in range(50):
                     warm(0)
@@ -245,7 +283,9 @@ def run(
                 parts: dict[str, list[dict[str, Any]]] = {name: [] for name in calls}
                 for _ in range(rounds):
                     for name, call in calls.items():
-                        parts[name].append(_measure(call, concurrency, duration_s / rounds))
+                        parts[name].append(
+                            _measure_cpu(call, concurrency, duration_s / rounds, pids.get(name))
+                        )
                 for name in calls:
                     cell = _summary(parts[name])
                     cell.update(
@@ -258,7 +298,9 @@ def run(
                     print(
                         f"{name:13s} batch={batch:<3d} conc={concurrency:<2d} "
                         f"p50={cell['p50_ms']:.2f}ms p90={cell['p90_ms']:.2f}ms "
-                        f"p99={cell['p99_ms']:.2f}ms rps={cell['rps']:.0f} errors={cell['errors']}",
+                        f"p99={cell['p99_ms']:.2f}ms rps={cell['rps']:.0f} errors={cell['errors']} "
+                        f"cpu/req={_ms(cell['cpu_ms'])}ms "
+                        f"server cpu/req={_ms(cell['server_cpu_ms'])}ms",
                         flush=True,
                     )
     finally:
@@ -274,19 +316,28 @@ def run(
     return results
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def table(results: dict[str, Any]) -> str:
-    """Renders the results as a Markdown table, with the targets checked."""
+    """Renders the results as a Markdown table, with the targets checked.
+
+    `cpu ms/req` is the bench process's CPU per request (all the work for in-process and
+    service, the client's share for grpc and rest); `server cpu ms/req` the server process's.
+    """
     lines = [
         "| path | examples/request | concurrency | p50 ms | p90 ms | p99 ms "
-        "| requests/s | examples/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| requests/s | examples/s | cpu ms/req | server cpu ms/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     cells = results["cells"]
     for c in cells:
         lines.append(
             f"| {c['path']} | {c['batch']} | {c['concurrency']} | {c['p50_ms']:.2f} "
             f"| {c['p90_ms']:.2f} | {c['p99_ms']:.2f} | {c['rps']:.0f} "
-            f"| {c['examples_per_s']:.0f} |"
+            f"| {c['examples_per_s']:.0f} | {_ms(c.get('cpu_ms'))} "
+            f"| {_ms(c.get('server_cpu_ms'))} |"
         )
 
     def cell(path: str, batch: int, conc: int) -> dict[str, Any] | None:
@@ -313,6 +364,14 @@ def table(results: dict[str, Any]) -> str:
                     f"- {path} throughput at 100 examples, concurrency {conc}: {ratio:.2f}x "
                     f"in-process (target >= 0.8x): {'met' if ratio >= 0.8 else 'NOT met'}"
                 )
+                client, server, floor = g.get("cpu_ms"), g.get("server_cpu_ms"), f.get("cpu_ms")
+                if client is not None and server is not None and floor:
+                    # When the cores are the limit, requests/s go as 1 / CPU per request.
+                    notes.append(
+                        f"  CPU per request: {client + server:.2f} ms (client {client:.2f} + "
+                        f"server {server:.2f}) vs in-process {floor:.2f} ms: "
+                        f"{floor / (client + server):.2f}x"
+                    )
     return "\n".join([*lines, "", *notes])
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -18,123 +17,180 @@ from serving.settings import BatchingSettings
 logger = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
+# A signature call: inputs -> (outputs, the fused schema detector's flags or None).
+BatchFn = Callable[[Arrays], tuple[Arrays, np.ndarray | None]]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Batched:
+    """One request's share of a (possibly merged) call.
+
+    Attributes:
+      outputs: This request's rows of the outputs.
+      flags: The detector's flags of the call that served these rows (None: none ran). For
+        a merged call they cover every request in it.
+      merged: How many requests that call served (1: this request alone).
+    """
+
+    outputs: Arrays
+    flags: np.ndarray | None
+    merged: int
+
+
 class _Item:
-    inputs: Arrays
-    rows: int
-    future: concurrent.futures.Future[Arrays]
+    __slots__ = ("done", "error", "inputs", "result", "rows")
+
+    def __init__(self, inputs: Arrays, rows: int) -> None:
+        self.inputs = inputs
+        self.rows = rows
+        self.result: Batched | None = None
+        self.error: BaseException | None = None
+        self.done = False
 
 
 class BatchQueue:
-    """Batches calls of one signature function; all inputs and outputs have a batch dimension."""
+    """Batches calls of one signature function; all inputs and outputs have a batch dimension.
 
-    def __init__(
-        self, name: str, fn: Callable[[Arrays], Arrays], settings: BatchingSettings
-    ) -> None:
-        """Starts the batching thread.
+    No thread of its own: the request threads take turns as the runner ("leader"). A request
+    arriving while no call runs becomes the runner at once and calls the signature in its own
+    thread (no hand-off to another thread); requests arriving while a call runs wait in the
+    queue, and the first of them runs the next call with the others merged in. One call runs at
+    a time per signature, as with one batch thread. Like TF Serving's batch scheduler
+    (tensorflow/core/kernels/batching_util/shared_batch_scheduler.h), a runner waits up to
+    `batch_timeout_s` for more rows before calling with a batch below `max_batch_size`; with
+    a timeout of 0 (TF Serving's default) it calls at once with what is queued.
+    """
+
+    def __init__(self, name: str, fn: BatchFn, settings: BatchingSettings) -> None:
+        """Creates the queue.
 
         Args:
-          name: Description for logs and thread names (model/version/signature).
-          fn: Runs the signature on merged inputs and returns its outputs.
-          settings: Batch size and timeout.
+          name: Description for logs (model/version/signature).
+          fn: Runs the signature on (merged) inputs; returns its outputs and detector flags.
+          settings: Batch size, timeout and queue limit.
         """
         self._name = name
         self._fn = fn
         self._settings = settings
         self._queue: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
+        self._running = False
+        self._filling = False  # a runner waits for more rows (until its timeout)
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=f"batch-{name}", daemon=True)
-        self._thread.start()
 
-    def submit(self, inputs: Arrays) -> Arrays:
+    def submit(self, inputs: Arrays) -> Batched:
         """Runs the inputs as part of a batch and returns this request's rows of the outputs.
 
         Args:
           inputs: Input name to array; every array has the same first dimension.
 
         Returns:
-          Output name to array, for this request's rows only.
+          This request's rows of the outputs, with the flags of the call that served them.
 
         Raises:
           UnavailableError: If the queue is closed or full.
           ServingError: If the signature fails on these inputs.
         """
-        rows = int(next(iter(inputs.values())).shape[0])
-        item = _Item(inputs, rows, concurrent.futures.Future())
+        item = _Item(inputs, int(next(iter(inputs.values())).shape[0]))
         with self._cond:
             if self._closed:
                 raise UnavailableError(f"Batch queue {self._name} is closed")
             if len(self._queue) >= self._settings.max_enqueued_batches:
                 raise UnavailableError(f"Batch queue {self._name} is full")
             self._queue.append(item)
-            self._cond.notify()
-        return item.future.result()
+            if self._filling:
+                self._cond.notify_all()  # the runner waiting out its timeout counts the rows
+            batch = self._wait_for_turn(item)
+        if batch is not None:
+            answers: list[tuple[_Item, Batched | None, BaseException | None]] = []
+            try:
+                answers = self._run(batch)
+            finally:
+                if not answers:  # the runner itself was interrupted: nobody waits forever
+                    stopped = UnavailableError(f"Batch call in {self._name} was interrupted")
+                    answers = [(queued, None, stopped) for queued in batch]
+                with self._cond:  # one wake-up for all answers and the next runner
+                    for answered, result, error in answers:
+                        answered.result, answered.error, answered.done = result, error, True
+                    self._running = False
+                    self._cond.notify_all()
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None
+        return item.result
 
-    def close(self) -> None:
-        """Runs what is queued, then stops the thread."""
+    def _wait_for_turn(self, item: _Item) -> list[_Item] | None:
+        """Under the lock: waits until `item` is answered (None) or it runs the next batch."""
+        while not item.done:
+            if not self._running and self._queue and self._queue[0] is item:
+                self._running = True
+                return self._take_batch()
+            self._cond.wait()
+        return None
+
+    def _take_batch(self) -> list[_Item]:
+        """Under the lock: waits up to the timeout for a full batch, then dequeues it."""
+        max_rows = self._settings.max_batch_size
+        deadline = time.monotonic() + self._settings.batch_timeout_s
+        while not self._closed:
+            rows = 0
+            for queued in self._queue:
+                rows += queued.rows
+                if rows >= max_rows:
+                    break
+            remaining = deadline - time.monotonic()
+            if rows >= max_rows or remaining <= 0:
+                break
+            self._filling = True
+            self._cond.wait(remaining)
+            self._filling = False
+        batch = [self._queue.popleft()]
+        rows = batch[0].rows
+        while self._queue and rows + self._queue[0].rows <= max_rows:
+            queued = self._queue.popleft()
+            batch.append(queued)
+            rows += queued.rows
+        return batch
+
+    def close(self, timeout_s: float = 30) -> None:
+        """Refuses new requests; waits up to `timeout_s` for the queued ones to be answered."""
+        deadline = time.monotonic() + timeout_s
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=30)
+            self._cond.notify_all()
+            while (self._queue or self._running) and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
 
-    def _take_batch(self) -> list[_Item] | None:
-        with self._cond:
-            while not self._queue:
-                if self._closed:
-                    return None
-                self._cond.wait()
-            batch = [self._queue.popleft()]
-            rows = batch[0].rows
-            deadline = time.monotonic() + self._settings.batch_timeout_s
-            while rows < self._settings.max_batch_size:
-                if not self._queue:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._closed:
-                        break
-                    self._cond.wait(remaining)
-                    continue
-                if rows + self._queue[0].rows > self._settings.max_batch_size:
-                    break
-                item = self._queue.popleft()
-                batch.append(item)
-                rows += item.rows
-            return batch
-
-    def _loop(self) -> None:
-        while True:
-            batch = self._take_batch()
-            if batch is None:
-                return
-            if len(batch) == 1:
-                self._run_one(batch[0])
-                continue
-            try:
-                merged = {
-                    key: np.concatenate([item.inputs[key] for item in batch], axis=0)
-                    for key in batch[0].inputs
-                }
-                outputs = self._fn(merged)
-            except Exception:
-                logger.info(
-                    "Merged batch of %d failed in %s; running each alone", len(batch), self._name
-                )
-                for item in batch:
-                    self._run_one(item)
-                continue
-            start = 0
-            for item in batch:
-                end = start + item.rows
-                item.future.set_result({key: value[start:end] for key, value in outputs.items()})
-                start = end
-
-    def _run_one(self, item: _Item) -> None:
+    def _run(self, batch: list[_Item]) -> list[tuple[_Item, Batched | None, BaseException | None]]:
+        """Calls the signature on the batch (outside the lock); returns every item's answer."""
+        if len(batch) == 1:
+            return [self._run_one(batch[0])]
         try:
-            item.future.set_result(self._fn(item.inputs))
+            merged = {
+                key: np.concatenate([item.inputs[key] for item in batch], axis=0)
+                for key in batch[0].inputs
+            }
+            outputs, flags = self._fn(merged)
+        except Exception:
+            logger.info(
+                "Merged batch of %d failed in %s; running each alone", len(batch), self._name
+            )
+            return [self._run_one(item) for item in batch]
+        answers: list[tuple[_Item, Batched | None, BaseException | None]] = []
+        start = 0
+        for item in batch:
+            end = start + item.rows
+            rows = {key: value[start:end] for key, value in outputs.items()}
+            answers.append((item, Batched(rows, flags, len(batch)), None))
+            start = end
+        return answers
+
+    def _run_one(self, item: _Item) -> tuple[_Item, Batched | None, BaseException | None]:
+        try:
+            outputs, flags = self._fn(item.inputs)
         except ServingError as e:
-            item.future.set_exception(e)
+            return item, None, e
         except Exception as e:
             logger.exception("Batched call failed in %s", self._name)
-            item.future.set_exception(e)
+            return item, None, e
+        return item, Batched(outputs, flags, 1), None

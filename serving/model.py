@@ -192,25 +192,25 @@ class ServableVersion:
             key: {name: tf.dtypes.as_dtype(t.dtype) for name, t in info.inputs.items()}
             for key, info in self._signatures.items()
         }
-        if self._batching is not None:
-            for key, info in self._signatures.items():
-                if info.batchable:
-                    self._queues[key] = BatchQueue(
-                        f"{self.name}/{self.version}/{key}",
-                        functools.partial(self._call, key),
-                        self._batching,
-                    )
         if self._detector is not None:
             try:
                 self._fused = {
                     key: _fuse(self._functions[key], info, self._detector)
                     for key, info in self._signatures.items()
-                    if info.example_input is not None and key not in self._queues
+                    if info.example_input is not None
                 }
             except Exception as e:  # a model we cannot fuse still serves, in two calls
                 # Not fusable (unusual input specs): requests take the two-call path.
                 logger.warning("Cannot fuse schema validation into %s: %s", self.path, e)
                 self._fused = {}
+        if self._batching is not None:
+            for key, info in self._signatures.items():
+                if info.batchable:
+                    self._queues[key] = BatchQueue(
+                        f"{self.name}/{self.version}/{key}",
+                        functools.partial(self._call_with_flags, key),
+                        self._batching,
+                    )
         if warmup:
             try:
                 self._warm_up()
@@ -283,7 +283,9 @@ class ServableVersion:
         detector compiled into the same TF call (one dispatch and one conversion of the
         examples instead of two, the detector's ops running beside the model's); the model
         runs even on violating examples and the caller decides from the flags. With
-        server-side batching the call goes through the signature's batch queue (no flags).
+        server-side batching the call goes through the signature's batch queue; a merged
+        call's flags cover every request in it, so they are passed on only when clean (else
+        None: the caller checks its own examples).
 
         Args:
           key: Signature key.
@@ -297,16 +299,25 @@ class ServableVersion:
             examples: the caller may then explain which example is at fault).
         """
         queue = self._queues.get(key)
-        if queue is not None:
-            return RunResult(queue.submit(inputs), None)
+        if queue is None:
+            outputs, flags = self._call_with_flags(key, inputs)
+            return RunResult(outputs, flags)
+        batched = queue.submit(inputs)
+        flags = batched.flags
+        if batched.merged > 1 and flags is not None and flags.any():
+            flags = None  # another request's examples may be the ones at fault
+        return RunResult(batched.outputs, flags)
+
+    def _call_with_flags(self, key: str, inputs: Arrays) -> tuple[Arrays, np.ndarray | None]:
+        # The fused call when there is one (also the batch queue's runner, on merged batches).
         fused = self._fused.get(key)
         if fused is None:
-            return RunResult(self._call(key, inputs), None)
+            return self._call(key, inputs), None
         outputs, flags = self._invoke(fused, key, inputs)
-        return RunResult(_numpy(outputs), flags.numpy())
+        return _numpy(outputs), flags.numpy()
 
     def _call(self, key: str, inputs: Arrays) -> Arrays:
-        # The plain signature (also the batch queue's runner, on merged batches).
+        # The plain signature.
         fn = self._functions.get(key)
         if fn is None:
             raise FailedPreconditionError(f"Version {self.version} of {self.name} is not loaded")

@@ -185,8 +185,8 @@ def to_prediction_log(entry: Entry, sampling_rate: float) -> prediction_log_pb2.
         for name, array in entry.inputs.items():
             predict.request.inputs[name].CopyFrom(tensors.to_tensor_proto(array))
         predict.response.model_spec.CopyFrom(_spec(entry))
-        for name, array in entry.outputs.items():
-            predict.response.outputs[name].CopyFrom(tensors.to_tensor_proto(array))
+        for name, array in entry.outputs.items():  # as answered (`InferenceService.predict`)
+            predict.response.outputs[name].CopyFrom(tensors.to_response_proto(array))
     return log
 
 

@@ -320,7 +320,8 @@ class InferenceService:
 
         The one path from a request to the SavedModel: `servable.run` is called exactly once.
         Versions loaded with the validator's detector fused into their example signatures
-        return its flags with the outputs; otherwise (server-side batching) the examples are
+        return its flags with the outputs; otherwise (no fused detector, or a merged batch
+        whose flags are set: another request's examples may be at fault) the examples are
         checked after the call (small batches in Python, larger ones by the detector). Flags
         are explained in Python, naming input, example and feature, then enforced or logged.
         A TF error from the call (e.g. unparseable or wrongly typed examples) is explained
@@ -381,7 +382,7 @@ class InferenceService:
         response = predict_pb2.PredictResponse()
         self._fill_spec(response.model_spec, target, result)
         for name, value in result.values.items():
-            response.outputs[name].CopyFrom(tensors.to_tensor_proto(value))
+            response.outputs[name].CopyFrom(tensors.to_response_proto(value))
         return response
 
     def classify_serialized(self, target: Target, serialized: Sequence[bytes]) -> Outputs:

@@ -11,18 +11,39 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from serving.errors import InvalidArgumentError
 
-# dtypes whose values travel as raw little-endian bytes in `tensor_content`.
-_CONTENT_DTYPES = {
-    types_pb2.DT_FLOAT: np.float32,
-    types_pb2.DT_DOUBLE: np.float64,
-    types_pb2.DT_INT32: np.int32,
-    types_pb2.DT_INT64: np.int64,
-    types_pb2.DT_INT8: np.int8,
-    types_pb2.DT_UINT8: np.uint8,
-    types_pb2.DT_INT16: np.int16,
-    types_pb2.DT_BOOL: np.bool_,
+# dtypes whose values travel as raw bytes in `tensor_content`: little-endian, as TensorFlow
+# writes them on every platform it ships for (explicit here, so that decoding never depends
+# on the host's byte order).
+_CONTENT_DTYPES: dict[int, np.dtype] = {
+    types_pb2.DT_FLOAT: np.dtype("<f4"),
+    types_pb2.DT_DOUBLE: np.dtype("<f8"),
+    types_pb2.DT_INT32: np.dtype("<i4"),
+    types_pb2.DT_INT64: np.dtype("<i8"),
+    types_pb2.DT_INT8: np.dtype("i1"),
+    types_pb2.DT_UINT8: np.dtype("u1"),
+    types_pb2.DT_INT16: np.dtype("<i2"),
+    types_pb2.DT_BOOL: np.dtype("?"),
 }
-_NP_TO_DT = {np.dtype(v): k for k, v in _CONTENT_DTYPES.items()}
+_NP_TO_DT = {v.newbyteorder("="): k for k, v in _CONTENT_DTYPES.items()}
+
+# Tensor::AsProtoField (tensorflow/core/framework/tensor.cc), which TF Serving uses for
+# PredictResponse outputs unless --enable_serialization_as_tensor_content is set
+# (tensorflow_serving/servables/tensorflow/predict_util.cc, model_servers/server.cc): the
+# typed repeated field of the dtype, every element written; half as its 16-bit patterns.
+_RESPONSE_FIELDS: dict[np.dtype, tuple[int, str]] = {
+    np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val"),
+    np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val"),
+    np.dtype(np.int32): (types_pb2.DT_INT32, "int_val"),
+    np.dtype(np.int16): (types_pb2.DT_INT16, "int_val"),
+    np.dtype(np.int8): (types_pb2.DT_INT8, "int_val"),
+    np.dtype(np.uint8): (types_pb2.DT_UINT8, "int_val"),
+    np.dtype(np.uint16): (types_pb2.DT_UINT16, "int_val"),
+    np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val"),
+    np.dtype(np.uint32): (types_pb2.DT_UINT32, "uint32_val"),
+    np.dtype(np.uint64): (types_pb2.DT_UINT64, "uint64_val"),
+    np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val"),
+    np.dtype(np.float16): (types_pb2.DT_HALF, "half_val"),
+}
 
 
 def dtype_name(dtype: int) -> str:
@@ -48,6 +69,19 @@ _VALUE_FIELDS = {
     types_pb2.DT_UINT32: "uint32_val",
     types_pb2.DT_UINT64: "uint64_val",
 }
+
+
+# Typed fields whose element type is the dtype's own (read as is; narrower integers sent in
+# `int_val` and half in `half_val` are left to `tf.make_ndarray`).
+_EXACT_FIELDS = frozenset(
+    (
+        types_pb2.DT_FLOAT,
+        types_pb2.DT_DOUBLE,
+        types_pb2.DT_INT32,
+        types_pb2.DT_INT64,
+        types_pb2.DT_BOOL,
+    )
+)
 
 
 def element_count(proto: tensor_pb2.TensorProto, where: str, limit: int) -> int:
@@ -108,6 +142,10 @@ def shape_of(proto: tensor_shape_pb2.TensorShapeProto) -> tuple[int, ...] | None
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Returns the value of a TensorProto as a numpy array (bytes objects for strings).
 
+    Numeric values in `tensor_content` (little-endian) or in a typed field holding exactly
+    one value per element are read straight into numpy; anything else (a single value to
+    broadcast, half and unsigned fields) goes through `tf.make_ndarray`.
+
     Args:
       proto: The tensor.
 
@@ -119,26 +157,58 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     try:
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
         if proto.dtype == types_pb2.DT_STRING:
-            # Element by element into an object array: numpy's bytes (`S`) dtype, which a
-            # list or `np.full` of bytes goes through, drops trailing NUL bytes.
+            # Into an object array element by element: numpy's bytes (`S`) dtype, which a
+            # plain list or `np.full` of bytes goes through, drops trailing NUL bytes.
             strings = proto.string_val
-            count = int(np.prod(shape)) if shape else 1
             values = np.empty(count if len(strings) == 1 else len(strings), dtype=object)
             if len(strings) == 1:
                 values.fill(strings[0])
             else:
-                for i, value in enumerate(strings):
-                    values[i] = value
+                values[:] = list(strings)
             return values.reshape(shape)
         np_type = _CONTENT_DTYPES.get(proto.dtype)
-        if np_type is not None and proto.tensor_content:
-            return np.frombuffer(proto.tensor_content, dtype=np_type).reshape(shape)
+        if np_type is not None:
+            if proto.tensor_content:
+                if len(proto.tensor_content) != count * np_type.itemsize:
+                    raise ValueError("tensor_content length")
+                return np.frombuffer(proto.tensor_content, dtype=np_type).reshape(shape)
+            field = getattr(proto, _VALUE_FIELDS[proto.dtype])
+            if proto.dtype in _EXACT_FIELDS and len(field) == count:
+                return np.fromiter(field, dtype=np_type.newbyteorder("="), count=count).reshape(
+                    shape
+                )
         return tf.make_ndarray(proto)
     except (ValueError, TypeError, OverflowError, MemoryError):
         raise InvalidArgumentError(
             f"Tensor of {dtype_name(proto.dtype)}: values do not match shape {list(shape)}"
         ) from None
+
+
+def to_response_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """Returns an output array as TF Serving writes PredictResponse outputs (typed fields).
+
+    Args:
+      array: Output value: numeric, or an object/bytes array for strings.
+
+    Returns:
+      The TensorProto, values in the dtype's repeated field (`float_val`, `string_val`, ...).
+    """
+    array = np.asarray(array)
+    typed = _RESPONSE_FIELDS.get(array.dtype.newbyteorder("="))
+    if typed is None:
+        return to_tensor_proto(array)  # strings (string_val) and anything unusual
+    dtype, field = typed
+    proto = tensor_pb2.TensorProto(dtype=dtype)
+    proto.tensor_shape.dim.extend(
+        tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape
+    )
+    flat = array.ravel()
+    if dtype == types_pb2.DT_HALF:
+        flat = flat.astype(np.float16).view(np.uint16)  # native order, then the bit patterns
+    getattr(proto, field).extend(flat.tolist())
+    return proto
 
 
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
@@ -151,11 +221,10 @@ def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
       The TensorProto.
     """
     array = np.asarray(array)
-    dt = _NP_TO_DT.get(array.dtype)
+    dt = _NP_TO_DT.get(array.dtype.newbyteorder("="))
     if dt is not None:
-        proto = tensor_pb2.TensorProto(
-            dtype=dt, tensor_content=np.ascontiguousarray(array).tobytes()
-        )
+        content = np.ascontiguousarray(array, dtype=_CONTENT_DTYPES[dt]).tobytes()
+        proto = tensor_pb2.TensorProto(dtype=dt, tensor_content=content)
         proto.tensor_shape.dim.extend(
             tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape
         )

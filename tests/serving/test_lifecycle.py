@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.batching import BatchingSettings, BatchQueue
+from serving.batching import Batched, BatchingSettings, BatchQueue
 from serving.client import ClientSettings, ClientTls, ModelRef, PredictionClient
 from serving.errors import Code, InvalidArgumentError, ServingError
 from serving.server import ModelServer
@@ -205,13 +205,14 @@ def test_mutual_tls(tmp_path: Path, model_library: dict[int, str], examples: lis
 
 def test_batch_queue_merges_and_isolates_failures() -> None:
     calls: list[int] = []
+    flags = np.array([False, False])
 
-    def double(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def double(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         x = arrays["x"]
         calls.append(len(x))
         if (x < 0).any():
             raise InvalidArgumentError("negative")
-        return {"y": x * 2}
+        return {"y": x * 2}, flags
 
     queue = BatchQueue("t", double, BatchingSettings(max_batch_size=64, batch_timeout_s=0.05))
     results: dict[int, object] = {}
@@ -232,8 +233,157 @@ def test_batch_queue_merges_and_isolates_failures() -> None:
     queue.close()
     assert isinstance(results[5], InvalidArgumentError)
     for i in set(range(16)) - {5}:
-        assert results[i]["y"].tolist() == [2 * i, 2 * i]  # type: ignore[index]
+        answer = results[i]
+        assert isinstance(answer, Batched)
+        assert answer.outputs["y"].tolist() == [2 * i, 2 * i]
+        assert answer.flags is flags
     assert max(calls) > 2  # some requests were merged
+    with pytest.raises(ServingError) as info:
+        queue.submit({"x": np.array([1])})
+    assert info.value.code == Code.UNAVAILABLE  # closed
+
+
+def test_batch_queue_runs_a_lone_request_in_its_own_thread() -> None:
+    # No hand-off when nothing is queued: the request's thread calls the signature itself.
+    threads: list[threading.Thread] = []
+
+    def record(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], None]:
+        threads.append(threading.current_thread())
+        return {"y": arrays["x"] + 1}, None
+
+    queue = BatchQueue("t", record, BatchingSettings(max_batch_size=8, batch_timeout_s=0))
+    for i in range(3):
+        answer = queue.submit({"x": np.array([i])})
+        assert answer.outputs["y"].tolist() == [i + 1] and answer.merged == 1
+        assert answer.flags is None
+    assert threads == [threading.current_thread()] * 3
+    queue.close()
+
+
+def test_batch_queue_merges_what_arrives_during_a_call() -> None:
+    # Timeout 0 (TF Serving's default): no waiting, but requests queued behind a running
+    # call are merged into the next one, up to max_batch_size rows.
+    started, release = threading.Event(), threading.Event()
+    sizes: list[int] = []
+
+    def slow(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], None]:
+        sizes.append(len(arrays["x"]))
+        if len(sizes) == 1:
+            started.set()
+            release.wait(10)
+        return {"y": arrays["x"] * 10}, None
+
+    queue = BatchQueue("t", slow, BatchingSettings(max_batch_size=4, batch_timeout_s=0))
+    results: dict[int, Batched] = {}
+
+    def submit(i: int) -> None:
+        results[i] = queue.submit({"x": np.array([i])})
+
+    first = threading.Thread(target=submit, args=(0,))
+    first.start()
+    assert started.wait(10)
+    others = [threading.Thread(target=submit, args=(i,)) for i in range(1, 7)]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(queue._queue) < 6 and time.monotonic() < deadline:  # all six are queued
+        time.sleep(0.01)
+    release.set()
+    for t in [first, *others]:
+        t.join(10)
+    queue.close()
+    assert sizes == [1, 4, 2]
+    assert {i: r.outputs["y"].tolist() for i, r in results.items()} == {
+        i: [10 * i] for i in range(7)
+    }
+    assert sorted(r.merged for r in results.values()) == [1, 2, 2, 4, 4, 4, 4]
+
+
+def test_batch_queue_routes_every_row_back_under_load() -> None:
+    # 24 threads with 1-5 rows each, some failing: every request gets its own rows (or its
+    # own error), no call exceeds max_batch_size, and close() leaves nobody waiting.
+    sizes: list[int] = []
+    lock = threading.Lock()
+
+    def twice(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], None]:
+        x = arrays["x"]
+        with lock:
+            sizes.append(len(x))
+        time.sleep(0.001)  # a call takes a while: requests queue up behind it
+        if (x % 97 == 13).any():
+            raise InvalidArgumentError("unlucky row")
+        return {"y": x * 2}, None
+
+    queue = BatchQueue("t", twice, BatchingSettings(max_batch_size=8, batch_timeout_s=0))
+    failures: list[str] = []
+
+    def client(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(30):
+            x = rng.integers(0, 10_000, size=int(rng.integers(1, 6)))
+            try:
+                answer = queue.submit({"x": x})
+            except InvalidArgumentError:
+                if not (x % 97 == 13).any():
+                    failures.append(f"refused {x.tolist()}")
+                continue
+            if (x % 97 == 13).any() or answer.outputs["y"].tolist() != (x * 2).tolist():
+                failures.append(f"{x.tolist()} -> {answer.outputs['y'].tolist()}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    queue.close(timeout_s=10)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    assert max(sizes) <= 8 and max(sizes) > 5  # merged (one request has <= 5), within the limit
+
+
+def test_batched_enforce_names_only_the_request_at_fault(
+    serve_model: Callable[..., Served], examples: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Merged calls run the fused detector too; when their flags are set, each request checks
+    # its own examples, so only the one with the bad example is refused.
+    batching = BatchingSettings(max_batch_size=4096, batch_timeout_s=0.05)
+    running = serve_model(batching=batching)
+    with running.server.manager.lease(MODEL, None, None) as servable:
+        assert "serving_default" in servable.fused_signatures
+    good = (examples * 4)[:20]
+    bad = [*good[:12], mutate(good[12], trip_start_hour=30), *good[13:]]
+    expected = running.client.predict(ModelRef(MODEL), good).outputs["probabilities"]
+    calls: list[int] = []  # rows of each real model call (only counted)
+    invoke = type(servable)._invoke
+
+    def counted(self, fn, key, inputs):  # type: ignore[no-untyped-def]
+        calls.append(len(next(iter(inputs.values()))))
+        return invoke(self, fn, key, inputs)
+
+    monkeypatch.setattr(type(servable), "_invoke", counted)
+    outcome: dict[int, object] = {}
+
+    def one(i: int) -> None:
+        try:
+            outcome[i] = running.client.predict(ModelRef(MODEL), bad if i == 3 else good)
+        except ServingError as e:
+            outcome[i] = e
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert max(calls) > len(good)  # requests were merged, the bad one with others
+    error = outcome[3]
+    assert isinstance(error, ServingError) and error.code == Code.INVALID_ARGUMENT
+    assert "example 12" in error.message and "trip_start_hour" in error.message
+    for i in set(range(8)) - {3}:
+        np.testing.assert_allclose(
+            outcome[i].outputs["probabilities"],  # type: ignore[attr-defined]
+            expected,
+            rtol=1e-6,
+        )
 
 
 def test_server_side_batching_gives_the_same_answers(
