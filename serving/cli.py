@@ -58,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         help="wait before retrying a failed load (doubled after each failed retry)",
     )
     p.add_argument("--enable_batching", action="store_true")
-    p.add_argument("--max_batch_size", type=int, default=128)
-    p.add_argument("--batch_timeout_micros", type=int, default=2000)
+    # TF Serving's BasicBatchScheduler defaults (serving/settings.py BatchingSettings).
+    p.add_argument("--max_batch_size", type=int, default=1000)
+    p.add_argument("--batch_timeout_micros", type=int, default=0)
     p.add_argument(
         "--enable_model_warmup",
         type=lambda v: v.lower() in ("1", "true", "yes"),

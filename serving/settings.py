@@ -106,8 +106,11 @@ class BatchingSettings(Settings):
       max_enqueued_batches: Requests queued per signature before new ones are refused.
     """
 
-    max_batch_size: Annotated[int, Field(ge=1)] = 128
-    batch_timeout_s: Annotated[float, Field(ge=0)] = 0.002
+    # TF Serving's defaults when --enable_batching has no parameters file: BasicBatchScheduler's
+    # Options (tensorflow/core/kernels/batching_util/basic_batch_scheduler.h): 1000 rows, no
+    # wait (a batch forms from what queued up while the previous call ran).
+    max_batch_size: Annotated[int, Field(ge=1)] = 1000
+    batch_timeout_s: Annotated[float, Field(ge=0)] = 0.0
     max_enqueued_batches: Annotated[int, Field(ge=1)] = 1000
 
 

@@ -338,7 +338,9 @@ def test_batch_queue_routes_every_row_back_under_load() -> None:
     queue.close(timeout_s=10)
     assert not any(t.is_alive() for t in threads)
     assert failures == []
-    assert max(sizes) <= 8 and max(sizes) > 5  # merged (one request has <= 5), within the limit
+    # Whether calls merged here depends on timing; merging itself is tested deterministically
+    # above. What must hold however the requests interleave: no call beyond the limit.
+    assert max(sizes) <= 8
 
 
 def test_batched_enforce_names_only_the_request_at_fault(

@@ -37,7 +37,7 @@ def test_flags_build_the_settings() -> None:
     (model,) = settings.models
     assert (model.name, model.base_path) == ("chicago_taxi", "/models/taxi")
     assert model.version_policy == VersionPolicy(SPECIFIC, versions=(3, 1))
-    assert settings.batching == BatchingSettings(128, 0.0005)
+    assert settings.batching == BatchingSettings(1000, 0.0005)
     assert settings.rest_port is None
     assert settings.tls is not None and settings.tls.client_ca_file is None
     assert _settings("--model_base_path=/m").models[0].version_policy.num_versions == 1
