@@ -3,6 +3,7 @@
 import json
 from typing import Any
 
+import apache_beam as beam
 from absl import logging
 from tfx import types
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
@@ -11,7 +12,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.data_prep import time_split
+from components.data_prep import csv_batches, time_split
 from components.data_prep.source import DataError
 
 SOURCE_URI_KEY = "source_uri"
@@ -105,7 +106,16 @@ def prepared_input_config() -> example_gen_pb2.Input:
 
 
 class ExampleGenExecutor(csv_executor.Executor):
-    """CsvExampleGen's executor with the PreparedData artifact's directory as its input base."""
+    """CsvExampleGen's executor on the PreparedData artifact, converting CSV rows in batches.
+
+    It writes the examples CsvExampleGen would write for the same files (same features, kinds
+    and values; see `csv_batches`), several times faster: the rows are decoded column-wise and
+    encoded in C++ instead of one Python-built `tf.train.Example` per row.
+    """
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        """The batched CSV conversion (`csv_batches.CsvToExamples`), one input split at a time."""
+        return csv_batches.CsvToExamples  # type: ignore[return-value]
 
     def Do(
         self,

@@ -1,0 +1,385 @@
+"""CSV to serialized tf.Examples in batches: CsvExampleGen's output, decoded column-wise in C++.
+
+TFX's CsvExampleGen (`tfx/components/example_gen/csv_example_gen/executor.py`) reads a split
+line by line, parses each line with tfx_bsl's `csv_decoder.ParseCSVLine`, infers each column's
+type over the whole split with `csv_decoder.ColumnTypeInferrer`, and builds one `tf.train.Example`
+per row in Python (`_ParsedCsvToTfExample`). That costs several Python calls per cell and per row.
+`BatchedCsvToExample` produces the same examples, but parses many lines per call with the `csv`
+module, infers types and converts values per column with Arrow compute kernels, and encodes the
+examples with tfx_bsl's C++ `RecordBatchToExamplesEncoder`. Cells the kernels cannot decide
+exactly as Python's `int()`/`float()` would are decided by those Python functions, as TFX does.
+
+The semantics kept from TFX (files named are in the installed tfx / tfx_bsl 1.16):
+- records: the header line is skipped; a record is complete when its lines hold an even number
+  of `"` (`_CsvLineBuffer`); each record is parsed by one `csv.reader` fed that record
+  (`csv_decoder._CSVRecordReader`); blank records are skipped; other records must have one cell
+  per header column.
+- types (`csv_decoder._InferValueType`, `ColumnTypeInferrer`): an empty cell says nothing; a cell
+  is INT if `int(cell)` works and fits int64, STRING if it works but does not fit, else FLOAT if
+  `float(cell)` works, else STRING; a column takes the highest type of its cells over the split
+  (INT < FLOAT < STRING); a column with no non-empty cell is UNKNOWN.
+- values (`_int_handler`, `_float_handler`, `_bytes_handler`): every row has every column; an
+  empty cell is a feature of the column's kind with no value; an UNKNOWN column is a feature
+  with no kind; INT cells are `int(cell)`, FLOAT cells `float(cell)` stored as float32, STRING
+  cells their UTF-8 bytes.
+"""
+
+import csv
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from absl import logging
+from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+from tfx.dsl.io import fileio
+from tfx.types import standard_component_specs
+from tfx.utils import io_utils
+from tfx_bsl.coders import csv_decoder, example_coder
+
+ColumnType = csv_decoder.ColumnType
+
+# Cells whose type and value Arrow's kernels give exactly as Python does. Anything else (signs,
+# spaces, underscores, `inf`/`nan`, more digits or exponent digits) is left to Python.
+# At most 18 digits always fits int64, so such a cell is INT; longer ones may not fit.
+_STRICT_INT = r"^-?[0-9]{1,18}$"
+# A decimal point or an exponent makes `int()` fail and `float()` succeed.
+_STRICT_FLOAT = r"^-?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,2})?$|^-?[0-9]+[eE][-+]?[0-9]{1,2}$"
+_INT64_MIN = int(np.iinfo(np.int64).min)
+_INT64_MAX = int(np.iinfo(np.int64).max)
+# protobuf's C++ float setter (what `tf.train.FloatList(value=[x])` uses) maps the one double
+# halfway between FLT_MAX and the next float32 step to FLT_MAX; a plain float32 cast rounds it to
+# infinity. Every other double converts the same way both ways (probed on protobuf 3.20).
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_HALFWAY_OVER_MAX = 3.4028235677973366e38
+# Bytes of CSV text read and decoded per batch: large enough that the per-batch work is small
+# next to the per-cell work, small enough that a batch of a big split stays a few tens of MB.
+DEFAULT_BATCH_BYTES = 8 << 20
+
+
+def python_cell_type(cell: bytes) -> ColumnType:
+    """A non-empty cell's type by TFX's rule (`csv_decoder._InferValueType`)."""
+    try:
+        value = int(cell)
+    except ValueError:
+        try:
+            float(cell)
+        except ValueError:
+            return ColumnType.STRING
+        return ColumnType.FLOAT
+    return ColumnType.INT if _INT64_MIN <= value <= _INT64_MAX else ColumnType.STRING
+
+
+class _RepeatedLine:
+    """An endless iterator of the current record, so one `csv.reader` parses one record per call.
+
+    Follows `csv_decoder._MutableRepeat`: a record whose quoting is still open at its end is fed
+    again, exactly as TFX's reader would.
+    """
+
+    def __init__(self) -> None:
+        self.line = ""
+
+    def __iter__(self) -> "_RepeatedLine":
+        return self
+
+    def __next__(self) -> str:
+        return self.line
+
+
+class CsvRecordParser:
+    """Parses one file's CSV text into rows of cells, record by record as CsvExampleGen does."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._pending: list[str] = []  # lines of a record whose quotes are not yet balanced
+        self._quotes = 0
+        self._line = _RepeatedLine()
+        self._reader = csv.reader(self._line, delimiter=",")
+
+    def parse(self, text: str) -> list[list[str]]:
+        """Rows of the complete records in `text` (whole lines); keeps an open record for later."""
+        if not self._pending and '"' not in text:
+            # Without quotes every line is one record, and one reader over all the lines gives
+            # the cells a reader per line would: this is the fast path.
+            return list(csv.reader(text.split("\n"), delimiter=","))
+        rows = []
+        for line in _lines(text):
+            self._pending.append(line)
+            self._quotes += line.count('"')
+            if self._quotes % 2 == 0:
+                self._line.line = "".join(self._pending)
+                self._pending.clear()
+                self._quotes = 0
+                rows.append(next(self._reader))
+        return rows
+
+    def finish(self) -> None:
+        """Raises ValueError if the file ended inside a quoted record (as CsvExampleGen does)."""
+        if self._pending:
+            raise ValueError(f"Csv record had unbalanced quotes. File: {self._path}")
+
+
+def _lines(text: str) -> list[str]:
+    """`text` split after each newline only (TFX iterates a binary file's `\\n` lines)."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def read_text_batches(path: str, batch_bytes: int) -> Iterator[str]:
+    """Yields the file's text after its header line, in pieces of whole lines."""
+    with beam.io.filesystems.FileSystems.open(path) as f:
+        f.readline()  # The header; CsvExampleGen reads column names from it separately.
+        rest = b""
+        while True:
+            chunk = f.read(batch_bytes)
+            if not chunk:
+                break
+            chunk = rest + chunk
+            cut = chunk.rfind(b"\n") + 1
+            rest = chunk[cut:]
+            if cut:
+                yield chunk[:cut].decode("utf-8")
+        if rest:
+            yield rest.decode("utf-8")
+
+
+def _strict_matches(values: pa.Array, pattern: str) -> np.ndarray:
+    return pc.match_substring_regex(values, pattern).to_numpy(zero_copy_only=False)
+
+
+def column_type(values: pa.Array) -> ColumnType:
+    """The highest type (TFX's rule) of a column's non-empty cells; UNKNOWN if there are none."""
+    if len(values) == 0:
+        return ColumnType.UNKNOWN
+    is_int = _strict_matches(values, _STRICT_INT)
+    if is_int.all():
+        return ColumnType.INT
+    is_float = _strict_matches(values, _STRICT_FLOAT)
+    found = ColumnType.FLOAT if is_float.any() else ColumnType.INT
+    others = values.filter(pa.array(~(is_int | is_float)))
+    for cell in pc.unique(others).to_pylist():
+        found = max(found, python_cell_type(cell.encode()))
+        if found == ColumnType.STRING:
+            break
+    return found
+
+
+def _int_values(values: pa.Array) -> pa.Array:
+    if _strict_matches(values, _STRICT_INT).all():
+        return pc.cast(values, pa.int64())
+    return pa.array([int(cell.encode()) for cell in values.to_pylist()], pa.int64())
+
+
+def _float_values(values: pa.Array) -> pa.Array:
+    strict = _strict_matches(values, _STRICT_INT) | _strict_matches(values, _STRICT_FLOAT)
+    if strict.all():
+        doubles = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+    else:
+        doubles = np.array([float(cell.encode()) for cell in values.to_pylist()], np.float64)
+    halfway = np.abs(doubles) == _FLOAT32_HALFWAY_OVER_MAX
+    if halfway.any():
+        doubles = np.where(halfway, np.copysign(_FLOAT32_MAX, doubles), doubles)
+    with np.errstate(over="ignore"):  # Too large for float32 is infinity, as in protobuf.
+        return pa.array(doubles.astype(np.float32), pa.float32())
+
+
+def to_feature_column(cells: pa.Array, kind: ColumnType) -> pa.Array:
+    """One column as a list array that tfx_bsl encodes into CsvExampleGen's features.
+
+    The encoder writes a null list as a feature with no kind and an empty list as a feature of
+    the list's kind with no value, which are what CsvExampleGen writes for an UNKNOWN column and
+    for an empty cell.
+    """
+    if kind == ColumnType.UNKNOWN:
+        return pa.nulls(len(cells), pa.large_list(pa.int64()))
+    present = pc.greater(pc.binary_length(cells), 0)
+    values = cells.filter(present)
+    counts = present.to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), pa.int64())
+    if kind == ColumnType.INT:
+        items = _int_values(values)
+    elif kind == ColumnType.FLOAT:
+        items = _float_values(values)
+    elif kind == ColumnType.STRING:
+        items = pc.cast(values, pa.large_binary())
+    else:
+        raise ValueError(f"Column type {kind!r} has no feature kind")
+    return pa.LargeListArray.from_arrays(offsets, items)
+
+
+def rows_to_columns(
+    rows: Sequence[Sequence[str]], column_names: Sequence[str], where: str
+) -> pa.RecordBatch:
+    """The non-blank rows as a batch of string columns.
+
+    Raises:
+      ValueError: If a row has a different number of cells than the header has columns.
+    """
+    rows = [row for row in rows if row]
+    width = len(column_names)
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(
+                f"{where}: a CSV record has {len(row)} cells but the header has {width} "
+                f"columns {list(column_names)}: {row}"
+            )
+    if not rows:
+        return pa.RecordBatch.from_arrays(
+            [pa.array([], pa.string()) for _ in column_names], list(column_names)
+        )
+    columns = [pa.array(column, pa.string()) for column in zip(*rows, strict=True)]
+    return pa.RecordBatch.from_arrays(columns, list(column_names))
+
+
+def batch_types(batch: pa.RecordBatch) -> list[ColumnType]:
+    """Each column's highest type in this batch."""
+    return [
+        column_type(column.filter(pc.greater(pc.binary_length(column), 0)))
+        for column in batch.columns
+    ]
+
+
+def highest_types(type_lists: Iterable[list[ColumnType]], width: int) -> list[ColumnType]:
+    """Per column, the highest of the batches' types (UNKNOWN if no batch had a value)."""
+    result = [ColumnType.UNKNOWN] * width
+    for types in type_lists:
+        result = [max(a, b) for a, b in zip(result, types, strict=True)]
+    return result
+
+
+def encode_batch(
+    batch: pa.RecordBatch,
+    types: Sequence[ColumnType],
+    encoder: example_coder.RecordBatchToExamplesEncoder,
+) -> list[bytes]:
+    """The batch's rows as serialized tf.Examples of the split's column types."""
+    columns = [
+        to_feature_column(column, kind) for column, kind in zip(batch.columns, types, strict=True)
+    ]
+    return encoder.encode(pa.RecordBatch.from_arrays(columns, batch.schema.names))
+
+
+class _ReadBatches(beam.DoFn):
+    """A CSV file to (string-column batch, the batch's column types) pairs."""
+
+    def __init__(self, column_names: list[str], batch_bytes: int) -> None:
+        self._column_names = column_names
+        self._batch_bytes = batch_bytes
+
+    def process(self, path: str) -> Iterator[tuple[pa.RecordBatch, list[ColumnType]]]:
+        parser = CsvRecordParser(path)
+        for text in read_text_batches(path, self._batch_bytes):
+            batch = rows_to_columns(parser.parse(text), self._column_names, path)
+            if batch.num_rows:
+                yield batch, batch_types(batch)
+        parser.finish()
+
+
+class _HighestTypes(beam.CombineFn):
+    """Combines per-batch column types into the split's (ColumnTypeInferrer's order)."""
+
+    def __init__(self, width: int) -> None:
+        self._width = width
+
+    def create_accumulator(self) -> list[ColumnType]:
+        return [ColumnType.UNKNOWN] * self._width
+
+    def add_input(self, accumulator: list[ColumnType], types: list[ColumnType]) -> list[ColumnType]:
+        return highest_types([accumulator, types], self._width)
+
+    def merge_accumulators(self, accumulators: Iterable[list[ColumnType]]) -> list[ColumnType]:
+        return highest_types(accumulators, self._width)
+
+    def extract_output(self, accumulator: list[ColumnType]) -> list[ColumnType]:
+        return accumulator
+
+
+class _EncodeBatch(beam.DoFn):
+    """A string-column batch to serialized tf.Examples, given the split's column types."""
+
+    def setup(self) -> None:
+        self._encoder = example_coder.RecordBatchToExamplesEncoder()
+
+    def process(
+        self, element: tuple[pa.RecordBatch, list[ColumnType]], types: list[ColumnType]
+    ) -> Iterator[bytes]:
+        yield from encode_batch(element[0], types, self._encoder)
+
+
+class BatchedCsvToExample(beam.PTransform):
+    """CSV files with one header to serialized tf.Examples, as CsvExampleGen would make them."""
+
+    def __init__(
+        self,
+        csv_files: list[str],
+        column_names: list[str],
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
+        """Reads `csv_files` (all with the header `column_names`, which must be unique)."""
+        super().__init__()
+        if len(set(column_names)) != len(column_names):
+            raise ValueError(f"Column names must be unique for the batched path: {column_names}")
+        self._csv_files = csv_files
+        self._column_names = column_names
+        self._batch_bytes = batch_bytes
+
+    def expand(self, pipeline: Any) -> beam.PCollection:
+        batches = (
+            pipeline
+            | "CreateFilenames" >> beam.Create(self._csv_files)
+            | "ReadBatches" >> beam.ParDo(_ReadBatches(self._column_names, self._batch_bytes))
+        )
+        types = beam.pvalue.AsSingleton(
+            batches
+            | "BatchTypes" >> beam.Values()
+            | "SplitTypes" >> beam.CombineGlobally(_HighestTypes(len(self._column_names)))
+        )
+        return batches | "EncodeBatches" >> beam.ParDo(_EncodeBatch(), types)
+
+
+class CsvToExamples(beam.PTransform):
+    """One input split's CSV files to serialized tf.Examples; ExampleGen's input transform.
+
+    Takes what `BaseExampleGenExecutor.GetInputSourceToExamplePTransform` is called with, checks
+    the files as CsvExampleGen's `_CsvToExample` does, and runs `BatchedCsvToExample` on them, or
+    TFX's own transform where the batched path would differ: with repeated column names (TFX
+    infers one type per name and keeps the last cell of each name).
+    """
+
+    def __init__(self, exec_properties: dict[str, Any], split_pattern: str) -> None:
+        super().__init__()
+        self._exec_properties = exec_properties
+        self._split_pattern = split_pattern
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        self._csv_pattern = os.path.join(input_base, split_pattern)
+
+    def expand(self, pipeline: Any) -> beam.PCollection:
+        csv_files = fileio.glob(self._csv_pattern)
+        if not csv_files:
+            raise RuntimeError(f"Split pattern {self._csv_pattern} does not match any files.")
+        column_names = io_utils.load_csv_column_names(csv_files[0])
+        for csv_file in csv_files[1:]:
+            if io_utils.load_csv_column_names(csv_file) != column_names:
+                raise RuntimeError(
+                    f"Files in same split {self._csv_pattern} have different header: "
+                    f"{csv_file} differs from {csv_files[0]}."
+                )
+        if len(set(column_names)) != len(column_names):
+            logging.warning(
+                "%s repeats column names %s: using CsvExampleGen's row-by-row conversion",
+                self._csv_pattern,
+                column_names,
+            )
+            tfx_transform = csv_executor.Executor().GetInputSourceToExamplePTransform()
+            return pipeline | "TfxCsvToExample" >> tfx_transform(
+                self._exec_properties, self._split_pattern
+            )
+        logging.info("Converting %s to tf.Examples in batches", self._csv_pattern)
+        return pipeline | "BatchedCsvToExample" >> BatchedCsvToExample(csv_files, column_names)
