@@ -13,6 +13,7 @@ Usage: `.venv/bin/python -m bench.examplegen_bench --rows 150000 --executor ours
 import argparse
 import cProfile
 import os
+import resource
 import tempfile
 import time
 
@@ -35,10 +36,19 @@ def build_prepared(rows: int, workdir: str) -> str:
     return prepared
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (Beam's worker processes)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
 def run_executor(
     executor: str, prepared: str, output: str, beam_args: list[str], profile: str | None
-) -> float:
-    """Runs one executor's `Do` on `prepared` into `output`; returns the wall seconds."""
+) -> tuple[float, float]:
+    """Runs one executor's `Do` on `prepared` into `output`; returns wall and CPU seconds."""
     from tfx.components.example_gen.csv_example_gen import executor as csv_executor
     from tfx.dsl.components.base import base_beam_executor
     from tfx.proto import example_gen_pb2
@@ -76,13 +86,14 @@ def run_executor(
         }
     profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
+    cpu_start = _cpu_seconds()
     if profiler:
         profiler.enable()
     run.Do(inputs, outputs, properties)
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu_seconds() - cpu_start
 
 
 def main() -> None:
@@ -90,15 +101,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=150_000)
     parser.add_argument("--executor", choices=EXECUTORS, default="ours")
     parser.add_argument("--beam-arg", action="append", default=[], dest="beam_args")
-    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "examplegen_bench"))
+    parser.add_argument(
+        "--workdir", default=os.path.join(tempfile.gettempdir(), "examplegen_bench")
+    )
     parser.add_argument("--profile", default=None)
     args = parser.parse_args()
     beam_args = args.beam_args or ["--direct_running_mode=in_memory"]
     prepared = build_prepared(args.rows, args.workdir)
     output = tempfile.mkdtemp(prefix=f"examples_{args.executor}_", dir=args.workdir)
-    wall = run_executor(args.executor, prepared, output, beam_args, args.profile)
+    wall, cpu = run_executor(args.executor, prepared, output, beam_args, args.profile)
     print(
         f"{args.executor} rows={args.rows} beam={' '.join(beam_args)} wall_s={wall:.1f} "
+        f"cpu_s={cpu:.1f} load1={os.getloadavg()[0]:.1f} "
         f"rows_per_s={args.rows / wall:,.0f} output={output}"
     )
 

@@ -26,6 +26,7 @@ The semantics kept from TFX (files named are in the installed tfx / tfx_bsl 1.16
 
 import csv
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -33,9 +34,12 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import tensorflow as tf
 from absl import logging
+from tfx.components.example_gen import write_split
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx_bsl.coders import csv_decoder, example_coder
@@ -266,19 +270,28 @@ def encode_batch(
     return encoder.encode(pa.RecordBatch.from_arrays(columns, batch.schema.names))
 
 
+# A batch on its way through the pipeline: (file index, batch index in the file, string
+# columns, their types in this batch). The indices name the output file, so that reading the
+# files in name order gives the rows in input order, as CsvExampleGen on the DirectRunner does.
+_Batch = tuple[int, int, pa.RecordBatch, list[ColumnType]]
+
+
 class _ReadBatches(beam.DoFn):
-    """A CSV file to (string-column batch, the batch's column types) pairs."""
+    """A (file index, CSV file) pair to the file's batches."""
 
     def __init__(self, column_names: list[str], batch_bytes: int) -> None:
         self._column_names = column_names
         self._batch_bytes = batch_bytes
 
-    def process(self, path: str) -> Iterator[tuple[pa.RecordBatch, list[ColumnType]]]:
+    def process(self, indexed_path: tuple[int, str]) -> Iterator[_Batch]:
+        file_index, path = indexed_path
         parser = CsvRecordParser(path)
+        batch_index = 0
         for text in read_text_batches(path, self._batch_bytes):
             batch = rows_to_columns(parser.parse(text), self._column_names, path)
             if batch.num_rows:
-                yield batch, batch_types(batch)
+                yield file_index, batch_index, batch, batch_types(batch)
+                batch_index += 1
         parser.finish()
 
 
@@ -302,84 +315,213 @@ class _HighestTypes(beam.CombineFn):
 
 
 class _EncodeBatch(beam.DoFn):
-    """A string-column batch to serialized tf.Examples, given the split's column types."""
+    """A batch to serialized tf.Examples, given the split's column types."""
 
     def setup(self) -> None:
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
 
-    def process(
-        self, element: tuple[pa.RecordBatch, list[ColumnType]], types: list[ColumnType]
-    ) -> Iterator[bytes]:
-        yield from encode_batch(element[0], types, self._encoder)
+    def process(self, element: _Batch, types: list[ColumnType]) -> Iterator[bytes]:
+        yield from encode_batch(element[2], types, self._encoder)
+
+
+class _WriteBatch(beam.DoFn):
+    """A batch to a gzipped TFRecord file of serialized tf.Examples; yields its row count.
+
+    One file per batch, named by its place in the input, written by TensorFlow's C++ writer
+    under a temporary name and then renamed, so a retried batch replaces its file whole.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        self._output_dir = output_dir
+
+    def setup(self) -> None:
+        self._encoder = example_coder.RecordBatchToExamplesEncoder()
+        self._rows = beam.metrics.Metrics.counter(write_split.METRICS_NAMESPACE, "num_instances")
+
+    def process(self, element: _Batch, types: list[ColumnType]) -> Iterator[int]:
+        file_index, batch_index, batch, _ = element
+        examples = encode_batch(batch, types, self._encoder)
+        name = f"{write_split.DEFAULT_TF_RECORD_FILE_NAME}-{file_index:05d}-{batch_index:05d}.gz"
+        path = os.path.join(self._output_dir, name)
+        temporary = os.path.join(self._output_dir, f".{name}.{uuid.uuid4().hex}.tmp")
+        tf.io.gfile.makedirs(self._output_dir)
+        with tf.io.TFRecordWriter(temporary, tf.io.TFRecordOptions(compression_type="GZIP")) as w:
+            for example in examples:
+                w.write(example)
+        tf.io.gfile.rename(temporary, path, overwrite=True)
+        self._rows.inc(len(examples))
+        yield len(examples)
+
+
+def _read_typed_batches(
+    pipeline: Any, csv_files: list[str], column_names: list[str], batch_bytes: int
+) -> tuple[beam.PCollection, Any]:
+    """The files' batches and, as a side input, the split's column types."""
+    if len(set(column_names)) != len(column_names):
+        raise ValueError(f"Column names must be unique for the batched path: {column_names}")
+    batches = (
+        pipeline
+        | "CreateFilenames" >> beam.Create(list(enumerate(csv_files)))
+        | "ReadBatches" >> beam.ParDo(_ReadBatches(column_names, batch_bytes))
+    )
+    types = beam.pvalue.AsSingleton(
+        batches
+        | "BatchTypes" >> beam.Map(lambda batch: batch[3])
+        | "SplitTypes" >> beam.CombineGlobally(_HighestTypes(len(column_names)))
+    )
+    return batches, types
 
 
 class BatchedCsvToExample(beam.PTransform):
     """CSV files with one header to serialized tf.Examples, as CsvExampleGen would make them."""
 
     def __init__(
-        self,
-        csv_files: list[str],
-        column_names: list[str],
-        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        self, csv_files: list[str], column_names: list[str], batch_bytes: int = DEFAULT_BATCH_BYTES
     ) -> None:
         """Reads `csv_files` (all with the header `column_names`, which must be unique)."""
         super().__init__()
-        if len(set(column_names)) != len(column_names):
-            raise ValueError(f"Column names must be unique for the batched path: {column_names}")
         self._csv_files = csv_files
         self._column_names = column_names
         self._batch_bytes = batch_bytes
 
     def expand(self, pipeline: Any) -> beam.PCollection:
-        batches = (
-            pipeline
-            | "CreateFilenames" >> beam.Create(self._csv_files)
-            | "ReadBatches" >> beam.ParDo(_ReadBatches(self._column_names, self._batch_bytes))
-        )
-        types = beam.pvalue.AsSingleton(
-            batches
-            | "BatchTypes" >> beam.Values()
-            | "SplitTypes" >> beam.CombineGlobally(_HighestTypes(len(self._column_names)))
+        batches, types = _read_typed_batches(
+            pipeline, self._csv_files, self._column_names, self._batch_bytes
         )
         return batches | "EncodeBatches" >> beam.ParDo(_EncodeBatch(), types)
+
+
+class BatchedCsvToExampleFiles(beam.PTransform):
+    """CSV files with one header to gzipped TFRecords of CsvExampleGen's tf.Examples.
+
+    Writes one file per batch into `output_dir` (one empty file if there are no rows); returns
+    the PCollection of the split's row count.
+    """
+
+    def __init__(
+        self,
+        csv_files: list[str],
+        column_names: list[str],
+        output_dir: str,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
+        super().__init__()
+        self._csv_files = csv_files
+        self._column_names = column_names
+        self._output_dir = output_dir
+        self._batch_bytes = batch_bytes
+
+    def expand(self, pipeline: Any) -> beam.PCollection:
+        batches, types = _read_typed_batches(
+            pipeline, self._csv_files, self._column_names, self._batch_bytes
+        )
+        return (
+            batches
+            | "WriteBatches" >> beam.ParDo(_WriteBatch(self._output_dir), types)
+            | "CountRows" >> beam.CombineGlobally(sum)
+            | "WriteEmptyIfNoRows" >> beam.Map(_write_empty_if_no_rows, self._output_dir)
+        )
+
+
+def _write_empty_if_no_rows(rows: int, output_dir: str) -> int:
+    """Leaves one empty TFRecord file for a split without rows, as Beam's TFRecord sink does."""
+    if rows == 0:
+        tf.io.gfile.makedirs(output_dir)
+        name = f"{write_split.DEFAULT_TF_RECORD_FILE_NAME}-00000-00000.gz"
+        with tf.io.TFRecordWriter(
+            os.path.join(output_dir, name), tf.io.TFRecordOptions(compression_type="GZIP")
+        ):
+            pass
+    return rows
+
+
+def split_csv_files(
+    exec_properties: dict[str, Any], split_pattern: str
+) -> tuple[list[str], list[str]]:
+    """The split's CSV files and their header, checked as CsvExampleGen's `_CsvToExample` does.
+
+    Raises:
+      RuntimeError: If the pattern matches no file or the files' headers differ.
+    """
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    csv_pattern = os.path.join(input_base, split_pattern)
+    csv_files = fileio.glob(csv_pattern)
+    if not csv_files:
+        raise RuntimeError(f"Split pattern {csv_pattern} does not match any files.")
+    column_names = io_utils.load_csv_column_names(csv_files[0])
+    for csv_file in csv_files[1:]:
+        if io_utils.load_csv_column_names(csv_file) != column_names:
+            raise RuntimeError(
+                f"Files in same split {csv_pattern} have different header: "
+                f"{csv_file} differs from {csv_files[0]}."
+            )
+    return csv_files, column_names
+
+
+def batched_path_matches_tfx(column_names: Sequence[str]) -> bool:
+    """Whether the batched path gives CsvExampleGen's examples for this header.
+
+    Not with repeated column names: TFX infers one type per name and keeps each name's last cell.
+    """
+    return len(set(column_names)) == len(column_names)
+
+
+def _tfx_csv_to_example(exec_properties: dict[str, Any], split_pattern: str) -> beam.PTransform:
+    tfx_transform = csv_executor.Executor().GetInputSourceToExamplePTransform()
+    return tfx_transform(exec_properties, split_pattern)
 
 
 class CsvToExamples(beam.PTransform):
     """One input split's CSV files to serialized tf.Examples; ExampleGen's input transform.
 
-    Takes what `BaseExampleGenExecutor.GetInputSourceToExamplePTransform` is called with, checks
-    the files as CsvExampleGen's `_CsvToExample` does, and runs `BatchedCsvToExample` on them, or
-    TFX's own transform where the batched path would differ: with repeated column names (TFX
-    infers one type per name and keeps the last cell of each name).
+    Takes what `BaseExampleGenExecutor.GetInputSourceToExamplePTransform` is called with and runs
+    `BatchedCsvToExample`, or TFX's own transform where the batched path would differ.
     """
 
     def __init__(self, exec_properties: dict[str, Any], split_pattern: str) -> None:
         super().__init__()
         self._exec_properties = exec_properties
         self._split_pattern = split_pattern
-        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        self._csv_pattern = os.path.join(input_base, split_pattern)
 
     def expand(self, pipeline: Any) -> beam.PCollection:
-        csv_files = fileio.glob(self._csv_pattern)
-        if not csv_files:
-            raise RuntimeError(f"Split pattern {self._csv_pattern} does not match any files.")
-        column_names = io_utils.load_csv_column_names(csv_files[0])
-        for csv_file in csv_files[1:]:
-            if io_utils.load_csv_column_names(csv_file) != column_names:
-                raise RuntimeError(
-                    f"Files in same split {self._csv_pattern} have different header: "
-                    f"{csv_file} differs from {csv_files[0]}."
-                )
-        if len(set(column_names)) != len(column_names):
-            logging.warning(
-                "%s repeats column names %s: using CsvExampleGen's row-by-row conversion",
-                self._csv_pattern,
-                column_names,
-            )
-            tfx_transform = csv_executor.Executor().GetInputSourceToExamplePTransform()
-            return pipeline | "TfxCsvToExample" >> tfx_transform(
+        csv_files, column_names = split_csv_files(self._exec_properties, self._split_pattern)
+        if not batched_path_matches_tfx(column_names):
+            logging.warning("Repeated column names %s: CsvExampleGen's conversion", column_names)
+            return pipeline | "TfxCsvToExample" >> _tfx_csv_to_example(
                 self._exec_properties, self._split_pattern
             )
-        logging.info("Converting %s to tf.Examples in batches", self._csv_pattern)
         return pipeline | "BatchedCsvToExample" >> BatchedCsvToExample(csv_files, column_names)
+
+
+class CsvToExampleFiles(beam.PTransform):
+    """One input split's CSV files to its Examples split directory, as gzipped TFRecords.
+
+    The batched path writes each batch's examples straight from the batch; where it would differ
+    from CsvExampleGen (repeated column names) TFX's transform and `WriteSplit` run instead.
+    """
+
+    def __init__(
+        self, exec_properties: dict[str, Any], split_pattern: str, output_dir: str
+    ) -> None:
+        super().__init__()
+        self._exec_properties = exec_properties
+        self._split_pattern = split_pattern
+        self._output_dir = output_dir
+
+    def expand(self, pipeline: Any) -> Any:
+        csv_files, column_names = split_csv_files(self._exec_properties, self._split_pattern)
+        if not batched_path_matches_tfx(column_names):
+            logging.warning("Repeated column names %s: CsvExampleGen's conversion", column_names)
+            return (
+                pipeline
+                | "TfxCsvToExample"
+                >> _tfx_csv_to_example(self._exec_properties, self._split_pattern)
+                | "TfxWriteSplit"
+                >> write_split.WriteSplit(
+                    self._output_dir, example_gen_pb2.FORMAT_TFRECORDS_GZIP, self._exec_properties
+                )
+            )
+        logging.info("Converting %s to tf.Examples in batches", csv_files)
+        return pipeline | "BatchedCsvToExampleFiles" >> BatchedCsvToExampleFiles(
+            csv_files, column_names, self._output_dir
+        )

@@ -133,6 +133,15 @@ def test_executor_writes_what_csv_example_gen_writes(tmp_path) -> None:
         got = _read_split(ours.uri, split)
         assert sum(expected.values()) == rows
         assert got == expected, split
+    # Files in name order hold the rows in input order (TFX on the DirectRunner keeps it too).
+    files = sorted(tf.io.gfile.glob(os.path.join(ours.uri, "Split-eval", "*.gz")))
+    stamps = [
+        tf.train.Example.FromString(record)
+        .features.feature["trip_start_timestamp"]
+        .int64_list.value[0]
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator()
+    ]
+    assert stamps == [int(row[header.index("trip_start_timestamp")]) for row in taxi]
     kinds = {name: kind for name, kind, _ in next(iter(_read_split(ours.uri, "train")))}
     assert kinds == {
         "ints": "int64_list",
@@ -145,6 +154,16 @@ def test_executor_writes_what_csv_example_gen_writes(tmp_path) -> None:
         "unicode": "bytes_list",
         "late_string": "bytes_list",
     }
+
+
+def test_a_split_without_rows_gives_a_readable_empty_split(tmp_path) -> None:
+    prepared = str(tmp_path / "prepared")
+    _write_csv(os.path.join(prepared, time_split.TRAIN_SPLIT, "data.csv"), ["a"], [["1"]])
+    _write_csv(os.path.join(prepared, time_split.EVAL_SPLIT, "data.csv"), ["a"], [])
+    ours = _run_ours(prepared, str(tmp_path / "ours"))
+    assert _read_split(ours.uri, "eval") == collections.Counter()
+    assert len(tf.io.gfile.glob(os.path.join(ours.uri, "Split-eval", "*.gz"))) == 1
+    assert sum(_read_split(ours.uri, "train").values()) == 1
 
 
 def _batched_examples(files: list[str], header: list[str], batch_bytes: int) -> list[bytes]:
