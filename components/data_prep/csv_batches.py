@@ -26,6 +26,7 @@ The semantics kept from TFX (files named are in the installed tfx / tfx_bsl 1.16
 
 import csv
 import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
 from absl import logging
+from pyarrow import csv as pa_csv
 from tfx.components.example_gen import write_split
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.dsl.io import fileio
@@ -59,6 +61,8 @@ _INT64_MAX = int(np.iinfo(np.int64).max)
 # infinity. Every other double converts the same way both ways (probed on protobuf 3.20).
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT32_HALFWAY_OVER_MAX = 3.4028235677973366e38
+# Text that Arrow's CSV reader could split differently from Python's `csv` module.
+_NEEDS_PYTHON_CSV = re.compile(b'["\\r\\x00]|^\\xef\\xbb\\xbf')
 # Bytes of CSV text read and decoded per batch: large enough that the per-batch work is small
 # next to the per-cell work, small enough that a batch of a big split stays a few tens of MB.
 DEFAULT_BATCH_BYTES = 8 << 20
@@ -95,20 +99,69 @@ class _RepeatedLine:
 
 
 class CsvRecordParser:
-    """Parses one file's CSV text into rows of cells, record by record as CsvExampleGen does."""
+    """Parses one file's CSV text into batches of string columns, as CsvExampleGen parses it."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, column_names: Sequence[str]) -> None:
         self._path = path
+        self._column_names = list(column_names)
         self._pending: list[str] = []  # lines of a record whose quotes are not yet balanced
         self._quotes = 0
         self._line = _RepeatedLine()
         self._reader = csv.reader(self._line, delimiter=",")
 
-    def parse(self, text: str) -> list[list[str]]:
-        """Rows of the complete records in `text` (whole lines); keeps an open record for later."""
+    def parse(self, chunk: bytes) -> pa.RecordBatch:
+        """The complete records in `chunk` (whole lines); keeps an open record for later.
+
+        Raises:
+          ValueError: If a record has a different number of cells than the header has columns.
+          UnicodeDecodeError: If the text is not UTF-8.
+        """
+        if not self._pending and not _NEEDS_PYTHON_CSV.search(chunk):
+            batch = self._parse_with_arrow(chunk)
+            if batch is not None:
+                return batch
+        return rows_to_columns(
+            self._parse_rows(chunk.decode("utf-8")), self._column_names, self._path
+        )
+
+    def _parse_with_arrow(self, chunk: bytes) -> pa.RecordBatch | None:
+        """Arrow's C++ reader's columns, or None to let Python's `csv` decide (or fail).
+
+        Without quotes, carriage returns, NULs or a leading byte-order mark, a line is one
+        record whose cells are the text between commas, in both readers; blank lines are
+        skipped by both. Anything Arrow rejects (a wrong cell count, bad UTF-8) or reads where
+        Python's reader would fail (a cell over `csv.field_size_limit()`) goes to Python.
+        """
+        try:
+            table = pa_csv.read_csv(
+                pa.py_buffer(chunk),
+                read_options=pa_csv.ReadOptions(column_names=self._column_names),
+                parse_options=pa_csv.ParseOptions(
+                    delimiter=",", quote_char=False, ignore_empty_lines=True
+                ),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types={name: pa.string() for name in self._column_names},
+                    strings_can_be_null=False,
+                    check_utf8=True,
+                ),
+            )
+        except pa.ArrowInvalid:
+            return None
+        table = table.combine_chunks()
+        limit = csv.field_size_limit()
+        for column in table.columns:
+            if len(column) and pc.max(pc.binary_length(column)).as_py() > limit:
+                return None
+        if table.num_rows == 0:
+            return rows_to_columns([], self._column_names, self._path)
+        return pa.RecordBatch.from_arrays(
+            [column.chunk(0) for column in table.columns], self._column_names
+        )
+
+    def _parse_rows(self, text: str) -> list[list[str]]:
         if not self._pending and '"' not in text:
             # Without quotes every line is one record, and one reader over all the lines gives
-            # the cells a reader per line would: this is the fast path.
+            # the cells a reader per line would.
             return list(csv.reader(text.split("\n"), delimiter=","))
         rows = []
         for line in _lines(text):
@@ -136,8 +189,8 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def read_text_batches(path: str, batch_bytes: int) -> Iterator[str]:
-    """Yields the file's text after its header line, in pieces of whole lines."""
+def read_text_batches(path: str, batch_bytes: int) -> Iterator[bytes]:
+    """Yields the file's bytes after its header line, in pieces of whole lines."""
     with beam.io.filesystems.FileSystems.open(path) as f:
         f.readline()  # The header; CsvExampleGen reads column names from it separately.
         rest = b""
@@ -149,9 +202,9 @@ def read_text_batches(path: str, batch_bytes: int) -> Iterator[str]:
             cut = chunk.rfind(b"\n") + 1
             rest = chunk[cut:]
             if cut:
-                yield chunk[:cut].decode("utf-8")
+                yield chunk[:cut]
         if rest:
-            yield rest.decode("utf-8")
+            yield rest
 
 
 def _strict_matches(values: pa.Array, pattern: str) -> np.ndarray:
@@ -285,10 +338,10 @@ class _ReadBatches(beam.DoFn):
 
     def process(self, indexed_path: tuple[int, str]) -> Iterator[_Batch]:
         file_index, path = indexed_path
-        parser = CsvRecordParser(path)
+        parser = CsvRecordParser(path, self._column_names)
         batch_index = 0
-        for text in read_text_batches(path, self._batch_bytes):
-            batch = rows_to_columns(parser.parse(text), self._column_names, path)
+        for chunk in read_text_batches(path, self._batch_bytes):
+            batch = parser.parse(chunk)
             if batch.num_rows:
                 yield file_index, batch_index, batch, batch_types(batch)
                 batch_index += 1

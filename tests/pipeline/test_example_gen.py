@@ -44,6 +44,10 @@ EDGE_ROWS = [
 ]
 
 
+# The same cases without quotes, CRs or NULs, so that Arrow's C++ reader parses them.
+PLAIN_ROWS = [[*row[:6], f"s{i}", *row[7:]] for i, row in enumerate(EDGE_ROWS)]
+
+
 def _write_csv(path: str, header: list[str], rows: list[list[str]], newline: str = "\n") -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", newline="") as f:
@@ -120,6 +124,7 @@ def test_executor_writes_what_csv_example_gen_writes(tmp_path) -> None:
     # Two files in one split (one with CRLF line ends), and a blank line between records.
     _write_csv(os.path.join(train, "a.csv"), EDGE_HEADER, EDGE_ROWS[:5])
     _write_csv(os.path.join(train, "b.csv"), EDGE_HEADER, EDGE_ROWS[5:], newline="\r\n")
+    _write_csv(os.path.join(train, "c.csv"), EDGE_HEADER, PLAIN_ROWS)
     with open(os.path.join(train, "a.csv"), "a") as f:
         f.write("\n")
     header, taxi = _taxi_head(2000)
@@ -128,7 +133,7 @@ def test_executor_writes_what_csv_example_gen_writes(tmp_path) -> None:
     _run_tfx_csv_example_gen(prepared, str(tmp_path / "tfx"))
     ours = _run_ours(prepared, str(tmp_path / "ours"))
 
-    for split, rows in (("train", len(EDGE_ROWS)), ("eval", len(taxi))):
+    for split, rows in (("train", 2 * len(EDGE_ROWS)), ("eval", len(taxi))):
         expected = _read_split(str(tmp_path / "tfx"), split)
         got = _read_split(ours.uri, split)
         assert sum(expected.values()) == rows
@@ -180,15 +185,41 @@ def test_small_batches_infer_the_split_type_and_join_records_across_batches(tmp_
     # Batches of a few lines: types seen in different batches must combine (INT in one, FLOAT
     # in another), and a quoted newline must join lines that fall in different batches.
     path = str(tmp_path / "prepared" / "train" / "data.csv")
+    plain = str(tmp_path / "prepared" / "train" / "plain.csv")
     _write_csv(path, EDGE_HEADER, EDGE_ROWS)
+    _write_csv(plain, EDGE_HEADER, PLAIN_ROWS)
     _write_csv(str(tmp_path / "prepared" / "eval" / "data.csv"), EDGE_HEADER, EDGE_ROWS)
     _run_tfx_csv_example_gen(str(tmp_path / "prepared"), str(tmp_path / "tfx"))
     expected = _read_split(str(tmp_path / "tfx"), "train")
     for batch_bytes in (1, 16, 100):
         got = collections.Counter(
-            _canonical(e) for e in _batched_examples([path], EDGE_HEADER, batch_bytes)
+            _canonical(e) for e in _batched_examples([path, plain], EDGE_HEADER, batch_bytes)
         )
         assert got == expected, batch_bytes
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1,a\n2,b\n",
+        "1,a\n\n2,b",  # a blank line; no newline at the end
+        " 1 , a \n,\n日本,é\n",  # spaces kept, empty cells
+        "1,a\n2\n",  # a short row: Arrow declines, Python raises
+        "1,a,3\n",  # a long row
+        "\n\n",  # blank lines only
+    ],
+)
+def test_arrow_reader_gives_python_csv_cells_or_declines(tmp_path, text: str) -> None:
+    arrow = csv_batches.CsvRecordParser("f.csv", ["x", "y"])._parse_with_arrow(text.encode())
+    try:
+        python = csv_batches.rows_to_columns(
+            list(csv.reader(text.split("\n"))), ["x", "y"], "f.csv"
+        )
+    except ValueError:
+        assert arrow is None
+        return
+    assert arrow is not None
+    assert arrow.equals(python)
 
 
 @pytest.mark.parametrize(
