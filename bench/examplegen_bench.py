@@ -16,6 +16,7 @@ import os
 import resource
 import tempfile
 import time
+from typing import Any
 
 from bench import scale_bench
 
@@ -49,6 +50,8 @@ def run_executor(
     executor: str, prepared: str, output: str, beam_args: list[str], profile: str | None
 ) -> tuple[float, float]:
     """Runs one executor's `Do` on `prepared` into `output`; returns wall and CPU seconds."""
+    from tfx import types
+    from tfx.components.example_gen import base_example_gen_executor
     from tfx.components.example_gen.csv_example_gen import executor as csv_executor
     from tfx.dsl.components.base import base_beam_executor
     from tfx.proto import example_gen_pb2
@@ -60,9 +63,11 @@ def run_executor(
 
     examples = standard_artifacts.Examples()
     examples.uri = output
-    outputs = {standard_component_specs.EXAMPLES_KEY: [examples]}
+    outputs: dict[str, list[types.Artifact]] = {standard_component_specs.EXAMPLES_KEY: [examples]}
+    inputs: dict[str, list[types.Artifact]]
+    run: base_example_gen_executor.BaseExampleGenExecutor
     context = base_beam_executor.BaseBeamExecutor.Context(
-        beam_pipeline_args=beam_args, tmp_dir=os.path.join(output, ".tmp")
+        beam_pipeline_args=list[Any](beam_args), tmp_dir=os.path.join(output, ".tmp")
     )
     if executor == "ours":
         data = PreparedData()
@@ -92,7 +97,7 @@ def run_executor(
     run.Do(inputs, outputs, properties)
     if profiler:
         profiler.disable()
-        profiler.dump_stats(profile)
+        profiler.dump_stats(str(profile))
     return time.perf_counter() - start, _cpu_seconds() - cpu_start
 
 

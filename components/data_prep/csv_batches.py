@@ -29,7 +29,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import apache_beam as beam
 import numpy as np
@@ -44,9 +44,8 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
-from tfx_bsl.coders import csv_decoder, example_coder
-
-ColumnType = csv_decoder.ColumnType
+from tfx_bsl.coders import example_coder
+from tfx_bsl.coders.csv_decoder import ColumnType
 
 # Cells whose type and value Arrow's kernels give exactly as Python does. Anything else (signs,
 # spaces, underscores, `inf`/`nan`, more digits or exponent digits) is left to Python.
@@ -498,7 +497,7 @@ def split_csv_files(
     """
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     csv_pattern = os.path.join(input_base, split_pattern)
-    csv_files = fileio.glob(csv_pattern)
+    csv_files = [os.fsdecode(path) for path in fileio.glob(csv_pattern)]
     if not csv_files:
         raise RuntimeError(f"Split pattern {csv_pattern} does not match any files.")
     column_names = io_utils.load_csv_column_names(csv_files[0])
@@ -520,7 +519,8 @@ def batched_path_matches_tfx(column_names: Sequence[str]) -> bool:
 
 
 def _tfx_csv_to_example(exec_properties: dict[str, Any], split_pattern: str) -> beam.PTransform:
-    tfx_transform = csv_executor.Executor().GetInputSourceToExamplePTransform()
+    # TFX returns the transform's class (`_CsvToExample`), though it is annotated as a PTransform.
+    tfx_transform = cast(Any, csv_executor.Executor().GetInputSourceToExamplePTransform())
     return tfx_transform(exec_properties, split_pattern)
 
 
