@@ -9,6 +9,7 @@ import struct
 import apache_beam as beam
 import pytest
 import tensorflow as tf
+from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
@@ -78,10 +79,14 @@ def _read_split(examples_uri: str, split: str) -> collections.Counter:
     return collections.Counter(_canonical(r) for r in records)
 
 
-def _run_tfx_csv_example_gen(prepared: str, output: str) -> None:
+def _run_tfx_csv_example_gen(
+    prepared: str, output: str, executor: csv_executor.Executor | None = None
+) -> None:
     examples = standard_artifacts.Examples()
     examples.uri = output
-    csv_executor.Executor().Do(
+    # TFX's generic ExampleGen `Do`, with the given executor's input transform.
+    base_example_gen_executor.BaseExampleGenExecutor.Do(
+        executor or csv_executor.Executor(),
         {},
         {standard_component_specs.EXAMPLES_KEY: [examples]},
         {
@@ -169,6 +174,24 @@ def test_a_split_without_rows_gives_a_readable_empty_split(tmp_path) -> None:
     assert _read_split(ours.uri, "eval") == collections.Counter()
     assert len(tf.io.gfile.glob(os.path.join(ours.uri, "Split-eval", "*.gz"))) == 1
     assert sum(_read_split(ours.uri, "train").values()) == 1
+
+
+@pytest.mark.parametrize("header", [EDGE_HEADER, [*EDGE_HEADER[:-1], "ints"]])
+def test_input_transform_gives_tfx_examples_through_tfx_write_split(tmp_path, header) -> None:
+    # `GetInputSourceToExamplePTransform` (used by TFX's generic `GenerateExamplesByBeam`) is the
+    # batched path too, or TFX's own transform for repeated column names (second case).
+    prepared = str(tmp_path / "prepared")
+    for split in (time_split.TRAIN_SPLIT, time_split.EVAL_SPLIT):
+        _write_csv(os.path.join(prepared, split, "data.csv"), header, EDGE_ROWS)
+    _write_csv(os.path.join(prepared, time_split.TRAIN_SPLIT, "plain.csv"), header, PLAIN_ROWS)
+    _run_tfx_csv_example_gen(prepared, str(tmp_path / "tfx"))
+    _run_tfx_csv_example_gen(
+        prepared, str(tmp_path / "ours"), data_prep_executor.ExampleGenExecutor()
+    )
+    for split in ("train", "eval"):
+        assert _read_split(str(tmp_path / "ours"), split) == _read_split(
+            str(tmp_path / "tfx"), split
+        )
 
 
 def _batched_examples(files: list[str], header: list[str], batch_bytes: int) -> list[bytes]:
