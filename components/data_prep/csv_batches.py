@@ -25,6 +25,7 @@ The semantics kept from TFX (files named are in the installed tfx / tfx_bsl 1.16
 """
 
 import csv
+import dataclasses
 import os
 import re
 import uuid
@@ -105,6 +106,7 @@ class CsvRecordParser:
         self._column_names = list(column_names)
         self._pending: list[str] = []  # lines of a record whose quotes are not yet balanced
         self._quotes = 0
+        self.pending_bytes = 0  # their size in the file
         self._line = _RepeatedLine()
         self._reader = csv.reader(self._line, delimiter=",")
 
@@ -171,6 +173,7 @@ class CsvRecordParser:
                 self._pending.clear()
                 self._quotes = 0
                 rows.append(next(self._reader))
+        self.pending_bytes = sum(len(line.encode("utf-8")) for line in self._pending)
         return rows
 
     def finish(self) -> None:
@@ -188,10 +191,11 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def read_text_batches(path: str, batch_bytes: int) -> Iterator[bytes]:
-    """Yields the file's bytes after its header line, in pieces of whole lines."""
+def read_text_batches(path: str, batch_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """Yields the file's bytes after its header line in pieces of whole lines, with offsets."""
     with beam.io.filesystems.FileSystems.open(path) as f:
-        f.readline()  # The header; CsvExampleGen reads column names from it separately.
+        # The header; CsvExampleGen reads column names from it separately.
+        offset = len(f.readline())
         rest = b""
         while True:
             chunk = f.read(batch_bytes)
@@ -201,9 +205,17 @@ def read_text_batches(path: str, batch_bytes: int) -> Iterator[bytes]:
             cut = chunk.rfind(b"\n") + 1
             rest = chunk[cut:]
             if cut:
-                yield chunk[:cut]
+                yield offset, chunk[:cut]
+                offset += cut
         if rest:
-            yield rest
+            yield offset, rest
+
+
+def read_span(path: str, start: int, end: int) -> bytes:
+    """Bytes `[start, end)` of a file."""
+    with beam.io.filesystems.FileSystems.open(path) as f:
+        f.seek(start)
+        return f.read(end - start)
 
 
 def _strict_matches(values: pa.Array, pattern: str) -> np.ndarray:
@@ -322,29 +334,63 @@ def encode_batch(
     return encoder.encode(pa.RecordBatch.from_arrays(columns, batch.schema.names))
 
 
-# A batch on its way through the pipeline: (file index, batch index in the file, string
-# columns, their types in this batch). The indices name the output file, so that reading the
-# files in name order gives the rows in input order, as CsvExampleGen on the DirectRunner does.
-_Batch = tuple[int, int, pa.RecordBatch, list[ColumnType]]
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """A run of whole records in one CSV file, and its columns' types.
+
+    The first pass finds the spans and their types without keeping any data; the second reads
+    each span again to convert it, so memory holds one span at a time, not the split.
+    `file_index` and `index` name the span's output file, so that reading the files in name
+    order gives the rows in input order (as CsvExampleGen on the DirectRunner mostly does).
+    """
+
+    path: str
+    file_index: int
+    index: int
+    start: int
+    end: int
+    rows: int
+    types: tuple[ColumnType, ...]
 
 
-class _ReadBatches(beam.DoFn):
-    """A (file index, CSV file) pair to the file's batches."""
+class _FindSpans(beam.DoFn):
+    """A (file index, CSV file) pair to the file's spans of about `batch_bytes` each."""
 
     def __init__(self, column_names: list[str], batch_bytes: int) -> None:
         self._column_names = column_names
         self._batch_bytes = batch_bytes
 
-    def process(self, indexed_path: tuple[int, str]) -> Iterator[_Batch]:
+    def process(self, indexed_path: tuple[int, str]) -> Iterator[Span]:
         file_index, path = indexed_path
         parser = CsvRecordParser(path, self._column_names)
-        batch_index = 0
-        for chunk in read_text_batches(path, self._batch_bytes):
+        index = 0
+        for offset, chunk in read_text_batches(path, self._batch_bytes):
+            # A record still open at the last chunk's end starts this span.
+            start = offset - parser.pending_bytes
             batch = parser.parse(chunk)
             if batch.num_rows:
-                yield file_index, batch_index, batch, batch_types(batch)
-                batch_index += 1
+                end = offset + len(chunk) - parser.pending_bytes
+                types = tuple(batch_types(batch))
+                yield Span(path, file_index, index, start, end, batch.num_rows, types)
+                index += 1
         parser.finish()
+
+
+def parse_span(span: Span, column_names: Sequence[str]) -> pa.RecordBatch:
+    """The span's records as string columns, read again from its file.
+
+    Raises:
+      ValueError: If the file no longer holds the span's records (it changed between passes).
+    """
+    parser = CsvRecordParser(span.path, column_names)
+    batch = parser.parse(read_span(span.path, span.start, span.end))
+    parser.finish()
+    if batch.num_rows != span.rows:
+        raise ValueError(
+            f"{span.path} bytes {span.start}-{span.end} held {span.rows} records in the first "
+            f"pass and {batch.num_rows} now: the file changed while being read"
+        )
+    return batch
 
 
 class _HighestTypes(beam.CombineFn):
@@ -366,34 +412,39 @@ class _HighestTypes(beam.CombineFn):
         return accumulator
 
 
-class _EncodeBatch(beam.DoFn):
-    """A batch to serialized tf.Examples, given the split's column types."""
+class _EncodeSpan(beam.DoFn):
+    """A span to serialized tf.Examples, given the split's column types."""
+
+    def __init__(self, column_names: list[str]) -> None:
+        self._column_names = column_names
 
     def setup(self) -> None:
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
 
-    def process(self, element: _Batch, types: list[ColumnType]) -> Iterator[bytes]:
-        yield from encode_batch(element[2], types, self._encoder)
+    def process(self, span: Span, types: list[ColumnType]) -> Iterator[bytes]:
+        yield from encode_batch(parse_span(span, self._column_names), types, self._encoder)
 
 
-class _WriteBatch(beam.DoFn):
-    """A batch to a gzipped TFRecord file of serialized tf.Examples; yields its row count.
+class _WriteSpan(beam.DoFn):
+    """A span to a gzipped TFRecord file of serialized tf.Examples; yields its row count.
 
-    One file per batch, named by its place in the input, written by TensorFlow's C++ writer
-    under a temporary name and then renamed, so a retried batch replaces its file whole.
+    One file per span, named by its place in the input, written by TensorFlow's C++ writer
+    under a temporary name and then renamed, so a retried span replaces its file whole.
     """
 
-    def __init__(self, output_dir: str) -> None:
+    def __init__(self, column_names: list[str], output_dir: str) -> None:
+        self._column_names = column_names
         self._output_dir = output_dir
 
     def setup(self) -> None:
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
         self._rows = beam.metrics.Metrics.counter(write_split.METRICS_NAMESPACE, "num_instances")
 
-    def process(self, element: _Batch, types: list[ColumnType]) -> Iterator[int]:
-        file_index, batch_index, batch, _ = element
-        examples = encode_batch(batch, types, self._encoder)
-        name = f"{write_split.DEFAULT_TF_RECORD_FILE_NAME}-{file_index:05d}-{batch_index:05d}.gz"
+    def process(self, span: Span, types: list[ColumnType]) -> Iterator[int]:
+        examples = encode_batch(parse_span(span, self._column_names), types, self._encoder)
+        name = (
+            f"{write_split.DEFAULT_TF_RECORD_FILE_NAME}-{span.file_index:05d}-{span.index:05d}.gz"
+        )
         path = os.path.join(self._output_dir, name)
         temporary = os.path.join(self._output_dir, f".{name}.{uuid.uuid4().hex}.tmp")
         tf.io.gfile.makedirs(self._output_dir)
@@ -405,23 +456,25 @@ class _WriteBatch(beam.DoFn):
         yield len(examples)
 
 
-def _read_typed_batches(
+def _find_typed_spans(
     pipeline: Any, csv_files: list[str], column_names: list[str], batch_bytes: int
 ) -> tuple[beam.PCollection, Any]:
-    """The files' batches and, as a side input, the split's column types."""
+    """The files' spans and, as a side input, the split's column types."""
     if len(set(column_names)) != len(column_names):
         raise ValueError(f"Column names must be unique for the batched path: {column_names}")
-    batches = (
+    spans = (
         pipeline
         | "CreateFilenames" >> beam.Create(list(enumerate(csv_files)))
-        | "ReadBatches" >> beam.ParDo(_ReadBatches(column_names, batch_bytes))
+        | "FindSpans" >> beam.ParDo(_FindSpans(column_names, batch_bytes))
+        # Spans, not files, are the units of work of the second pass: spread them over workers.
+        | "SpreadSpans" >> beam.Reshuffle()
     )
     types = beam.pvalue.AsSingleton(
-        batches
-        | "BatchTypes" >> beam.Map(lambda batch: batch[3])
+        spans
+        | "SpanTypes" >> beam.Map(lambda span: list(span.types))
         | "SplitTypes" >> beam.CombineGlobally(_HighestTypes(len(column_names)))
     )
-    return batches, types
+    return spans, types
 
 
 class BatchedCsvToExample(beam.PTransform):
@@ -437,16 +490,16 @@ class BatchedCsvToExample(beam.PTransform):
         self._batch_bytes = batch_bytes
 
     def expand(self, pipeline: Any) -> beam.PCollection:
-        batches, types = _read_typed_batches(
+        spans, types = _find_typed_spans(
             pipeline, self._csv_files, self._column_names, self._batch_bytes
         )
-        return batches | "EncodeBatches" >> beam.ParDo(_EncodeBatch(), types)
+        return spans | "EncodeSpans" >> beam.ParDo(_EncodeSpan(self._column_names), types)
 
 
 class BatchedCsvToExampleFiles(beam.PTransform):
     """CSV files with one header to gzipped TFRecords of CsvExampleGen's tf.Examples.
 
-    Writes one file per batch into `output_dir` (one empty file if there are no rows); returns
+    Writes one file per span into `output_dir` (one empty file if there are no rows); returns
     the PCollection of the split's row count.
     """
 
@@ -464,12 +517,12 @@ class BatchedCsvToExampleFiles(beam.PTransform):
         self._batch_bytes = batch_bytes
 
     def expand(self, pipeline: Any) -> beam.PCollection:
-        batches, types = _read_typed_batches(
+        spans, types = _find_typed_spans(
             pipeline, self._csv_files, self._column_names, self._batch_bytes
         )
         return (
-            batches
-            | "WriteBatches" >> beam.ParDo(_WriteBatch(self._output_dir), types)
+            spans
+            | "WriteSpans" >> beam.ParDo(_WriteSpan(self._column_names, self._output_dir), types)
             | "CountRows" >> beam.CombineGlobally(sum)
             | "WriteEmptyIfNoRows" >> beam.Map(_write_empty_if_no_rows, self._output_dir)
         )

@@ -295,3 +295,15 @@ def test_comparison_sees_kind_value_and_empty_feature_differences() -> None:
     assert _canonical(example(a=empty_ints)) != _canonical(example(a=tf.train.Feature()))
     nan = tf.train.Feature(float_list=tf.train.FloatList(value=[float("nan")]))
     assert _canonical(example(a=nan)) == _canonical(example(a=nan))
+
+
+def test_a_file_changed_between_the_passes_is_an_error(tmp_path) -> None:
+    path = str(tmp_path / "data.csv")
+    _write_csv(path, ["a", "b"], [["1", "x"], ["2", "y"]])
+    start = len("a,b\n")
+    span = csv_batches.Span(path, 0, 0, start, start + len("1,x\n2,y\n"), 2, ())
+    assert csv_batches.parse_span(span, ["a", "b"]).num_rows == 2
+    with open(path, "w") as f:
+        f.write("a,b\n1,x\n\n\n\n")  # The same bytes hold one record now.
+    with pytest.raises(ValueError, match="changed while being read"):
+        csv_batches.parse_span(span, ["a", "b"])
