@@ -2,12 +2,16 @@
 
 TFX's CsvExampleGen (`tfx/components/example_gen/csv_example_gen/executor.py`) reads a split
 line by line, parses each line with tfx_bsl's `csv_decoder.ParseCSVLine`, infers each column's
-type over the whole split with `csv_decoder.ColumnTypeInferrer`, and builds one `tf.train.Example`
-per row in Python (`_ParsedCsvToTfExample`). That costs several Python calls per cell and per row.
-`BatchedCsvToExample` produces the same examples, but parses many lines per call with the `csv`
-module, infers types and converts values per column with Arrow compute kernels, and encodes the
-examples with tfx_bsl's C++ `RecordBatchToExamplesEncoder`. Cells the kernels cannot decide
-exactly as Python's `int()`/`float()` would are decided by those Python functions, as TFX does.
+type over the whole split with `csv_decoder.ColumnTypeInferrer`, builds one `tf.train.Example`
+per row in Python (`_ParsedCsvToTfExample`), and sends every example through Beam's reshuffle
+and TFRecord sink (`write_split.WriteSplit`). That costs several Python calls per cell and per
+row, and holds the whole split in memory. Here the same examples are made in two passes over
+spans of whole records (about `DEFAULT_BATCH_BYTES` each): the first parses each span and keeps
+only its column types; the second parses it again, converts each column with Arrow compute
+kernels to the split's types, encodes the rows with tfx_bsl's C++ `RecordBatchToExamplesEncoder`
+and writes them with TensorFlow's C++ TFRecord writer, one file per span. Spans without quotes
+are parsed by Arrow's C++ CSV reader, others by Python's `csv` as TFX does; cells the kernels
+cannot decide exactly as Python's `int()`/`float()` would are decided by those functions.
 
 The semantics kept from TFX (files named are in the installed tfx / tfx_bsl 1.16):
 - records: the header line is skipped; a record is complete when its lines hold an even number
