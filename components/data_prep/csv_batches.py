@@ -31,7 +31,6 @@ The semantics kept from TFX (files named are in the installed tfx / tfx_bsl 1.16
 import csv
 import dataclasses
 import os
-import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
@@ -65,8 +64,10 @@ _INT64_MAX = int(np.iinfo(np.int64).max)
 # infinity. Every other double converts the same way both ways (probed on protobuf 3.20).
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT32_HALFWAY_OVER_MAX = 3.4028235677973366e38
-# Text that Arrow's CSV reader could split differently from Python's `csv` module.
-_NEEDS_PYTHON_CSV = re.compile(b'["\\r\\x00]|^\\xef\\xbb\\xbf')
+# Bytes with which Arrow's CSV reader could split text differently from Python's `csv` module
+# (quotes, carriage returns, NULs; a byte-order mark Arrow drops only at the start).
+_NEEDS_PYTHON_CSV = (b'"', b"\r", b"\x00")
+_BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 # Bytes of CSV text read and decoded per batch: large enough that the per-batch work is small
 # next to the per-cell work, small enough that a batch of a big split stays a few tens of MB.
 DEFAULT_BATCH_BYTES = 8 << 20
@@ -121,7 +122,11 @@ class CsvRecordParser:
           ValueError: If a record has a different number of cells than the header has columns.
           UnicodeDecodeError: If the text is not UTF-8.
         """
-        if not self._pending and not _NEEDS_PYTHON_CSV.search(chunk):
+        if (
+            not self._pending
+            and not chunk.startswith(_BYTE_ORDER_MARK)
+            and not any(special in chunk for special in _NEEDS_PYTHON_CSV)
+        ):
             batch = self._parse_with_arrow(chunk)
             if batch is not None:
                 return batch
@@ -137,6 +142,10 @@ class CsvRecordParser:
         skipped by both. Anything Arrow rejects (a wrong cell count, bad UTF-8) or reads where
         Python's reader would fail (a cell over `csv.field_size_limit()`) goes to Python.
         """
+        # On Python 3.10 each Arrow reader call made with signal handlers on scans the whole
+        # heap (`gc.get_referrers`, pyarrow's workaround for bpo-42248): tens of ms per span.
+        # Nothing here needs Ctrl-C to interrupt Arrow mid-call; pyarrow's default is back after.
+        pa.enable_signal_handlers(False)
         try:
             table = pa_csv.read_csv(
                 pa.py_buffer(chunk),
@@ -152,6 +161,8 @@ class CsvRecordParser:
             )
         except pa.ArrowInvalid:
             return None
+        finally:
+            pa.enable_signal_handlers(True)
         table = table.combine_chunks()
         limit = csv.field_size_limit()
         for column in table.columns:
