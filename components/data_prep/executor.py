@@ -3,15 +3,18 @@
 import json
 from typing import Any
 
+import apache_beam as beam
 from absl import logging
 from tfx import types
+from tfx.components.example_gen import write_split
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.data_prep import time_split
+from components.data_prep import csv_batches, time_split
 from components.data_prep.source import DataError
 
 SOURCE_URI_KEY = "source_uri"
@@ -105,7 +108,17 @@ def prepared_input_config() -> example_gen_pb2.Input:
 
 
 class ExampleGenExecutor(csv_executor.Executor):
-    """CsvExampleGen's executor with the PreparedData artifact's directory as its input base."""
+    """CsvExampleGen's executor on the PreparedData artifact, converting CSV rows in batches.
+
+    It writes the examples CsvExampleGen would write for the same files (same features, kinds
+    and values, rows in input order; see `csv_batches`), several times faster: rows are decoded
+    column-wise and encoded and written in C++, instead of one Python-built `tf.train.Example`
+    per row passing one by one through Beam's reshuffle and TFRecord sink.
+    """
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        """The batched CSV conversion (`csv_batches.CsvToExamples`), one input split at a time."""
+        return csv_batches.CsvToExamples  # type: ignore[return-value]
 
     def Do(
         self,
@@ -115,6 +128,10 @@ class ExampleGenExecutor(csv_executor.Executor):
     ) -> None:
         """Converts `prepared_data`'s train and eval CSVs to `examples` splits.
 
+        Follows `BaseExampleGenExecutor.Do` for input splits (split names, payload and file
+        format properties, one gzipped TFRecord directory per split), writing each split with
+        `csv_batches.CsvToExampleFiles` in place of `GenerateExamplesByBeam` + `WriteSplit`.
+
         Args:
           input_dict: `prepared_data` (PreparedData).
           output_dict: `examples` (Examples).
@@ -122,9 +139,10 @@ class ExampleGenExecutor(csv_executor.Executor):
         """
         prepared = artifact_utils.get_single_instance(input_dict[PREPARED_DATA_KEY])
         properties = dict(exec_properties)
+        input_config = prepared_input_config()
         properties[standard_component_specs.INPUT_BASE_KEY] = prepared.uri
         properties[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(
-            prepared_input_config()
+            input_config
         )
         properties[standard_component_specs.OUTPUT_CONFIG_KEY] = proto_utils.proto_to_json(
             example_gen_pb2.Output()
@@ -135,4 +153,21 @@ class ExampleGenExecutor(csv_executor.Executor):
         properties[standard_component_specs.OUTPUT_FILE_FORMAT_KEY] = (
             example_gen_pb2.FORMAT_TFRECORDS_GZIP
         )
-        super().Do(input_dict, output_dict, properties)
+        self._log_startup(input_dict, output_dict, properties)
+        examples = output_dict[EXAMPLES_KEY]
+        split_names = [split.name for split in input_config.splits]
+        artifact_utils.get_single_instance(
+            examples
+        ).split_names = artifact_utils.encode_split_names(split_names)
+        with self._make_beam_pipeline() as pipeline:
+            for split in input_config.splits:
+                output_dir = artifact_utils.get_split_uri(examples, split.name)
+                _ = pipeline | f"CsvToExampleFiles[{split.name}]" >> csv_batches.CsvToExampleFiles(
+                    properties, split.pattern, output_dir
+                )
+        for artifact in examples:
+            examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
+            examples_utils.set_file_format(
+                artifact, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+            )
+        logging.info("Examples generated for splits %s from %s", split_names, prepared.uri)
