@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 SHARDS = 10
 VARIANTS = ("default", "pruned")
@@ -61,6 +62,7 @@ def write_examples(run_dir: str, copies: int, out_dir: str) -> int:
 
 def run_evaluator(args: argparse.Namespace) -> None:
     """Worker: runs one variant of the Evaluator executor (in this process)."""
+    from tfx import types
     from tfx.components.evaluator import executor as tfx_executor
     from tfx.dsl.components.base import base_beam_executor
     from tfx.types import artifact_utils, standard_artifacts
@@ -79,7 +81,7 @@ def run_evaluator(args: argparse.Namespace) -> None:
     examples.split_names = artifact_utils.encode_split_names(["eval"])
     model = standard_artifacts.Model()
     model.uri = _newest(os.path.join(args.run_dir, "pipeline_root", "Trainer", "model", "*"))
-    inputs = {"examples": [examples], "model": [model]}
+    inputs: dict[str, list[types.Artifact]] = {"examples": [examples], "model": [model]}
     if args.baseline:
         import tensorflow as tf
 
@@ -94,7 +96,7 @@ def run_evaluator(args: argparse.Namespace) -> None:
             os.path.join(baseline.uri, "Format-Serving"),
         )
         inputs["baseline_model"] = [baseline]
-    outputs = {}
+    outputs: dict[str, list[types.Artifact]] = {}
     for key, cls in (
         (specs.EVALUATION_KEY, standard_artifacts.ModelEvaluation),
         (specs.BLESSING_KEY, standard_artifacts.ModelBlessing),
@@ -102,7 +104,7 @@ def run_evaluator(args: argparse.Namespace) -> None:
         (executor.CLASSIFICATION_METRICS_KEY, ui_artifacts.ClassificationMetrics),
         (executor.REPORT_KEY, ui_artifacts.HTML),
     ):
-        artifact = cls()
+        artifact: types.Artifact = cls()
         directory = os.path.join(args.out, key)
         os.makedirs(directory)
         artifact.uri = os.path.join(directory, "value") if key == executor.REPORT_KEY else directory
@@ -113,8 +115,9 @@ def run_evaluator(args: argparse.Namespace) -> None:
         ),
         specs.EXAMPLE_SPLITS_KEY: json_utils.dumps(["eval"]),
     }
+    beam_args: list[Any] = list(MODES[args.mode])
     context = base_beam_executor.BaseBeamExecutor.Context(
-        beam_pipeline_args=MODES[args.mode], tmp_dir=os.path.join(args.out, "tmp"), unique_id="1"
+        beam_pipeline_args=beam_args, tmp_dir=os.path.join(args.out, "tmp"), unique_id="1"
     )
     if args.variant == "pruned":
         executor.Executor(context).Do(inputs, outputs, properties)
@@ -174,8 +177,7 @@ def compare(expected: dict[str, object], actual: dict[str, object]) -> tuple[flo
     worst, differing = 0.0, sorted(set(expected) ^ set(actual))
     for path in set(expected) & set(actual):
         a, b = expected[path], actual[path]
-        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
-        if numbers and not isinstance(a, bool):
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
             relative = abs(float(a) - float(b)) / max(1.0, abs(float(a)))
             if math.isfinite(relative):
                 worst = max(worst, relative)
