@@ -9,10 +9,10 @@ from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.extractors import unbatch_extractor
 
 PRUNE_STAGE_NAME = "PruneUnreadExtracts"
-# Batched extracts that no stage after the unbatching reads for this project's EvalConfigs:
-# the serialized examples and their Arrow batch (read by the feature, transform and predict
-# extractors and by SQL slicing, all of which run before), and transformed features beyond
-# the slicing keys (the label is taken out of them by LabelsExtractor, also before).
+# Dropped whole: the serialized examples and their Arrow batch, read only by the feature,
+# transform and predict extractors and by SQL slicing, all of which run before the pruning.
+# Raw and transformed features are cut down to the slicing keys (the label has already been
+# taken out of the transformed features by LabelsExtractor).
 _DROPPED_KEYS = (constants.INPUT_KEY, constants.ARROW_RECORD_BATCH_KEY)
 
 
