@@ -22,6 +22,8 @@ METRICS_KEY = "metrics"
 CLASSIFICATION_METRICS_KEY = "classification_metrics"
 REPORT_KEY = "report"
 UI_OUTPUT_KEYS = (METRICS_KEY, CLASSIFICATION_METRICS_KEY, REPORT_KEY)
+# TFX's Evaluator imports `custom_extractors` from this module (its `module_path` hook).
+EXTRACTORS_MODULE = "components.evaluator.extractors"
 # TFX's Evaluator writes this custom property on its ModelBlessing (1 blessed, 0 not).
 _BLESSED_PROPERTY = "blessed"
 NO_BASELINE = "none (first push: absolute thresholds only)"
@@ -108,6 +110,22 @@ def write_ui_outputs(
     )
 
 
+def with_pruned_extracts(exec_properties: dict[str, Any]) -> dict[str, Any]:
+    """Points TFX's `custom_extractors` hook at `extractors.py` unless user code is given.
+
+    TFX's executor imports `custom_extractors` (and `custom_eval_shared_model`, absent there,
+    so TFMA's default is kept) from `module_path`; a user's `module_file` or `module_path`
+    is left alone.
+    """
+    module_keys = (
+        standard_component_specs.MODULE_FILE_KEY,
+        standard_component_specs.MODULE_PATH_KEY,
+    )
+    if any(exec_properties.get(k) for k in module_keys):
+        return exec_properties
+    return {**exec_properties, standard_component_specs.MODULE_PATH_KEY: EXTRACTORS_MODULE}
+
+
 class Executor(tfx_evaluator_executor.Executor):
     """TFX's Evaluator executor, evaluating a stand-in baseline only when one was served, and
     writing UI reports TFX's executor never sees."""
@@ -137,7 +155,7 @@ class Executor(tfx_evaluator_executor.Executor):
             logging.info("No model served yet: evaluating the candidate without a baseline.")
             input_dict = {k: v for k, v in input_dict.items() if k != key}
         tfx_outputs = {k: v for k, v in output_dict.items() if k not in UI_OUTPUT_KEYS}
-        super().Do(input_dict, tfx_outputs, exec_properties)
+        super().Do(input_dict, tfx_outputs, with_pruned_extracts(exec_properties))
         eval_config = proto_utils.json_to_proto(
             exec_properties[standard_component_specs.EVAL_CONFIG_KEY], tfma.EvalConfig()
         )
