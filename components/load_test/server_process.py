@@ -102,6 +102,10 @@ class ServerProcess:
             # Nothing else arrives in the directory: poll rarely, stop without draining.
             "--file_system_poll_wait_seconds=60",
             "--drain_seconds=0",
+            # The candidate is a complete local copy: a failed load is the model's fault, not a
+            # half-arrived directory, so it is reported at once instead of retried (a retrying
+            # version stays LOADING, as TF Serving's loader_harness.cc reports it).
+            "--max_num_load_retries=0",
             "--log_format=text",
             f"--input_validation={self.input_validation}",
         ]
