@@ -214,16 +214,32 @@ def _baseline_artifact(production, out_dir: str) -> str:
     return artifact
 
 
+def _training_examples_uri(production, model_uri: str) -> str:
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    from components.drift_gate import lineage_graph
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = os.path.abspath(production.config.metadata_path)
+    store = metadata_store.MetadataStore(config)
+    [model] = [a for a in store.get_artifacts_by_type("Model") if a.uri == model_uri]
+    return lineage_graph.training_chain(store, model).examples.uri
+
+
 def _run_executor(production, out_dir: str, *, pruned: bool) -> str:
     """Runs the Evaluator on the second production run's examples and model, with the first
     pushed version as the served baseline: BaselineAwareEvaluator's executor (pruned) or
     TFX's own (TFMA's default extractors). Returns the evaluation directory."""
     root = production.config.pipeline_root
-    examples = standard_artifacts.Examples()
-    examples.uri = _newest(os.path.join(root, "ExampleGen", "examples", "*"))
-    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
     model = standard_artifacts.Model()
     model.uri = _newest(os.path.join(root, "Trainer", "model", "*"))
+    examples = standard_artifacts.Examples()
+    # The Examples that model was trained and evaluated on, as MLMD records them: other tests
+    # add runs to the same root that stop before training (ExampleGen's newest output is not
+    # necessarily the second run's).
+    examples.uri = _training_examples_uri(production, model.uri)
+    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
     baseline = standard_artifacts.Model()
     baseline.uri = _baseline_artifact(production, out_dir)
     baseline.set_string_custom_property("baseline_source", "pushed")
