@@ -54,9 +54,7 @@ def run_executor(
     from tfx.components.example_gen import base_example_gen_executor
     from tfx.components.example_gen.csv_example_gen import executor as csv_executor
     from tfx.dsl.components.base import base_beam_executor
-    from tfx.proto import example_gen_pb2
     from tfx.types import standard_artifacts, standard_component_specs
-    from tfx.utils import proto_utils
 
     from components.data_prep import executor as data_prep_executor
     from components.data_prep.artifacts import PreparedData
@@ -78,17 +76,7 @@ def run_executor(
     else:
         inputs = {}
         run = csv_executor.Executor(context)
-        properties = {
-            standard_component_specs.INPUT_BASE_KEY: prepared,
-            standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-                data_prep_executor.prepared_input_config()
-            ),
-            standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
-                example_gen_pb2.Output()
-            ),
-            standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-            standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-        }
+        properties = data_prep_executor.csv_example_gen_properties(prepared)
     profiler = cProfile.Profile() if profile else None
     start = time.perf_counter()
     cpu_start = _cpu_seconds()

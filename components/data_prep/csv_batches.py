@@ -475,7 +475,7 @@ def _find_typed_spans(
     pipeline: Any, csv_files: list[str], column_names: list[str], batch_bytes: int
 ) -> tuple[beam.PCollection, Any]:
     """The files' spans and, as a side input, the split's column types."""
-    if len(set(column_names)) != len(column_names):
+    if not batched_path_matches_tfx(column_names):
         raise ValueError(f"Column names must be unique for the batched path: {column_names}")
     spans = (
         pipeline

@@ -107,6 +107,26 @@ def prepared_input_config() -> example_gen_pb2.Input:
     )
 
 
+def csv_example_gen_properties(input_base: str) -> dict[str, Any]:
+    """The exec properties TFX's CsvExampleGen takes for DataPrep's output at `input_base`.
+
+    DataPrep's split layout as the input config, the splits kept as they are, tf.Examples in
+    gzipped TFRecords: what `ExampleGenExecutor` converts with, and what TFX's own executor is
+    run with when it is compared with that one (tests, `bench/examplegen_bench.py`).
+    """
+    return {
+        standard_component_specs.INPUT_BASE_KEY: input_base,
+        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
+            prepared_input_config()
+        ),
+        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
+            example_gen_pb2.Output()
+        ),
+        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+    }
+
+
 class ExampleGenExecutor(csv_executor.Executor):
     """CsvExampleGen's executor on the PreparedData artifact, converting CSV rows in batches.
 
@@ -138,21 +158,8 @@ class ExampleGenExecutor(csv_executor.Executor):
           exec_properties: None needed; CsvExampleGen's are filled in here.
         """
         prepared = artifact_utils.get_single_instance(input_dict[PREPARED_DATA_KEY])
-        properties = dict(exec_properties)
+        properties = {**exec_properties, **csv_example_gen_properties(prepared.uri)}
         input_config = prepared_input_config()
-        properties[standard_component_specs.INPUT_BASE_KEY] = prepared.uri
-        properties[standard_component_specs.INPUT_CONFIG_KEY] = proto_utils.proto_to_json(
-            input_config
-        )
-        properties[standard_component_specs.OUTPUT_CONFIG_KEY] = proto_utils.proto_to_json(
-            example_gen_pb2.Output()
-        )
-        properties[standard_component_specs.OUTPUT_DATA_FORMAT_KEY] = (
-            example_gen_pb2.FORMAT_TF_EXAMPLE
-        )
-        properties[standard_component_specs.OUTPUT_FILE_FORMAT_KEY] = (
-            example_gen_pb2.FORMAT_TFRECORDS_GZIP
-        )
         self._log_startup(input_dict, output_dict, properties)
         examples = output_dict[EXAMPLES_KEY]
         split_names = [split.name for split in input_config.splits]

@@ -11,9 +11,7 @@ import pytest
 import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
-from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
-from tfx.utils import proto_utils
 from tfx_bsl.coders import csv_decoder
 
 from components.data_prep import csv_batches, time_split
@@ -89,17 +87,7 @@ def _run_tfx_csv_example_gen(
         executor or csv_executor.Executor(),
         {},
         {standard_component_specs.EXAMPLES_KEY: [examples]},
-        {
-            standard_component_specs.INPUT_BASE_KEY: prepared,
-            standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
-                data_prep_executor.prepared_input_config()
-            ),
-            standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
-                example_gen_pb2.Output()
-            ),
-            standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
-            standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-        },
+        data_prep_executor.csv_example_gen_properties(prepared),
     )
 
 
