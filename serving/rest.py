@@ -70,21 +70,6 @@ def _compact(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _json_type(value: object) -> str:
-    """json_tensor.cc JsonTypeString: rapidjson's type names."""
-    if value is None:
-        return "Null"
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
-
-
 def _format_error(doc: object, *parts: str) -> InvalidArgumentError:
     """json_tensor.cc FormatError: "JSON Value: <the value> <what is wrong>"."""
     return InvalidArgumentError(f"JSON Value: {_compact(doc)} " + "".join(parts))
@@ -107,7 +92,7 @@ def _add_feature_value(value: object, name: str, feature: tf.train.Feature) -> N
     """
     if value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_b64(value)):
         raise InvalidArgumentError(
-            f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}"
+            f"Feature: {name} has element with unexpected JSON type: {tensors.json_type(value)}"
         )
     kind: str
     item: Any
@@ -154,7 +139,9 @@ def json_example(obj: object) -> tf.train.Example:
       InvalidArgumentError: If the object or a value cannot be converted (TF Serving's texts).
     """
     if not isinstance(obj, dict):
-        raise InvalidArgumentError(f"Example must be JSON object but got JSON {_json_type(obj)}")
+        raise InvalidArgumentError(
+            f"Example must be JSON object but got JSON {tensors.json_type(obj)}"
+        )
     example = tf.train.Example()
     for name, content in obj.items():
         feature = tf.train.Feature()

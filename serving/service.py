@@ -47,12 +47,15 @@ class Target:
         cls,
         request: predict_pb2.PredictRequest
         | classification_pb2.ClassificationRequest
-        | regression_pb2.RegressionRequest,
+        | regression_pb2.RegressionRequest
+        | get_model_metadata_pb2.GetModelMetadataRequest
+        | get_model_status_pb2.GetModelStatusRequest,
     ) -> Target:
         """Reads a request's ModelSpec; none is INVALID_ARGUMENT "Missing ModelSpec".
 
         As tensorflow_serving/servables/tensorflow/predict_impl.cc,
-        classification_service.cc and regression_service.cc.
+        classification_service.cc, regression_service.cc, and
+        model_servers/get_model_metadata_impl.cc and get_model_status_impl.cc.
         """
         if not request.HasField("model_spec"):
             raise InvalidArgumentError("Missing ModelSpec")
@@ -451,8 +454,7 @@ class InferenceService:
         self, request: get_model_metadata_pb2.GetModelMetadataRequest
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """Handles a GetModelMetadataRequest (only the `signature_def` field exists)."""
-        if not request.HasField("model_spec"):  # get_model_metadata_impl.cc
-            raise InvalidArgumentError("Missing ModelSpec")
+        target = Target.of_request(request)
         fields = list(request.metadata_field)
         if not fields:
             raise InvalidArgumentError(
@@ -461,7 +463,6 @@ class InferenceService:
         for field in fields:
             if field != "signature_def":
                 raise InvalidArgumentError(f"Metadata field {field} is not supported")
-        target = Target.from_spec(request.model_spec)
         with self._manager.lease(target.name, target.version, target.label) as servable:
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = target.name
@@ -481,9 +482,7 @@ class InferenceService:
         ModelSpec is INVALID_ARGUMENT; only `version` narrows the answer, a `version_label`
         is not read (all versions are reported).
         """
-        if not request.HasField("model_spec"):
-            raise InvalidArgumentError("Missing ModelSpec")
-        target = Target.from_spec(request.model_spec)
+        target = Target.of_request(request)
         response = get_model_status_pb2.GetModelStatusResponse()
         for status in self._manager.statuses(target.name, target.version):
             entry = response.model_version_status.add(

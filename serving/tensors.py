@@ -271,18 +271,19 @@ def _decode_json_value(value: object, is_string: bool, where: str) -> object:
 
 
 def json_type(value: object) -> str:
-    """Returns the JSON type name of a decoded JSON value."""
+    """A decoded JSON value's type as TF Serving names it in errors: rapidjson's type names
+    (tensorflow_serving/util/json_tensor.cc, JsonTypeString)."""
     if value is None:
-        return "null"
+        return "Null"
     if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
+        return "True" if value else "False"
+    if isinstance(value, dict):
+        return "Object"
     if isinstance(value, list):
-        return "array"
-    return "object"
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
 
 
 def from_json(value: object, dtype: int, where: str) -> np.ndarray:
