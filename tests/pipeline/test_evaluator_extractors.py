@@ -19,34 +19,20 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.utils import json_utils, proto_utils
 
 import model_contract
-from components import features, ui_artifacts
+from components import ui_artifacts
 from components.evaluator import executor as evaluator
 from components.evaluator import extractors
 from pipeline.config import EvaluationSettings
 from pipeline.evaluation import build_eval_config
+from tests.pipeline.scored_examples import write_scored_examples
 
 _COMPANIES = ("Flash Cab", "Taxi Affiliation Services", "Yellow Cab", "")
 
 
 def _write_examples(path: str, count: int = 400) -> None:
-    """Scored trips with every slicing feature, some company values missing."""
-    rng = np.random.default_rng(11)
-    with tf.io.TFRecordWriter(path) as writer:
-        for i in range(count):
-            card = i % 3 != 0
-            label = int(card and rng.random() < 0.6)
-            example = tf.train.Example()
-            feature = example.features.feature
-            feature[features.LABEL_KEY].int64_list.value.append(label)
-            feature["payment_type"].bytes_list.value.append(b"Credit Card" if card else b"Cash")
-            if _COMPANIES[i % 4]:
-                feature["company"].bytes_list.value.append(_COMPANIES[i % 4].encode())
-            feature["trip_start_hour"].int64_list.value.append(i % 24)
-            feature["fare"].float_list.value.append(float(rng.uniform(3, 40)))
-            for name, signal in (("p_candidate", 0.5), ("p_baseline", 0.2)):
-                score = np.clip(0.25 + signal * label + rng.normal(0, 0.25), 0.001, 0.999)
-                feature[name].float_list.value.append(float(score))
-            writer.write(example.SerializeToString())
+    """Scored trips with every slicing feature, some company values missing, and a feature
+    (fare) that slicing never reads."""
+    write_scored_examples(path, count, seed=11, companies=_COMPANIES, noise=(0.25, 0.25), fare=True)
 
 
 def _model_agnostic_config() -> tfma.EvalConfig:
@@ -219,14 +205,10 @@ def _baseline_artifact(production, out_dir: str) -> str:
 
 
 def _training_examples_uri(production, model_uri: str) -> str:
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
     from components.drift_gate import lineage_graph
+    from pipeline import lineage
 
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = os.path.abspath(production.config.metadata_path)
-    store = metadata_store.MetadataStore(config)
+    store = lineage.sqlite_store(os.path.abspath(production.config.metadata_path))
     [model] = [a for a in store.get_artifacts_by_type("Model") if a.uri == model_uri]
     return lineage_graph.training_chain(store, model).examples.uri
 

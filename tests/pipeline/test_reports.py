@@ -4,15 +4,13 @@ ClassificationMetrics and HTML, checked in the shapes the KFP UI reads."""
 import os
 import re
 
-import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from google.protobuf import struct_pb2
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.types import standard_artifacts
 
-from components import features, ui_artifacts
+from components import ui_artifacts
 from components.evaluator import component as evaluator_component
 from components.evaluator import executor as evaluator
 from components.reports import anomalies as anomalies_report
@@ -20,27 +18,14 @@ from components.reports import evaluation as evaluation_lib
 from components.reports import html_report
 from pipeline.config import EvaluationSettings
 from pipeline.evaluation import build_eval_config
+from tests.pipeline.scored_examples import write_scored_examples
 
 _COMPANIES = ("Flash Cab", "Taxi Affiliation Services", "Yellow Cab")
 
 
 def _write_examples(path: str, count: int = 240) -> None:
     """Scored trips: the candidate separates big tippers better than the baseline."""
-    rng = np.random.default_rng(7)
-    with tf.io.TFRecordWriter(path) as writer:
-        for i in range(count):
-            card = i % 3 != 0
-            label = int(card and rng.random() < 0.6)
-            example = tf.train.Example()
-            feature = example.features.feature
-            feature[features.LABEL_KEY].int64_list.value.append(label)
-            feature["payment_type"].bytes_list.value.append(b"Credit Card" if card else b"Cash")
-            feature["company"].bytes_list.value.append(_COMPANIES[i % 3].encode())
-            feature["trip_start_hour"].int64_list.value.append(i % 24)
-            for name, signal, noise in (("p_candidate", 0.5, 0.2), ("p_baseline", 0.2, 0.3)):
-                score = np.clip(0.25 + signal * label + rng.normal(0, noise), 0.001, 0.999)
-                feature[name].float_list.value.append(float(score))
-            writer.write(example.SerializeToString())
+    write_scored_examples(path, count, seed=7, companies=_COMPANIES, noise=(0.2, 0.3))
 
 
 def _evaluate(tmp: str, *, with_baseline: bool) -> tuple[str, tfma.EvalConfig]:
