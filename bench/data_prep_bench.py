@@ -17,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 
+from bench import scale_bench
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIME_COLUMN = "trip_start_timestamp"
 
 # Runs in the measured process: only the split is timed; RSS is the process's own peak.
 _CHILD = """
@@ -42,37 +43,15 @@ print(json.dumps({
 """
 
 
-def sample_path() -> str:
-    """The taxi sample inside the installed tfx wheel."""
-    import tfx  # Local import: only the input builder needs the package location.
-
-    return os.path.join(
-        os.path.dirname(tfx.__file__), "examples", "chicago_taxi_pipeline", "data", "simple"
-    )
-
-
 def build_input(copies: int, work: str) -> str:
     """Writes (once) the sample repeated `copies` times with shifted timestamps; returns it."""
-    path = os.path.join(work, f"taxi_x{copies}", "data.csv")
-    if os.path.exists(path):
-        return path
-    with open(os.path.join(sample_path(), "data.csv"), newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        rows = list(reader)
-    index = header.index(TIME_COLUMN)
-    stamps = [int(row[index]) for row in rows]
-    shift = max(stamps) - min(stamps) + 1
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    partial = path + ".partial"
-    with open(partial, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        for k in range(copies):
-            for row, stamp in zip(rows, stamps, strict=True):
-                row[index] = str(stamp + k * shift)
-                writer.writerow(row)
-    os.replace(partial, path)
+    directory = os.path.join(work, f"taxi_x{copies}")
+    path = os.path.join(directory, "data.csv")
+    if not os.path.exists(path):
+        sample = scale_bench.sample_path()
+        with open(sample, newline="") as f:
+            sample_rows = sum(1 for _ in csv.reader(f)) - 1  # without the header
+        scale_bench.build_dataset(sample, copies * sample_rows, directory)
     return path
 
 

@@ -8,20 +8,22 @@ for. Prints wall time, CPU time (the process tree) and peak RSS, and compares ev
 plot and the validation of each variant with the first one.
 
 Usage: `.venv/bin/python -m bench.evaluator_bench [--run-dir out/local] [--copies 100]
-[--baseline] [--variants default,pruned] [--modes in_memory,multi_processing]`.
+[--baseline] [--variants default,pruned] [--modes in_memory,multi_processing]
+[--profile FILE]`.
 """
 
 import argparse
+import cProfile
 import glob
 import json
 import math
 import os
 import resource
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
+
+from bench import pipeline_bench
 
 SHARDS = 10
 VARIANTS = ("default", "pruned")
@@ -188,20 +190,6 @@ def compare(expected: dict[str, object], actual: dict[str, object]) -> tuple[flo
     return worst, differing
 
 
-def measure(command: list[str], log_path: str) -> tuple[float, float, float, int]:
-    """Wall s, CPU s of the process tree it reaped, peak RSS MB and exit code of a command."""
-    start = time.monotonic()
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    return (
-        time.monotonic() - start,
-        usage.ru_utime + usage.ru_stime,
-        usage.ru_maxrss / 1024,
-        os.waitstatus_to_exitcode(status),
-    )
-
-
 def main() -> int:
     """Runs the variants and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -210,6 +198,11 @@ def main() -> int:
     parser.add_argument("--baseline", action="store_true", help="evaluate the pushed model too")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--modes", default="in_memory")
+    parser.add_argument(
+        "--profile",
+        help="write a cProfile of each variant's worker process to PROFILE.<variant>-<mode> "
+        "(in_memory: the whole Evaluator; read with `python -m pstats`)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -217,8 +210,14 @@ def main() -> int:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        run_evaluator(args)
+        if args.profile:
+            cProfile.runctx("run_evaluator(args)", globals(), {"args": args}, args.profile)
+        else:
+            run_evaluator(args)
         return 0
+    # Workers run from the project root (`-m bench.evaluator_bench`); paths are made absolute.
+    args.run_dir = os.path.abspath(args.run_dir)
+    args.profile = args.profile and os.path.abspath(args.profile)
     variants, modes = args.variants.split(","), args.modes.split(",")
     unknown = sorted((set(variants) - set(VARIANTS)) | (set(modes) - set(MODES)))
     if unknown:
@@ -235,17 +234,21 @@ def main() -> int:
             command += [f"--variant={variant}", f"--mode={mode}", f"--examples={examples}"]
             command += [f"--out={out}", f"--run-dir={args.run_dir}"]
             command += ["--baseline"] if args.baseline else []
+            if args.profile:
+                command += [f"--profile={args.profile}.{variant}-{mode}"]
             print(f"Running {variant} extracts, {mode}...", flush=True)
-            wall, cpu, rss, code = measure(command, f"{out}.log")
-            check = "FAILED, see log" if code else "reference"
-            if not code:
+            name = f"{variant}, {mode}"
+            m = pipeline_bench.measure(name, command, dict(os.environ), f"{out}.log")
+            check = "FAILED, see log" if m.returncode else "reference"
+            if not m.returncode:
                 values = load_results(os.path.join(out, "evaluation"))
                 if reference is None:
                     reference = values
+                    check = f"reference ({len(values)} values)"
                 else:
                     worst, differing = compare(reference, values)
-                    check = f"{len(differing)} differ, max rel diff {worst:.1e}"
-            results.append((f"{variant}, {mode}", wall, cpu, rss, check))
+                    check = f"{len(differing)} of {len(values)} differ, max rel diff {worst:.1e}"
+            results.append((name, m.wall_s, m.cpu_s, m.peak_rss_mb, check))
     print(f"\n{'variant':<28}{'wall s':>8}{'CPU s':>8}{'rows/s':>8}{'RSS MB':>8}  metrics")
     for name, wall, cpu, rss, check in results:
         print(f"{name:<28}{wall:>8.1f}{cpu:>8.1f}{rows / wall:>8.0f}{rss:>8.0f}  {check}")

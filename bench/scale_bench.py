@@ -86,11 +86,17 @@ def repeated_rows(sample: str, rows: int) -> Iterator[list[str]]:
 
 
 def build_dataset(sample: str, rows: int, directory: str) -> str:
-    """Writes `<directory>/data.csv` with `rows` rows (see `repeated_rows`); returns its path."""
+    """Writes `<directory>/data.csv` with `rows` rows (see `repeated_rows`); returns its path.
+
+    Written under another name and renamed, so an interrupted build leaves no partial file for
+    a bench that reuses an existing one.
+    """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "data.csv")
-    with open(path, "w", newline="") as f:
+    partial = path + ".partial"
+    with open(partial, "w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(repeated_rows(sample, rows))
+    os.replace(partial, path)
     return path
 
 
@@ -162,13 +168,9 @@ class RunResult:
 
 def step_windows(metadata_path: str) -> list[tuple[str, float, float]]:
     """(node id, start, end) in Unix seconds of every execution of the newest run, in order."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
+    from pipeline import lineage
 
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
+    store = lineage.sqlite_store(metadata_path)
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
         raise RuntimeError(f"{metadata_path}: no pipeline run recorded")
@@ -190,13 +192,9 @@ def step_windows(metadata_path: str) -> list[tuple[str, float, float]]:
 
 def run_rows(metadata_path: str) -> dict[str, int]:
     """Rows per split DataPrep recorded in the newest run ("train", "eval")."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
+    from pipeline import lineage
 
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
+    store = lineage.sqlite_store(metadata_path)
     # The DataPrep component's own artifact type (components/data_prep/artifacts.py).
     artifacts = store.get_artifacts_by_type("data_prep.PreparedData")
     newest = max(artifacts, key=lambda a: a.create_time_since_epoch)

@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import psutil
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
@@ -88,15 +89,14 @@ def _measure(call: Callable[[int], None], concurrency: int, duration_s: float) -
 
 
 def _cpu_seconds(pid: int | None) -> float | None:
-    """CPU time (user + system) of this process (None) or of `pid` (Linux /proc; else None)."""
+    """CPU time (user + system) of this process (None) or of `pid` (None once it is gone)."""
     if pid is None:
         return time.process_time()
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return float(times.user + times.system)
 
 
 def _summary(parts: list[dict[str, Any]]) -> dict[str, Any]:
