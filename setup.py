@@ -12,7 +12,12 @@ setup(
     packages=find_packages(
         include=[
             "pipeline*",
+            "runners*",
+            "operations*",
+            "commands*",
             "components*",
+            "model*",
+            "metadata*",
             "schemas*",
             "model_contract*",
             "serving*",
@@ -27,7 +32,7 @@ setup(
         # The REST front end and the JSON logs of serving/ (versions pinned in constraints.txt).
         "tornado",
         "python-json-logger",
-        # Traces (serving/tracing.py, pipeline/telemetry.py). The OTLP exporter stays at 1.15.0:
+        # Traces (serving/tracing.py, operations/telemetry.py). The OTLP exporter stays at 1.15.0:
         # later ones pin the SDK to their own minor version, and the protobuf 3.20 compatible
         # ones (<= 1.27) would then need an SDK older than the 1.45 the GCP packages require.
         "opentelemetry-sdk",

@@ -122,7 +122,7 @@ def main() -> int:
     project = [
         sys.executable,
         "-m",
-        "pipeline.cli",
+        "commands.cli",
         "run",
         "--set",
         f"output_dir={os.path.join(workdir, 'project')}",

@@ -2,7 +2,7 @@
 
 The datasets are the taxi sample shipped in the tfx wheel repeated, each copy's
 `trip_start_timestamp` shifted past the previous copy's last one, so the time split still holds
-and the newest fifth is still the eval split. Each size runs `python -m pipeline.cli run` in a
+and the newest fifth is still the eval split. Each size runs `python -m commands.cli run` in a
 fresh output directory (cold: nothing cached, no pushed baseline). While it runs, the resident
 memory of its whole process tree (the runner and any Beam worker processes, summed) is sampled;
 afterwards each step's window is read from ML-Metadata (an execution's creation and last update
@@ -168,7 +168,7 @@ class RunResult:
 
 def step_windows(metadata_path: str) -> list[tuple[str, float, float]]:
     """(node id, start, end) in Unix seconds of every execution of the newest run, in order."""
-    from pipeline import lineage
+    from operations import lineage
 
     store = lineage.sqlite_store(metadata_path)
     runs = store.get_contexts_by_type("pipeline_run")
@@ -192,7 +192,7 @@ def step_windows(metadata_path: str) -> list[tuple[str, float, float]]:
 
 def run_rows(metadata_path: str) -> dict[str, int]:
     """Rows per split DataPrep recorded in the newest run ("train", "eval")."""
-    from pipeline import lineage
+    from operations import lineage
 
     store = lineage.sqlite_store(metadata_path)
     # The DataPrep component's own artifact type (components/data_prep/artifacts.py).
@@ -210,7 +210,7 @@ def run_pipeline(rows: int, source: str, output_dir: str, overrides: Sequence[st
     command = [
         sys.executable,
         "-m",
-        "pipeline.cli",
+        "commands.cli",
         "run",
         "--set",
         f"source_data={source}",
@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra `pipeline.cli run --set` overrides for every run (e.g. beam.mode=in_memory)",
+        help="extra `commands.cli run --set` overrides for every run (e.g. beam.mode=in_memory)",
     )
     args = parser.parse_args(argv)
     try:

@@ -14,7 +14,7 @@ import pydantic.dataclasses
 from pydantic import Field
 
 from components.anomalies_gate import policies
-from components.trainer.hyperparameters import Hyperparameters
+from model.trainer.hyperparameters import Hyperparameters
 from pipeline.beam import BeamSettings, beam_pipeline_args
 from serving.tracing import TracingSettings
 from typed_config import CONFIG, ConfigError, Settings, build
@@ -164,7 +164,7 @@ class LocalConfig(Settings):
       beam: Beam runner of the Beam steps (see `pipeline.beam.BeamSettings`); `mode=auto`
         picks the DirectRunner mode from the source size measured at the start of the run.
       serve_after_run: After a push, serve the model briefly and answer one gRPC prediction.
-      tracing: OpenTelemetry spans per run and per step (`pipeline/telemetry.py`).
+      tracing: OpenTelemetry spans per run and per step (`operations/telemetry.py`).
       metrics: Prometheus metrics of each run (textfile and/or Pushgateway).
     """
 

@@ -4,7 +4,7 @@ import json
 
 import tensorflow_model_analysis as tfma
 
-from components import features
+from model import features
 from pipeline.config import EvaluationSettings
 
 PREDICTION_KEY = "probabilities"

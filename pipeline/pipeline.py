@@ -1,7 +1,7 @@
 """What the DAG is: the one TFX pipeline, built from typed settings, with no I/O.
 
-Where it runs lives elsewhere: `pipeline/local_runner.py` (BeamDagRunner) and
-`pipeline/kubeflow_v2/` (KFP v2 spec).
+Where it runs lives elsewhere: `runners/local.py` (BeamDagRunner) and
+`runners/kubeflow/` (KFP v2 spec).
 """
 
 from collections.abc import Mapping, Sequence
@@ -14,17 +14,18 @@ from tfx.orchestration import data_types
 
 from components.anomalies_gate.component import AnomaliesGate
 from components.data_prep.component import DataPrep, ExampleGen
-from components.drift_gate import drift, lineage_graph
+from components.drift_gate import drift
 from components.drift_gate.component import DriftGate
 from components.evaluator.component import BaselineAwareEvaluator
 from components.latest_pushed_model.component import LatestPushedModel
 from components.load_test.component import LoadTest
 from components.pusher.component import AtomicPusher
+from metadata import lineage_graph
 from pipeline.config import PipelineSettings
 from pipeline.evaluation import build_eval_config
 
-PREPROCESSING_FN = "components.transform.preprocessing_fn"
-RUN_FN = "components.trainer.run.run_fn"
+PREPROCESSING_FN = "model.preprocessing.preprocessing_fn"
+RUN_FN = "model.trainer.run.run_fn"
 NODE_IDS = (
     "DataPrep",
     "ExampleGen",

@@ -7,7 +7,41 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = ("schemas", "typed_config", "model_contract", "components", "pipeline", "serving")
+PACKAGES = (
+    "schemas",
+    "typed_config",
+    "model_contract",
+    "metadata",
+    "model",
+    "components",
+    "pipeline",
+    "operations",
+    "runners",
+    "commands",
+    "serving",
+)
+# Each folder's role, lowest first: a folder may import only folders listed before it
+# (serving/ is its own branch: it builds on the three contracts and nothing else).
+#   schemas, model_contract, typed_config: contracts every other folder reads
+#   metadata:    reading ML-Metadata and TFMA results (the one place that knows their layout)
+#   model:       what is learned (feature roles, preprocessing_fn, the Keras trainer)
+#   components:  the custom TFX components, one folder each with its settings
+#   pipeline:    what the DAG is (create_pipeline, its settings, Beam arguments), no I/O
+#   operations:  operating what was pushed (summary, lineage, monitor, telemetry, schema diff)
+#   runners:     where the DAG runs (local BeamDagRunner, Kubeflow compile/submit, pod code)
+#   commands:    the one command people type
+LAYERS = (
+    "schemas",
+    "model_contract",
+    "typed_config",
+    "metadata",
+    "model",
+    "components",
+    "pipeline",
+    "operations",
+    "runners",
+    "commands",
+)
 
 
 def _modules(folder: str) -> list[pathlib.Path]:
@@ -44,14 +78,43 @@ def test_typed_config_depends_on_the_standard_library_and_pydantic_only() -> Non
         assert not outside, f"{path.relative_to(ROOT)} imports {outside}"
 
 
+@pytest.mark.parametrize("index", range(len(LAYERS)))
+def test_each_layer_imports_only_the_layers_below_it(index: int) -> None:
+    folder, above = LAYERS[index], set(LAYERS[index + 1 :])
+    for path in _modules(folder):
+        bad = _top(_imports(path)) & (above | {"tests", "devtools", "bench", "kubeflow"})
+        assert not bad, f"{path.relative_to(ROOT)} ({folder}) imports {bad}, which is above it"
+
+
+def test_code_that_runs_inside_a_kfp_pod_does_not_import_the_compiler() -> None:
+    # runners/kubeflow/pod/ is what the image runs in each step; the compile/submit side needs
+    # the kfp SDK's compiler and client and the whole DAG, which a step must not depend on (the
+    # spec's protos, kfp.pipeline_spec, are what the launcher hands the step, so they are fine).
+    for path in _modules("runners/kubeflow/pod"):
+        names = _imports(path)
+        bad = {
+            n
+            for n in names
+            if n.startswith("runners.") and not n.startswith("runners.kubeflow.pod")
+        }
+        bad |= {n for n in names if n.split(".")[0] in {"pipeline", "commands", "operations"}}
+        bad |= {
+            n for n in names if n.split(".")[0] == "kfp" and not n.startswith("kfp.pipeline_spec")
+        }
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
 @pytest.mark.parametrize(
     ("folder", "forbidden"),
     [
         ("components", {"pipeline", "kubeflow", "serving"}),
-        ("serving", {"tfx", "pipeline", "components", "kubeflow", "kfp", "apache_beam", "tests"}),
-        ("schemas", {"components", "pipeline", "serving", "typed_config", "model_contract"}),
+        (
+            "serving",
+            {"tfx", "kubeflow", "kfp", "apache_beam", "tests", *LAYERS[3:]},
+        ),
+        ("schemas", {"serving", *LAYERS[1:]}),
         # The model directory contract sits below everything that reads or writes it.
-        ("model_contract", {"schemas", "components", "pipeline", "serving", "kubeflow"}),
+        ("model_contract", {"schemas", "serving", "kubeflow", *LAYERS[2:]}),
     ],
 )
 def test_folders_import_only_downstream(folder: str, forbidden: set[str]) -> None:
@@ -82,7 +145,7 @@ _CONTRACT_LITERALS = (
 )
 
 
-@pytest.mark.parametrize("folder", ["components", "pipeline", "serving"])
+@pytest.mark.parametrize("folder", [f for f in PACKAGES if f not in {"model_contract"}])
 def test_model_directory_contract_is_written_only_in_model_contract(folder: str) -> None:
     for path in _modules(folder):
         tree = ast.parse(path.read_text())
@@ -119,7 +182,7 @@ def test_no_sys_path_manipulation_anywhere() -> None:
 
 
 def test_components_use_no_future_annotations_and_no_module_file() -> None:
-    for path in _modules("components") + _modules("pipeline"):
+    for path in _modules("components") + _modules("pipeline") + _modules("model"):
         source = path.read_text()
         assert "from __future__ import annotations" not in source, path
         tree = ast.parse(source)
@@ -144,9 +207,9 @@ def test_every_pipeline_node_is_named_and_user_code_is_a_dotted_path(tmp_path) -
     by_id = {c.id: c for c in built.components}
     assert (
         by_id["Transform"].exec_properties["preprocessing_fn"]
-        == "components.transform.preprocessing_fn"
+        == "model.preprocessing.preprocessing_fn"
     )
-    assert by_id["Trainer"].exec_properties["run_fn"] == "components.trainer.run.run_fn"
+    assert by_id["Trainer"].exec_properties["run_fn"] == "model.trainer.run.run_fn"
     assert not by_id["Trainer"].exec_properties.get("module_file")
     # Transform and Trainer only see the schema both gates passed on, chained.
     assert by_id["DriftGate"].inputs["schema"].producer_component_id == "AnomaliesGate"

@@ -58,21 +58,21 @@ def _probe(module: str, *args: str) -> tuple[int, list[str], str]:
 @pytest.mark.parametrize(
     ("argv", "exit_code", "message"),
     [
-        (["pipeline.cli", "--help"], 0, ""),
+        (["commands.cli", "--help"], 0, ""),
         (
-            ["pipeline.cli", "run", "--set", "settings.train_steps=0"],
+            ["commands.cli", "run", "--set", "settings.train_steps=0"],
             2,
             "config error: Invalid config value for 'settings.train_steps': expected >= 1",
         ),
         (
-            ["pipeline.cli", "rollback", "--set", "settings.no_such_field=1"],
+            ["commands.cli", "rollback", "--set", "settings.no_such_field=1"],
             2,
             "config error: Unknown config field(s) ['settings.no_such_field']",
         ),
-        (["pipeline.kubeflow_v2", "--help"], 0, ""),
-        (["pipeline.kubeflow_v2", "compile", "--help"], 0, ""),
+        (["runners.kubeflow", "--help"], 0, ""),
+        (["runners.kubeflow", "compile", "--help"], 0, ""),
         (
-            ["pipeline.kubeflow_v2", "compile", "image=tfx-taxi:latest"],
+            ["runners.kubeflow", "compile", "image=tfx-taxi:latest"],
             2,
             "config error: Invalid config value for 'image'",
         ),

@@ -17,7 +17,8 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 import model_contract
-from components.drift_gate import drift, lineage_graph
+from components.drift_gate import drift
+from metadata import lineage_graph
 
 STATISTICS_KEY = "statistics"
 SCHEMA_KEY = "schema"

@@ -2,7 +2,7 @@
 
 `components.tfjob.launcher.run_fn` runs inside the KFP Trainer pod (TFX's Trainer executor,
 so inputs, outputs and MLMD stay TFX's): it writes the resolved FnArgs next to the model run
-output, creates a TFJob whose replicas run `components.trainer.replica` on them, waits for the
+output, creates a TFJob whose replicas run `model.trainer.replica` on them, waits for the
 job's terminal condition, and leaves the Chief's export where TFX's executor checks for it.
 """
 
@@ -17,10 +17,10 @@ from absl import logging
 from tfx import v1 as tfx
 
 from components.tfjob import manifest
-from components.trainer import replica
+from model.trainer import replica
 
 CUSTOM_CONFIG_KEY = "tfjob"
-REPLICA_COMMAND = ("python", "-m", "components.trainer.replica", "--fn-args")
+REPLICA_COMMAND = ("python", "-m", "model.trainer.replica", "--fn-args")
 # Where Kubernetes mounts the pod's own namespace (every pod with a service account).
 NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 POLL_S = 15.0

@@ -6,7 +6,7 @@ keyed by `Chief`/`Worker`, container name `tensorflow`; `common_types.go`: `Repl
 `replicas`/`template`/`restartPolicy`, `RunPolicy` `cleanPodPolicy`/`backoffLimit`/
 `activeDeadlineSeconds`, `JobCondition` types `Succeeded`/`Failed`). The operator sets
 `TF_CONFIG` in every replica; MultiWorkerMirroredStrategy trains on the Chief and the Workers
-and only the Chief exports (`components.trainer.strategy.is_chief`).
+and only the Chief exports (`model.trainer.strategy.is_chief`).
 """
 
 import dataclasses

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Imported after parsing: --help stays fast.
     from devtools.kfp_backend.backend import Backend, BackendError
-    from pipeline.kubeflow_v2 import spec as spec_lib
+    from runners.kubeflow import spec as spec_lib
 
     parameters = {}
     for pair in args.param:

@@ -39,8 +39,8 @@ from devtools.kfp_backend.mlmd import (
     PipelineRun,
 )
 from devtools.kfp_backend.objectstore import ObjectStore
-from pipeline.kubeflow_v2 import spec as spec_lib
-from pipeline.kubeflow_v2.container import EXECUTOR_LOGS_KEY, local_path_for_uri
+from runners.kubeflow import spec as spec_lib
+from runners.kubeflow.pod.container import EXECUTOR_LOGS_KEY, local_path_for_uri
 
 # `backend/src/v2/config/env.go`: the root when neither the run nor the ConfigMap gives one.
 DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"

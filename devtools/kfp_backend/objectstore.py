@@ -9,7 +9,7 @@ under a key prefix and writes each one (a prefix with no objects downloads nothi
 import os
 import shutil
 
-from pipeline.kubeflow_v2.container import local_path_for_uri
+from runners.kubeflow.pod.container import local_path_for_uri
 
 
 class ObjectStore:

@@ -17,8 +17,8 @@ import tensorflow as tf
 import model_contract
 from pipeline import beam as beam_lib
 from pipeline import config as config_lib
-from pipeline import local_runner
-from pipeline.kubeflow_v2 import config as kubeflow_config_lib
+from runners import local as local_runner
+from runners.kubeflow import config as kubeflow_config_lib
 from typed_config import ConfigError
 
 GOLDEN_DIR = os.path.join(os.path.dirname(__file__), "golden", "beam_args")
@@ -274,7 +274,7 @@ def test_pipeline_runs_on_portable_runner_with_external_worker_pool(tmp_path, be
 
 
 def test_compiled_spec_carries_each_steps_beam_args() -> None:
-    from pipeline.kubeflow_v2 import compiler
+    from runners.kubeflow import compiler
 
     example = os.path.join(REPO, "kubeflow", "pipeline", "config.example.json")
     flink = kubeflow_config_lib.load_kubeflow_config(example, CLUSTER_RUNNERS["flink"])

@@ -6,9 +6,9 @@ import json
 import pydantic
 import pytest
 
+from commands import cli
 from components.anomalies_gate import policies
-from components.trainer.hyperparameters import Hyperparameters
-from pipeline import cli
+from model.trainer.hyperparameters import Hyperparameters
 from pipeline import config as config_lib
 
 

@@ -10,10 +10,11 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import model_contract
-from components import features
+from model import features
+from operations import summary
 from pipeline import config as config_lib
-from pipeline import local_runner, summary
 from pipeline import pipeline as pipeline_lib
+from runners import local as local_runner
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,373 @@
+"""Submits a compiled spec to a KFP v2 API server with kfp.Client (token from the environment).
+
+One run, or a recurring run (cron), either from the spec file itself or from a new version of
+a named pipeline uploaded first. The run's `pipeline_root` is always sent: KFP's backend never
+reads the spec's `defaultPipelineRoot` (`backend/src/v2/driver/root_dag.go` takes the run's
+root or the `kfp-launcher` ConfigMap's).
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import traceback
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from runners.kubeflow import spec as spec_lib
+
+TOKEN_ENV = "KFP_AUTH_TOKEN"
+# KFP's scheduler parses cron with seconds first (robfig/cron, 6 fields), e.g. `0 0 3 * * *`.
+CRON_FIELDS = 6
+INSECURE_FLAG = "--insecure-allow-http-token"
+# What a KFP error body may echo of a credential: bearer/basic values, JWTs (three base64url
+# parts, the first starting `eyJ`: `{"`), and JSON or query fields named like a secret.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
+    re.compile(
+        r"(?i)([\"']?(?:access_token|id_token|refresh_token|token|authorization|password|secret)"
+        r"[\"']?\s*[:=]\s*[\"']?)[^\"'&,\s}]+"
+    ),
+)
+
+
+class SubmitError(RuntimeError):
+    """The run could not be submitted; the message says why (no traceback needed)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitRequest:
+    """What `submit` sends.
+
+    Attributes:
+      spec_path: Compiled spec (`.yaml`).
+      host: KFP API endpoint, e.g. `https://kfp.example.com/pipeline` or `http://127.0.0.1:8888`.
+      namespace: Kubernetes namespace of the run (multi-user KFP); empty = the client's default.
+      experiment: Experiment name (created when missing).
+      run_name: Run (or recurring run) display name; empty = the pipeline name.
+      parameters: Pipeline parameter values (e.g. `{"source_uri": "/mnt/taxi/data/2024-06"}`).
+      disable_caching: Run every step, whatever the compiled caching options say.
+      pipeline_root: Artifact root of the run; empty = the spec's `defaultPipelineRoot` (the
+        config's `pipeline_root`).
+      pipeline_name: When set, upload the spec as a new version of this pipeline (created on
+        first upload) and run that version.
+      version_name: Name of the uploaded version; empty = `<spec name>-<spec hash>`.
+      cron: When set, create a recurring run on this schedule (6 fields, seconds first)
+        instead of one run.
+      max_concurrency: Scheduled runs allowed at once (recurring runs).
+      allow_http_token: Send $KFP_AUTH_TOKEN over plain `http://` (readable by anyone on
+        the path); without it such a request is refused.
+    """
+
+    spec_path: str
+    host: str
+    namespace: str = ""
+    experiment: str = "chicago-taxi"
+    run_name: str = ""
+    parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    disable_caching: bool = False
+    pipeline_root: str = ""
+    pipeline_name: str = ""
+    version_name: str = ""
+    cron: str = ""
+    max_concurrency: int = 1
+    allow_http_token: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Submitted:
+    """What the server created.
+
+    Attributes:
+      url: The run's (or recurring run's) page in the KFP UI.
+      pipeline_id: The pipeline uploaded to, if any.
+      version_id: The pipeline version run, if one was uploaded.
+    """
+
+    url: str
+    pipeline_id: str | None = None
+    version_id: str | None = None
+
+
+def check_request(request: SubmitRequest) -> spec_lib.PipelineDocs:
+    """Validates a request before anything is sent.
+
+    Returns:
+      The parsed spec.
+
+    Raises:
+      SubmitError: On a missing/invalid spec file, a bad host, an unknown parameter, a
+        malformed schedule, or caching disabled for an uploaded version.
+    """
+    if not request.host.startswith(("http://", "https://")):
+        raise SubmitError(f"--host must be an http:// or https:// URL, got {request.host!r}")
+    if (
+        request.host.startswith("http://")
+        and os.environ.get(TOKEN_ENV)
+        and not request.allow_http_token
+    ):
+        raise SubmitError(
+            f"refusing to send ${TOKEN_ENV} over plain http to {_host_of(request.host)}: "
+            f"anyone on the path can read it. Use an https:// host, or pass {INSECURE_FLAG} "
+            "for a trusted link (e.g. `kubectl port-forward` to 127.0.0.1)."
+        )
+    if not os.path.isfile(request.spec_path):
+        raise SubmitError(
+            f"pipeline spec {request.spec_path!r} does not exist: run `make compile` first"
+        )
+    try:
+        with open(request.spec_path) as f:
+            docs = spec_lib.parse(f.read())
+        spec_lib.check_strictly(docs)
+    except ValueError as e:
+        raise SubmitError(f"{request.spec_path!r} is not a compiled pipeline spec: {e}") from e
+    known = docs.pipeline_spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    unknown = sorted(set(request.parameters) - set(known))
+    if unknown:
+        raise SubmitError(f"unknown pipeline parameters {unknown}; the spec has {sorted(known)}")
+    if request.cron and len(request.cron.split()) != CRON_FIELDS:
+        raise SubmitError(
+            f"--cron needs {CRON_FIELDS} fields, seconds first (KFP's scheduler), e.g. "
+            f"'0 0 3 * * *' for 03:00 daily; got {request.cron!r}"
+        )
+    if request.max_concurrency < 1:
+        raise SubmitError(f"--max-concurrency must be >= 1, got {request.max_concurrency}")
+    if request.disable_caching and request.pipeline_name:
+        # kfp.Client rewrites cachingOptions only in a spec it sends itself; a run of an
+        # uploaded version keeps the compiled options.
+        raise SubmitError(
+            "--no-cache cannot apply to an uploaded pipeline version: compile with "
+            "enable_cache=false for that, or submit the spec file without --pipeline-name"
+        )
+    return docs
+
+
+def _host_of(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0]
+
+
+def redact(text: str, token: str | None) -> str:
+    """Returns `text` with the token and anything token-like replaced by `[REDACTED]`."""
+    if token:
+        text = text.replace(token, "[REDACTED]")
+    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)} [REDACTED]", text)
+    text = _SECRET_PATTERNS[1].sub("[REDACTED]", text)
+    return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}[REDACTED]", text)
+
+
+def _api_error(request: SubmitRequest, error: Any, token: str | None) -> SubmitError:
+    """A SubmitError for kfp's ApiException: status, reason and a redacted, bounded body."""
+    body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else error.body
+    detail = redact(str(body or "")[:2000], token)
+    reason = redact(str(error.reason or ""), token)
+    host = _host_of(request.host)
+    if error.status in (401, 403):
+        what = "authentication" if error.status == 401 else "authorization"
+        hint = (
+            f"set ${TOKEN_ENV} to a valid token for {host}"
+            if error.status == 401 or not token
+            else f"the token's identity may not use namespace {request.namespace or 'kubeflow'!r}"
+        )
+        return SubmitError(
+            f"KFP at {host} rejected the request ({what} error, HTTP {error.status} {reason}): "
+            f"{hint}. Response: {detail}"
+        )
+    return SubmitError(f"KFP at {host} refused the request: HTTP {error.status} {reason}: {detail}")
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts records logged while submitting; keeps kfp's last ApiException.
+
+    kfp.Client's health check (`kfp/client/client.py`, `get_kfp_healthz`) retries an
+    ApiException 5 times, logging each with `logging.exception` (the response body, which may
+    echo the token), then raises TimeoutError: the filter rewrites those records and keeps the
+    exception so a 401/403 is reported as such, not as "cannot reach".
+    """
+
+    def __init__(self, token: str | None) -> None:
+        super().__init__()
+        self.token = token
+        self.api_error: Any = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            if getattr(record.exc_info[1], "status", None) is not None:
+                self.api_error = record.exc_info[1]
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info))
+        record.msg, record.args = redact(text, self.token), ()
+        record.exc_info = record.exc_text = None
+        return True
+
+
+@contextlib.contextmanager
+def _redacted_logs(token: str | None) -> Iterator[_RedactingFilter]:
+    """Redacts what the root and kfp loggers record inside the block."""
+    redacting = _RedactingFilter(token)
+    loggers = [logging.getLogger(), logging.getLogger("kfp")]
+    for logger in loggers:
+        logger.addFilter(redacting)
+    try:
+        yield redacting
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redacting)
+
+
+def _pipeline_root(request: SubmitRequest, docs: spec_lib.PipelineDocs) -> str | None:
+    return request.pipeline_root or docs.pipeline_spec.get("defaultPipelineRoot") or None
+
+
+def _version_name(request: SubmitRequest, docs: spec_lib.PipelineDocs) -> str:
+    if request.version_name:
+        return request.version_name
+    with open(request.spec_path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    return f"{docs.pipeline_spec['pipelineInfo']['name']}-{digest}"
+
+
+def describe(request: SubmitRequest, docs: spec_lib.PipelineDocs) -> str:
+    """Returns what a submission would send, as JSON text (the token is never shown)."""
+    return json.dumps(
+        {
+            "host": request.host,
+            "namespace": request.namespace or None,
+            "experiment": request.experiment,
+            "run_name": request.run_name or docs.pipeline_spec["pipelineInfo"]["name"],
+            "pipeline": docs.pipeline_spec["pipelineInfo"].get("displayName"),
+            "spec": request.spec_path,
+            "parameters": dict(request.parameters),
+            "pipeline_root": _pipeline_root(request, docs),
+            "caching": "off for every step" if request.disable_caching else "as compiled",
+            "upload": (
+                {"pipeline": request.pipeline_name, "version": _version_name(request, docs)}
+                if request.pipeline_name
+                else None
+            ),
+            "schedule": (
+                {"cron": request.cron, "max_concurrency": request.max_concurrency}
+                if request.cron
+                else None
+            ),
+            "auth_token": f"from ${TOKEN_ENV}" if os.environ.get(TOKEN_ENV) else None,
+        },
+        indent=2,
+        sort_keys=True,
+    )
+
+
+def _upload(client: Any, request: SubmitRequest, docs: spec_lib.PipelineDocs) -> tuple[str, str]:
+    """Uploads the spec as a new version of `request.pipeline_name`; returns (pipeline, version)."""
+    description = docs.pipeline_spec["pipelineInfo"].get("description")
+    found = client.list_pipelines(
+        filter=json.dumps(
+            {
+                "predicates": [
+                    {
+                        "operation": "EQUALS",
+                        "key": "display_name",
+                        "stringValue": request.pipeline_name,
+                    }
+                ]
+            }
+        ),
+        namespace=request.namespace or None,
+    ).pipelines
+    if found:
+        version = client.upload_pipeline_version(
+            request.spec_path,
+            _version_name(request, docs),
+            pipeline_id=found[0].pipeline_id,
+            description=description,
+        )
+        return version.pipeline_id, version.pipeline_version_id
+    # The first upload creates the pipeline and its first version together.
+    pipeline = client.upload_pipeline(
+        request.spec_path,
+        pipeline_name=request.pipeline_name,
+        description=description,
+        namespace=request.namespace or None,
+    )
+    versions = client.list_pipeline_versions(
+        pipeline.pipeline_id, sort_by="created_at desc", page_size=1
+    ).pipeline_versions
+    if not versions:
+        raise SubmitError(f"KFP created pipeline {pipeline.pipeline_id} but lists no version")
+    return pipeline.pipeline_id, versions[0].pipeline_version_id
+
+
+def submit(request: SubmitRequest) -> Submitted:
+    """Starts a run (or a recurring run) of the spec, uploading it first when asked.
+
+    Args:
+      request: What to send. The bearer token, if any, comes from $KFP_AUTH_TOKEN.
+
+    Returns:
+      What was created, with the UI address.
+
+    Raises:
+      SubmitError: On a bad request or when the server cannot be reached or refuses it.
+    """
+    docs = check_request(request)
+    token = os.environ.get(TOKEN_ENV) or None
+    with _redacted_logs(token) as redacting:
+        return _send(request, docs, token, redacting)
+
+
+def _send(
+    request: SubmitRequest, docs: spec_lib.PipelineDocs, token: str | None, redacting: Any
+) -> Submitted:
+    """`submit`'s calls to kfp.Client, with errors mapped to a redacted SubmitError."""
+    import kfp
+    import urllib3
+    from kfp_server_api.exceptions import ApiException
+
+    name = request.run_name or docs.pipeline_spec["pipelineInfo"]["name"]
+    source: dict[str, Any] = {"pipeline_package_path": request.spec_path}
+    pipeline_id = version_id = None
+    try:
+        client = kfp.Client(
+            host=request.host, namespace=request.namespace or "kubeflow", existing_token=token
+        )
+        experiment = client.create_experiment(
+            name=request.experiment, namespace=request.namespace or None
+        )
+        if request.pipeline_name:
+            pipeline_id, version_id = _upload(client, request, docs)
+            source = {"pipeline_id": pipeline_id, "version_id": version_id}
+        common = {
+            "experiment_id": experiment.experiment_id,
+            "job_name": name,
+            "params": dict(request.parameters),
+            "pipeline_root": _pipeline_root(request, docs),
+            # Only ever False: True would switch caching on for the always-run steps too.
+            "enable_caching": False if request.disable_caching else None,
+            **source,
+        }
+        if request.cron:
+            recurring = client.create_recurring_run(
+                cron_expression=request.cron,
+                max_concurrency=request.max_concurrency,
+                # A paused schedule resumes with the latest interval, not a backlog of runs.
+                no_catchup=True,
+                **common,
+            )
+            path = f"#/recurringrun/details/{recurring.recurring_run_id}"
+        else:
+            run = client.run_pipeline(**common)
+            path = f"#/runs/details/{run.run_id}"
+    except ApiException as e:
+        # `from None`: kfp's exception (and a traceback of it) carries the raw response, which
+        # may echo the token; only the redacted message leaves this boundary.
+        raise _api_error(request, e, token) from None
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        if isinstance(e, TimeoutError) and redacting.api_error is not None:
+            # kfp's health check swallowed the server's answer (e.g. 401/403): report it.
+            raise _api_error(request, redacting.api_error, token) from None
+        message = redact(str(e), token)
+        raise SubmitError(f"cannot reach KFP at {request.host}: {message}") from None
+    return Submitted(f"{client._get_url_prefix()}/{path}", pipeline_id, version_id)
