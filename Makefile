@@ -20,7 +20,7 @@ $(STAMP): setup.py constraints.txt scripts/bootstrap-venv.sh
 
 ## Run the whole pipeline locally (BeamDagRunner) on the taxi sample shipped in the tfx wheel.
 run: $(STAMP)
-	$(PY) -m commands.cli run $(ARGS)
+	$(PY) -m commands run $(ARGS)
 
 ## Every test, end-to-end included.
 test: $(STAMP)
@@ -35,11 +35,11 @@ lint: $(STAMP)
 
 ## Infer a schema from new data and print its diff against the curated one: make schema-diff DATA=dir
 schema-diff: $(STAMP)
-	$(PY) -m commands.cli schema-diff --data "$(DATA)"
+	$(PY) -m commands schema-diff --data "$(DATA)"
 
 ## Roll the served model back: make rollback [VERSION=<version to serve>]
 rollback: $(STAMP)
-	$(PY) -m commands.cli rollback $(if $(VERSION),--to $(VERSION),)
+	$(PY) -m commands rollback $(if $(VERSION),--to $(VERSION),)
 
 ## Cold pipeline against TFX's own taxi example (its settings and Beam in_memory), side by side.
 bench: $(STAMP)

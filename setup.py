@@ -42,5 +42,7 @@ setup(
         # grpc.health.v1 for gRPC probes; 1.48.2 is the newest on protobuf 3.20.
         "grpcio-health-checking",
     ],
+    # The one command: `taxi run|compile|check|submit|serve|predict|lineage|monitor|...`.
+    entry_points={"console_scripts": ["taxi=commands.cli:main"]},
     extras_require={"dev": ["pytest", "ruff", "mypy", "kubernetes-validate"]},
 )

@@ -7,17 +7,17 @@ KFP_K8S_STAMP := $(KFP_K8S_VENV)/.installed
 
 .PHONY: compile compile-golden submit kfp-kubernetes-venv validate-platform
 
-## Compile the pipeline into a KFP v2 spec: make compile [KFP_CONFIG=...] [KFP_SPEC=...] [ARGS='key=value ...']
+## Compile the pipeline into a KFP v2 spec: make compile [KFP_CONFIG=...] [KFP_SPEC=...] [ARGS='--set key=value ...']
 compile: $(STAMP)
-	$(PY) -m runners.kubeflow compile --config $(KFP_CONFIG) --output $(KFP_SPEC) $(ARGS)
+	$(PY) -m commands compile --config $(KFP_CONFIG) --output $(KFP_SPEC) $(ARGS)
 
 ## Regenerate the checked-in golden spec from the example config (review the diff!).
 compile-golden: $(STAMP)
-	$(PY) -m runners.kubeflow compile --config kubeflow/pipeline/config.example.json --output $(KFP_GOLDEN)
+	$(PY) -m commands compile --config kubeflow/pipeline/config.example.json --output $(KFP_GOLDEN)
 
 ## Submit the compiled spec: make submit HOST=https://kfp.example.com [ARGS='--dry-run --param source_uri=...']
 submit: $(STAMP)
-	$(PY) -m runners.kubeflow submit --spec $(KFP_SPEC) $(if $(HOST),--host $(HOST),) $(ARGS)
+	$(PY) -m commands submit --spec $(KFP_SPEC) $(if $(HOST),--host $(HOST),) $(ARGS)
 
 ## Separate venv with kfp-kubernetes (needs protobuf>=4) to validate the spec's platform section.
 kfp-kubernetes-venv: $(KFP_K8S_STAMP)

@@ -8,12 +8,12 @@ SERVING_REST_PORT ?= 8501
 
 ## Serve the pushed model (TF Serving's gRPC on 8500, REST on 8501) until Ctrl-C.
 serve: $(STAMP)
-	$(PY) -m serving --model_name=$(SERVING_MODEL) --model_base_path=$(SERVING_BASE) \
+	$(PY) -m commands serve --model_name=$(SERVING_MODEL) --model_base_path=$(SERVING_BASE) \
 	  --port=$(SERVING_GRPC_PORT) --rest_api_port=$(SERVING_REST_PORT) --log_format=text $(ARGS)
 
 ## Predict with the client from a CSV of raw rows: make serve-predict CSV=rows.csv
 serve-predict: $(STAMP)
-	$(PY) -m serving.client_cli predict --target=localhost:$(SERVING_GRPC_PORT) \
+	$(PY) -m commands predict --target=localhost:$(SERVING_GRPC_PORT) \
 	  --model=$(SERVING_MODEL) --csv=$(CSV) $(ARGS)
 
 ## Serving tests (contract, hot reload, manifests). Against a real TF Serving:

@@ -300,7 +300,8 @@ def roll_back(fs: FileSystem, model_dir: str, to_version: int | None = None) -> 
       The withdrawn versions, ascending.
 
     Raises:
-      ValueError: If there is nothing to roll back to, or `to_version` is not a version.
+      ValueError: If there is nothing to roll back to, `to_version` is not a version, or a
+        withdrawn name is taken (then nothing is renamed).
     """
     versions = list_versions(fs, model_dir)
     if to_version is None:
@@ -313,6 +314,17 @@ def roll_back(fs: FileSystem, model_dir: str, to_version: int | None = None) -> 
     if to_version not in versions:
         raise ValueError(f"Version {to_version} is not in {model_dir}; versions are {versions}")
     withdrawn = [v for v in versions if v > to_version]
+    # Every target is checked before the first rename: a clash leaves nothing half done.
+    taken = [
+        os.path.join(model_dir, rolled_back_name(v))
+        for v in withdrawn
+        if fs.exists(os.path.join(model_dir, rolled_back_name(v)))
+    ]
+    if taken:
+        raise ValueError(
+            f"Cannot roll back {model_dir}: {', '.join(taken)} already exists (a version "
+            "withdrawn before under the same number); move it aside first. Nothing was renamed."
+        )
     for version in withdrawn:
         fs.rename(
             os.path.join(model_dir, str(version)),

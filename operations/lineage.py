@@ -1,6 +1,6 @@
 """Lineage of pushed models from ML-Metadata: a version back to its data and code, data to models.
 
-`python -m commands.cli lineage [--version V] [--json]` answers "what is being served, and
+`taxi lineage [--version V] [--json]` answers "what is being served, and
 what made it": the push, the model artifact, its blessing and metrics, the Trainer and
 Transform executions, the schema (content hash) and the drift gate's verdict, the data version
 (DataPrep's metadata: source files with hashes, rows, time ranges, age of the newest training
@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import tensorflow as tf
+from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
@@ -75,18 +76,61 @@ def code_provenance() -> dict[str, str]:
     return found
 
 
+# The first 16 bytes of every SQLite 3 database file (sqlite.org/fileformat.html, 1.3.1).
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def sqlite_store(metadata_path: str) -> metadata_store.MetadataStore:
     """Opens a local SQLite MLMD store read-only.
 
     Raises:
-      LineageNotFoundError: If the file does not exist (no run recorded there).
+      LineageNotFoundError: If the file does not exist or is empty (no run recorded there).
+      lineage_graph.LineageError: If the file is not an ML-Metadata SQLite database.
     """
     if not os.path.isfile(metadata_path):
         raise LineageNotFoundError(f"No ML-Metadata store at {metadata_path}: no run recorded")
+    try:
+        with open(metadata_path, "rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+    except OSError as e:
+        raise lineage_graph.LineageError(f"{metadata_path}: cannot read: {e.strerror}") from None
+    if not header:
+        raise LineageNotFoundError(f"{metadata_path} is empty: no run recorded")
+    if header != _SQLITE_HEADER:
+        raise lineage_graph.LineageError(
+            f"{metadata_path} is not an SQLite database (ML-Metadata's store)"
+        )
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
+    try:
+        store = metadata_store.MetadataStore(config)
+        # Opening is lazy about the schema: one read proves the tables are ML-Metadata's.
+        store.get_artifact_types()
+    except (mlmd_errors.StatusError, RuntimeError) as e:  # RuntimeError: MLMD's C++ open
+        raise lineage_graph.LineageError(
+            f"{metadata_path} is not a readable ML-Metadata store: {_first_line(e)}"
+        ) from None
+    return store
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def _manifest(version_dir: str) -> dict[str, Any]:
+    """The version's push manifest ({} when it has none).
+
+    Raises:
+      lineage_graph.LineageError: If the manifest is not a JSON object.
+    """
+    try:
+        return model_contract.read_manifest(tf.io.gfile, version_dir)
+    except (ValueError, UnicodeDecodeError, tf.errors.OpError) as e:
+        raise lineage_graph.LineageError(
+            f"the push manifest in {version_dir} cannot be read: {_first_line(e)}"
+        ) from None
 
 
 def _value(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
@@ -235,7 +279,7 @@ def version_lineage(
             + (", ".join(f"{v} ({status})" for v, (_, status) in sorted(dirs.items())) or "none")
         )
     version_dir, status = dirs[version]
-    manifest = model_contract.read_manifest(tf.io.gfile, version_dir)
+    manifest = _manifest(version_dir)
     if not manifest:
         raise lineage_graph.LineageError(f"{version_dir} has no push manifest")
     model = lineage_graph.find_model(store, manifest)
@@ -319,7 +363,7 @@ def data_lineage(
     models = _consumers_outputs(store, [*examples, *transformed], "model")
     pushed: dict[str, list[dict[str, Any]]] = {}
     for version, (version_dir, status) in sorted(version_dirs(model_dir).items()):
-        manifest = model_contract.read_manifest(tf.io.gfile, version_dir)
+        manifest = _manifest(version_dir)
         if manifest.get("model_uri"):
             pushed.setdefault(manifest["model_uri"], []).append(
                 {"version": version, "status": status, "pushed_at": manifest.get("pushed_at")}

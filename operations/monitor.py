@@ -30,7 +30,7 @@ from typing import Any
 
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
-from google.protobuf import message
+from google.protobuf import message, text_format
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
@@ -71,6 +71,8 @@ class MonitorResult:
     training_data_age_days: float | None
     warnings: list[str]
     served_version: int | None = None
+    # (log file, why it was skipped, wholly or after its complete records).
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     @property
     def alerts(self) -> list[str]:
@@ -104,6 +106,7 @@ class MonitorResult:
             "training_data_age_days": self.training_data_age_days,
             "alerts": self.alerts,
             "warnings": self.warnings,
+            "skipped_files": [{"file": f, "reason": why} for f, why in self.skipped],
             "exit_code": self.exit_code,
         }
 
@@ -170,26 +173,73 @@ def examples_of(log: prediction_log_pb2.PredictionLog) -> list[bytes]:
     return []
 
 
-def read_window(files: Sequence[str]) -> tuple[int, list[bytes]]:
-    """(requests, serialized examples) of the log files.
+def read_window(files: Sequence[str]) -> tuple[int, list[bytes], list[tuple[str, str]]]:
+    """(requests, serialized examples, skipped files with the reason) of the log files.
 
-    A file being written may end in a partial record: reading stops there (TF reports it as
-    DataLossError), the complete records before it count.
+    A file being written may end in a partial record, and a file may be corrupt or not a log
+    at all: reading that file stops there (TF reports DataLossError, protobuf DecodeError), the
+    complete records before it count, and the file is listed as skipped with the reason.
     """
-    requests, examples = 0, []
+    requests, examples, skipped = 0, [], []
     for path in files:
+        read = 0
         try:
             for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+                log = prediction_log_pb2.PredictionLog.FromString(record)
                 requests += 1
-                examples.extend(examples_of(prediction_log_pb2.PredictionLog.FromString(record)))
-        except tf.errors.DataLossError:
-            continue
-    return requests, examples
+                read += 1
+                examples.extend(examples_of(log))
+        except tf.errors.DataLossError as e:
+            skipped.append(
+                (
+                    path,
+                    f"corrupt or truncated TFRecord after {read} records: {_first_line(e.message)}",
+                )
+            )
+        except message.DecodeError:
+            skipped.append((path, f"record {read + 1} is not a PredictionLog"))
+        except tf.errors.OpError as e:
+            skipped.append((path, f"cannot read: {_first_line(e.message)}"))
+    return requests, examples, skipped
+
+
+def _first_line(text: str) -> str:
+    return (text.strip() or "?").splitlines()[0]
+
+
+def _load_statistics(path: str, what: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """Reads a binary DatasetFeatureStatisticsList (TFDV's `FeatureStats.pb`).
+
+    Raises:
+      MonitorError: If the file cannot be read or is not such statistics.
+    """
+    statistics = statistics_pb2.DatasetFeatureStatisticsList()
+    try:
+        with open(path, "rb") as f:
+            statistics.ParseFromString(f.read())
+    except OSError as e:
+        raise MonitorError(f"{what} {path}: cannot read: {e.strerror or e}") from None
+    except message.DecodeError:
+        raise MonitorError(
+            f"{what} {path}: not TFDV statistics (a binary DatasetFeatureStatisticsList)"
+        ) from None
+    if not statistics.datasets:
+        raise MonitorError(f"{what} {path}: holds no dataset statistics")
+    return statistics
 
 
 def load_schema(path: str) -> schema_pb2.Schema:
-    """Reads a text schema."""
-    return tfdv.load_schema_text(path)
+    """Reads a text schema.
+
+    Raises:
+      MonitorError: If the file is missing, unreadable or not a text Schema.
+    """
+    if not os.path.isfile(path):
+        raise MonitorError(f"schema {path}: no such file")
+    try:
+        return tfdv.load_schema_text(path)
+    except (text_format.ParseError, UnicodeDecodeError, tf.errors.OpError) as e:
+        raise MonitorError(f"schema {path}: not a text Schema: {_first_line(str(e))}") from None
 
 
 def statistics_of_examples(
@@ -289,13 +339,16 @@ def run_monitor(config: MonitorConfig) -> MonitorResult:
       MonitorError: If the window has no logged examples or the baseline cannot be found.
     """
     now = time.time() if config.now is None else config.now
+    if os.path.exists(config.output_dir) and not os.path.isdir(config.output_dir):
+        raise MonitorError(f"output dir {config.output_dir}: exists and is not a folder")
     schema = load_schema(config.schema_path)
     files = log_files(config.logs, config.window_hours, now)
     if not files:
         raise MonitorError(f"no request log files match {config.logs!r} in the window")
-    requests, examples = read_window(files)
+    requests, examples, skipped = read_window(files)
     if not examples:
-        raise MonitorError(f"the {len(files)} request log files hold no tf.Examples")
+        reasons = "".join(f"; skipped {path}: {why}" for path, why in skipped)
+        raise MonitorError(f"the {len(files)} request log files hold no tf.Examples{reasons}")
     current = statistics_of_examples(examples)
 
     version = None
@@ -303,14 +356,18 @@ def run_monitor(config: MonitorConfig) -> MonitorResult:
     if config.baseline_statistics:
         if not os.path.isfile(config.baseline_statistics):
             raise MonitorError(f"no baseline statistics file {config.baseline_statistics}")
-        training = tfdv.load_stats_binary(config.baseline_statistics)
+        training = _load_statistics(config.baseline_statistics, "baseline statistics")
     else:
         assert config.metadata and config.model_dir  # Checked by MonitorConfig.
         training, version, found_end = served_baseline(config.metadata, config.model_dir, now)
         end_time = end_time if end_time is not None else found_end
 
     previous_path = os.path.join(config.output_dir, STATISTICS_FILE)
-    previous = tfdv.load_stats_binary(previous_path) if os.path.isfile(previous_path) else None
+    previous = (
+        _load_statistics(previous_path, "previous window's statistics (delete to start over)")
+        if os.path.isfile(previous_path)
+        else None
+    )
     age_days = None if end_time is None else round((now - end_time) / 86400, 2)
     warnings = []
     if config.max_training_age_days is not None:
@@ -331,6 +388,7 @@ def run_monitor(config: MonitorConfig) -> MonitorResult:
         training_data_age_days=age_days,
         warnings=warnings,
         served_version=version,
+        skipped=skipped,
     )
     write_outputs(config, result, current, training, previous)
     return result

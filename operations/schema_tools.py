@@ -2,11 +2,41 @@
 
 import os
 
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components.data_prep.source import list_source_files
 from model import features
+
+# Bytes read from the start of each file to tell a CSV from an empty or binary file.
+_SNIFF_BYTES = 64 * 1024
+
+
+class SchemaDiffError(ValueError):
+    """The data cannot be compared: the message names the file and the problem."""
+
+
+def check_csv_file(path: str) -> None:
+    """Checks that a file starts like a CSV: text with a header row.
+
+    Raises:
+      SchemaDiffError: If the file is empty, unreadable or binary (NUL bytes, not UTF-8).
+    """
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except tf.errors.OpError as e:
+        raise SchemaDiffError(f"{path}: cannot read: {e.message}") from None
+    if not head.strip():
+        raise SchemaDiffError(f"{path}: the file is empty (a CSV needs a header row)")
+    if b"\x00" in head:
+        raise SchemaDiffError(f"{path}: a binary file, not CSV text (it holds NUL bytes)")
+    try:
+        # A multi-byte character cut at the sniff boundary is not an error.
+        head.decode("utf-8") if len(head) < _SNIFF_BYTES else head[:-4].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SchemaDiffError(f"{path}: not UTF-8 CSV text (byte {e.start}: {e.reason})") from None
 
 
 def infer_schema(source: str) -> tuple[schema_pb2.Schema, object]:
@@ -17,8 +47,14 @@ def infer_schema(source: str) -> tuple[schema_pb2.Schema, object]:
 
     Returns:
       The inferred schema and the statistics it came from.
+
+    Raises:
+      DataError: If the source does not exist or a folder holds no `.csv` file.
+      SchemaDiffError: If a file is empty or not CSV text.
     """
     files = list_source_files(source)
+    for path in files:
+        check_csv_file(path)
     stats = tfdv.generate_statistics_from_csv(
         files[0] if len(files) == 1 else os.path.join(source, "*.csv")
     )

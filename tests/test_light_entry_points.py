@@ -58,23 +58,33 @@ def _probe(module: str, *args: str) -> tuple[int, list[str], str]:
 @pytest.mark.parametrize(
     ("argv", "exit_code", "message"),
     [
-        (["commands.cli", "--help"], 0, ""),
+        (["commands", "--help"], 0, ""),
+        (["commands", "serve", "--help"], 0, ""),
+        (["commands", "monitor", "--help"], 0, ""),
         (
-            ["commands.cli", "run", "--set", "settings.train_steps=0"],
+            ["commands", "run", "--set", "settings.train_steps=0"],
             2,
             "config error: Invalid config value for 'settings.train_steps': expected >= 1",
         ),
         (
-            ["commands.cli", "rollback", "--set", "settings.no_such_field=1"],
+            ["commands", "rollback", "--set", "settings.no_such_field=1"],
             2,
             "config error: Unknown config field(s) ['settings.no_such_field']",
         ),
-        (["runners.kubeflow", "--help"], 0, ""),
-        (["runners.kubeflow", "compile", "--help"], 0, ""),
         (
-            ["runners.kubeflow", "compile", "image=tfx-taxi:latest"],
+            ["commands", "compile", "--set", "image=tfx-taxi:latest"],
             2,
             "config error: Invalid config value for 'image'",
+        ),
+        (
+            ["commands", "monitor", "--logs", "/l", "--output-dir", "/o", "--set", "now=x"],
+            2,
+            "config error: Invalid config value for 'now'",
+        ),
+        (
+            ["commands", "serve", "--model_base_path=/tmp/m", "--num_versions=0"],
+            2,
+            "config error: Invalid config value for 'models.0.version_policy.num_versions'",
         ),
         (["serving", "--help"], 0, ""),
         (

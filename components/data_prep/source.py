@@ -99,3 +99,26 @@ def fingerprint_source(uri: str) -> str:
       DataError: See `list_source_files`.
     """
     return fingerprint_of(uri, source_file_hashes(uri))
+
+
+def preflight(uri: str) -> None:
+    """Checks that every source file has a header row without repeated names, before the run.
+
+    A quick look (one line per file) so that a data error answers before the pipeline is built.
+
+    Raises:
+      DataError: If the source has no CSV file, or a file is empty or repeats a column name.
+    """
+    import csv
+    import io
+
+    for path in list_source_files(uri):
+        with tf.io.gfile.GFile(path, "rb") as f:
+            first = f.readline()
+        text = first.decode("utf-8", errors="replace").lstrip("\ufeff")
+        if not text.strip():
+            raise DataError(f"{path}: line 1: no header row (the file is empty)")
+        header = next(csv.reader(io.StringIO(text)))
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise DataError(f"{path}: line 1: repeated column names {repeated}")

@@ -9,11 +9,12 @@ root or the `kfp-launcher` ConfigMap's).
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
 import re
-import traceback
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,15 +24,21 @@ TOKEN_ENV = "KFP_AUTH_TOKEN"
 # KFP's scheduler parses cron with seconds first (robfig/cron, 6 fields), e.g. `0 0 3 * * *`.
 CRON_FIELDS = 6
 INSECURE_FLAG = "--insecure-allow-http-token"
+HEALTHZ_PATH = "/apis/v2beta1/healthz"
+REDACTED = "[REDACTED]"
 # What a KFP error body may echo of a credential: bearer/basic values, JWTs (three base64url
 # parts, the first starting `eyJ`: `{"`), and JSON or query fields named like a secret.
 _SECRET_PATTERNS = (
-    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=%-]+"),
     re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
+    # Any Authorization value, whatever its scheme: up to the end of the line or field.
+    re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,}]+"),
     re.compile(
-        r"(?i)([\"']?(?:access_token|id_token|refresh_token|token|authorization|password|secret)"
+        r"(?i)([\"']?(?:access_token|id_token|refresh_token|token|password|secret)"
         r"[\"']?\s*[:=]\s*[\"']?)[^\"'&,\s}]+"
     ),
+    # URL userinfo (`scheme://user:password@host`): the whole userinfo goes.
+    re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]+@"),
 )
 
 
@@ -61,6 +68,8 @@ class SubmitRequest:
       max_concurrency: Scheduled runs allowed at once (recurring runs).
       allow_http_token: Send $KFP_AUTH_TOKEN over plain `http://` (readable by anyone on
         the path); without it such a request is refused.
+      connect_timeout_s: Seconds to open a connection to the API server.
+      read_timeout_s: Seconds to wait for each response.
     """
 
     spec_path: str
@@ -76,6 +85,8 @@ class SubmitRequest:
     cron: str = ""
     max_concurrency: int = 1
     allow_http_token: bool = False
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +115,14 @@ def check_request(request: SubmitRequest) -> spec_lib.PipelineDocs:
         malformed schedule, or caching disabled for an uploaded version.
     """
     if not request.host.startswith(("http://", "https://")):
-        raise SubmitError(f"--host must be an http:// or https:// URL, got {request.host!r}")
+        raise SubmitError(
+            f"--host must be an http:// or https:// URL, got {redact_url(request.host)!r}"
+        )
+    if request.connect_timeout_s <= 0 or request.read_timeout_s <= 0:
+        raise SubmitError(
+            f"timeouts must be > 0 s, got connect {request.connect_timeout_s}, "
+            f"read {request.read_timeout_s}"
+        )
     if (
         request.host.startswith("http://")
         and os.environ.get(TOKEN_ENV)
@@ -147,23 +165,71 @@ def check_request(request: SubmitRequest) -> spec_lib.PipelineDocs:
 
 
 def _host_of(url: str) -> str:
-    return url.split("://", 1)[-1].split("/", 1)[0]
+    """`host[:port]` of a URL, without its userinfo."""
+    return url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2]
 
 
-def redact(text: str, token: str | None) -> str:
-    """Returns `text` with the token and anything token-like replaced by `[REDACTED]`."""
-    if token:
-        text = text.replace(token, "[REDACTED]")
-    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)} [REDACTED]", text)
-    text = _SECRET_PATTERNS[1].sub("[REDACTED]", text)
-    return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}[REDACTED]", text)
+def redact_url(url: str) -> str:
+    """The URL with its userinfo (`user:password@`), if any, replaced by `[REDACTED]`."""
+    return _SECRET_PATTERNS[4].sub(lambda m: f"{m.group(1)}{REDACTED}@", url)
+
+
+def secrets_of(host: str, token: str | None) -> list[str]:
+    """The literal secrets a submission holds: the token and the host's userinfo, raw and
+    URL-encoded (a server or proxy may echo them either way)."""
+    userinfo = urllib.parse.urlsplit(host).netloc.rpartition("@")[0] if "@" in host else ""
+    _, _, password = userinfo.partition(":")
+    found = set()
+    for secret in (token, userinfo, password):
+        if secret:
+            decoded = urllib.parse.unquote(secret)
+            for form in (secret, decoded):
+                found |= {form, urllib.parse.quote(form, safe=""), urllib.parse.quote_plus(form)}
+    # Longest first: a secret's encoding may contain the secret.
+    return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)
+
+
+def redact(text: str, token: str | None, *secrets: str) -> str:
+    """Returns `text` with the token, the given secrets (each also URL-encoded) and anything
+    credential-like (Authorization values, JWTs, URL userinfo) replaced by `[REDACTED]`."""
+    literal = set(secrets)
+    for secret in (token, *secrets):
+        if secret:
+            literal |= {
+                secret,
+                urllib.parse.quote(secret, safe=""),
+                urllib.parse.quote_plus(secret),
+            }
+    for secret in sorted((s for s in literal if s), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _SECRET_PATTERNS[1].sub(REDACTED, text)
+    text = _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    text = _SECRET_PATTERNS[3].sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return redact_url(text)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """`text` on one line, at most `limit` characters (an error body may be a whole page)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    """An HTTP error answer, with the fields of kfp_server_api's ApiException that are read."""
+
+    status: int
+    reason: str | None
+    body: bytes | str | None
 
 
 def _api_error(request: SubmitRequest, error: Any, token: str | None) -> SubmitError:
     """A SubmitError for kfp's ApiException: status, reason and a redacted, bounded body."""
     body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else error.body
-    detail = redact(str(body or "")[:2000], token)
-    reason = redact(str(error.reason or ""), token)
+    secrets = secrets_of(request.host, token)
+    detail = _one_line(redact(str(body or "")[:2000], token, *secrets))
+    reason = redact(str(error.reason or ""), token, *secrets)
     host = _host_of(request.host)
     if error.status in (401, 403):
         what = "authentication" if error.status == 401 else "authorization"
@@ -180,34 +246,35 @@ def _api_error(request: SubmitRequest, error: Any, token: str | None) -> SubmitE
 
 
 class _RedactingFilter(logging.Filter):
-    """Redacts records logged while submitting; keeps kfp's last ApiException.
+    """Redacts records logged while submitting; keeps kfp's last ApiException, unlogged.
 
     kfp.Client's health check (`kfp/client/client.py`, `get_kfp_healthz`) retries an
-    ApiException 5 times, logging each with `logging.exception` (the response body, which may
-    echo the token), then raises TimeoutError: the filter rewrites those records and keeps the
-    exception so a 401/403 is reported as such, not as "cannot reach".
+    ApiException 5 times, logging each with `logging.exception` (a traceback and the response
+    body, which may echo the token), then raises TimeoutError: the filter drops those records
+    and keeps the exception, so the one-line error reports a 401/403 as such, not as "cannot
+    reach". Other records are kept, redacted, without their traceback.
     """
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, secrets: list[str]) -> None:
         super().__init__()
         self.token = token
+        self.secrets = secrets
         self.api_error: Any = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            if getattr(record.exc_info[1], "status", None) is not None:
-                self.api_error = record.exc_info[1]
-            text += "\n" + "".join(traceback.format_exception(*record.exc_info))
-        record.msg, record.args = redact(text, self.token), ()
+        error = record.exc_info[1] if record.exc_info else None
+        if getattr(error, "status", None) is not None:
+            self.api_error = error
+            return False
+        record.msg, record.args = redact(record.getMessage(), self.token, *self.secrets), ()
         record.exc_info = record.exc_text = None
         return True
 
 
 @contextlib.contextmanager
-def _redacted_logs(token: str | None) -> Iterator[_RedactingFilter]:
+def _redacted_logs(token: str | None, secrets: list[str]) -> Iterator[_RedactingFilter]:
     """Redacts what the root and kfp loggers record inside the block."""
-    redacting = _RedactingFilter(token)
+    redacting = _RedactingFilter(token, secrets)
     loggers = [logging.getLogger(), logging.getLogger("kfp")]
     for logger in loggers:
         logger.addFilter(redacting)
@@ -234,7 +301,7 @@ def describe(request: SubmitRequest, docs: spec_lib.PipelineDocs) -> str:
     """Returns what a submission would send, as JSON text (the token is never shown)."""
     return json.dumps(
         {
-            "host": request.host,
+            "host": redact_url(request.host),
             "namespace": request.namespace or None,
             "experiment": request.experiment,
             "run_name": request.run_name or docs.pipeline_spec["pipelineInfo"]["name"],
@@ -314,8 +381,97 @@ def submit(request: SubmitRequest) -> Submitted:
     """
     docs = check_request(request)
     token = os.environ.get(TOKEN_ENV) or None
-    with _redacted_logs(token) as redacting:
-        return _send(request, docs, token, redacting)
+    secrets = secrets_of(request.host, token)
+    # kfp.Client prints "Experiment details: <url>" and "Run details: <url>" (with the host's
+    # userinfo, and `None` ids on a bad answer): the one URL worth showing is returned instead.
+    with _redacted_logs(token, secrets) as redacting, contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return _send(request, docs, token, redacting)
+        except SubmitError as e:
+            # Every message leaves redacted, whichever path built it.
+            raise SubmitError(redact(str(e), token, *secrets)) from None
+
+
+def _probe(request: SubmitRequest, token: str | None) -> None:
+    """Asks KFP's health endpoint once, with the timeouts, before kfp.Client does.
+
+    kfp.Client's own check retries any error 5 times, 5 s apart, with no timeout, and accepts
+    any 200 (an HTML page included). Redirects are not followed: the token must not travel to
+    another host, and a redirect usually means a login page in front of the API.
+
+    Raises:
+      SubmitError: If the server cannot be reached in time, refuses the token, or does not
+        answer as KFP's API.
+    """
+    import certifi
+    import urllib3
+
+    url = request.host.rstrip("/") + HEALTHZ_PATH
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    pool = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=request.connect_timeout_s, read=request.read_timeout_s),
+        retries=False,
+        ca_certs=certifi.where(),
+    )
+    host = _host_of(request.host)
+    try:
+        response = pool.request("GET", url, headers=headers, redirect=False)
+    except urllib3.exceptions.NewConnectionError as e:
+        # Before ConnectTimeoutError, its base class: refused or unresolvable, not slow.
+        reason = str(e).split(": ", 1)[-1]
+        raise SubmitError(f"cannot reach KFP at {host}: {_one_line(reason)}") from None
+    except urllib3.exceptions.ConnectTimeoutError:
+        raise SubmitError(
+            f"cannot reach KFP at {host}: no connection within {request.connect_timeout_s:g} s"
+        ) from None
+    except urllib3.exceptions.ReadTimeoutError:
+        raise SubmitError(
+            f"KFP at {host} did not answer within {request.read_timeout_s:g} s (--read-timeout)"
+        ) from None
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise SubmitError(f"cannot reach KFP at {host}: {_one_line(str(e))}") from None
+    finally:
+        pool.clear()
+    kind = response.headers.get("Content-Type", "?").split(";")[0]
+    if 300 <= response.status < 400:
+        target = redact_url(response.headers.get("Location", "?"))
+        raise SubmitError(
+            f"{redact_url(url)} redirected (HTTP {response.status}) to {target}, not KFP's API "
+            f"answering: a login page in front of it? Give the API's URL and ${TOKEN_ENV}"
+        )
+    if response.status in (401, 403) or response.status >= 500:
+        # The same words as kfp's ApiException for these (kfp.Client would retry them 5 times).
+        raise _api_error(
+            request,
+            _Answer(response.status, response.reason, response.data),
+            token,
+        )
+    try:
+        answer = json.loads(response.data)
+    except ValueError:
+        answer = None
+    if response.status != 200 or not isinstance(answer, dict):
+        raise SubmitError(
+            f"{redact_url(url)} answered HTTP {response.status} with {kind}, not KFP's API "
+            "(a JSON health report): is --host the KFP API endpoint, e.g. "
+            "https://<host>/pipeline or a port-forward to ml-pipeline-ui?"
+        )
+
+
+def _with_timeouts(client: Any, connect_s: float, read_s: float) -> None:
+    """Makes every call of `client` use these timeouts (kfp.Client sets none).
+
+    kfp.Client's APIs share one `kfp_server_api.ApiClient`; its REST client takes a
+    `_request_timeout` per call (`kfp_server_api/rest.py`, `RESTClientObject.request`), which
+    kfp.Client never passes: the default is filled in here.
+    """
+    rest = client._run_api.api_client.rest_client
+    original = rest.request
+
+    def request(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return original(*args, _request_timeout=_request_timeout or (connect_s, read_s), **kwargs)
+
+    rest.request = request
 
 
 def _send(
@@ -329,10 +485,12 @@ def _send(
     name = request.run_name or docs.pipeline_spec["pipelineInfo"]["name"]
     source: dict[str, Any] = {"pipeline_package_path": request.spec_path}
     pipeline_id = version_id = None
+    _probe(request, token)
     try:
         client = kfp.Client(
             host=request.host, namespace=request.namespace or "kubeflow", existing_token=token
         )
+        _with_timeouts(client, request.connect_timeout_s, request.read_timeout_s)
         experiment = client.create_experiment(
             name=request.experiment, namespace=request.namespace or None
         )
@@ -356,18 +514,36 @@ def _send(
                 no_catchup=True,
                 **common,
             )
-            path = f"#/recurringrun/details/{recurring.recurring_run_id}"
+            created = recurring.recurring_run_id
+            path = f"#/recurringrun/details/{created}"
         else:
             run = client.run_pipeline(**common)
-            path = f"#/runs/details/{run.run_id}"
+            created = run.run_id
+            path = f"#/runs/details/{created}"
     except ApiException as e:
         # `from None`: kfp's exception (and a traceback of it) carries the raw response, which
         # may echo the token; only the redacted message leaves this boundary.
         raise _api_error(request, e, token) from None
+    except urllib3.exceptions.ReadTimeoutError:
+        raise SubmitError(
+            f"KFP at {_host_of(request.host)} did not answer within "
+            f"{request.read_timeout_s:g} s (--read-timeout)"
+        ) from None
     except (urllib3.exceptions.HTTPError, OSError) as e:
         if isinstance(e, TimeoutError) and redacting.api_error is not None:
             # kfp's health check swallowed the server's answer (e.g. 401/403): report it.
             raise _api_error(request, redacting.api_error, token) from None
-        message = redact(str(e), token)
-        raise SubmitError(f"cannot reach KFP at {request.host}: {message}") from None
-    return Submitted(f"{client._get_url_prefix()}/{path}", pipeline_id, version_id)
+        message = _one_line(redact(str(e), token, *secrets_of(request.host, token)))
+        raise SubmitError(f"cannot reach KFP at {redact_url(request.host)}: {message}") from None
+    except (ValueError, TypeError, AttributeError) as e:
+        # kfp_server_api could not deserialize the answer: not KFP's API.
+        raise SubmitError(
+            f"KFP at {_host_of(request.host)} answered something that is not KFP's API "
+            f"({type(e).__name__}): is --host the KFP API endpoint?"
+        ) from None
+    if not created:
+        raise SubmitError(
+            f"KFP at {_host_of(request.host)} answered without a run id: is --host the KFP API "
+            "endpoint (e.g. https://<host>/pipeline)?"
+        )
+    return Submitted(f"{redact_url(client._get_url_prefix())}/{path}", pipeline_id, version_id)

@@ -207,7 +207,7 @@ def test_cronjob_manifest_runs_this_command() -> None:
     kubernetes_validate.validate(cronjob, "1.30.0", strict=True)
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    assert container["command"] == ["python", "-m", "commands.cli", "monitor"]
+    assert container["command"] == ["taxi", "monitor"]  # setup.py console_scripts
     args = cli.build_parser().parse_args(["monitor", *container["args"]])
     claims = {
         v["name"]: v["persistentVolumeClaim"]["claimName"]

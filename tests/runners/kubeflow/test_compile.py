@@ -18,7 +18,7 @@ from components.data_prep.artifacts import PreparedData
 from components.data_prep.component import DataPrep
 from pipeline import pipeline as pipeline_lib
 from pipeline.config import ConfigError
-from runners.kubeflow import __main__ as cli
+from commands import cli
 from runners.kubeflow import compiler
 from runners.kubeflow import spec as spec_lib
 from runners.kubeflow.config import load_kubeflow_config

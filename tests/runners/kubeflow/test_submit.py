@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from runners.kubeflow import __main__ as cli
+from commands import cli
 from runners.kubeflow import compiler
 from runners.kubeflow import submit as submit_lib
 
@@ -165,6 +165,7 @@ def test_run_sends_spec_parameters_root_and_token(fake_kfp, spec_file, monkeypat
     submitted = submit_lib.submit(request)
     assert submitted == submit_lib.Submitted(f"{fake_kfp.url}/#/runs/details/run-42")
     assert fake_kfp.calls() == [
+        ("GET", f"{API}/healthz"),  # submit's own probe, with timeouts, before kfp.Client
         ("GET", f"{API}/experiments"),
         ("POST", f"{API}/experiments"),
         ("POST", f"{API}/runs"),
@@ -226,6 +227,7 @@ def test_upload_creates_the_pipeline_then_adds_versions_and_schedules(
         f"{fake_kfp.url}/#/recurringrun/details/run-42", "p-1", "p-1-v1"
     )
     assert fake_kfp.calls() == [
+        ("GET", f"{API}/healthz"),  # submit's own probe
         ("GET", f"{API}/healthz"),  # no namespace given: kfp.Client asks if KFP is multi-user
         ("GET", f"{API}/experiments"),
         ("POST", f"{API}/experiments"),
@@ -301,8 +303,8 @@ def test_a_forbidden_response_echoing_the_token_is_reported_redacted(
         captured.err
     )
     assert "Bearer [REDACTED]" in captured.err and "Traceback" not in captured.err
-    # kfp logs each failed health check with the response body: redacted too.
-    assert caplog.records and token not in caplog.text and "[REDACTED]" in caplog.text
+    assert len(captured.err.splitlines()) == 1
+    assert token not in caplog.text and "Traceback" not in caplog.text
 
 
 def test_redact_removes_token_like_values() -> None:
@@ -318,7 +320,7 @@ def test_redact_removes_token_like_values() -> None:
 
 def test_bad_requests_give_clear_errors(spec_file, tmp_path, capsys):
     assert cli.main(["submit", "--spec", spec_file, "--host", "http://127.0.0.1:1"]) == 1
-    assert "error: cannot reach KFP at http://127.0.0.1:1" in capsys.readouterr().err
+    assert "error: cannot reach KFP at 127.0.0.1:1: " in capsys.readouterr().err
     assert cli.main(["submit", "--spec", spec_file, "--host", "kfp.example.com"]) == 1
     assert "must be an http:// or https:// URL" in capsys.readouterr().err
     missing = str(tmp_path / "none.yaml")
@@ -371,3 +373,161 @@ def test_dry_run_prints_request_and_sends_nothing(fake_kfp, spec_file, capsys, m
     assert printed["auth_token"] == f"from ${submit_lib.TOKEN_ENV}"
     assert "secret-token" not in json.dumps(printed)
     assert fake_kfp.requests == []
+
+
+class _Scripted(http.server.ThreadingHTTPServer):
+    """Answers every request with one status, content type and body (`{auth}` = the
+    request's Authorization value, `{auth_quoted}` = it URL-encoded); counts requests."""
+
+    def __init__(self, status: int, content_type: str, body: str):
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.status, self.content_type, self.template = status, content_type, body
+        self.count = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ScriptedHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _answer(self) -> None:
+        self.server.count += 1
+        auth = self.headers.get("Authorization", "")
+        body = self.server.template.format(
+            auth=auth, auth_quoted=urllib.parse.quote(auth, safe="")
+        ).encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", self.server.content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self._answer()
+
+    def do_POST(self):
+        self._answer()
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def start(status: int, content_type: str, body: str) -> _Scripted:
+        server = _Scripted(status, content_type, body)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _bounded_main(argv: list[str], seconds: float = 60) -> int:
+    """cli.main in a thread, failing the test if it has not returned within `seconds`."""
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(cli.main(argv)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert result, f"`{' '.join(argv)}` still running after {seconds} s"
+    return result[0]
+
+
+def test_url_userinfo_never_leaves_in_dry_run_or_errors(spec_file, capsys, monkeypatch):
+    monkeypatch.delenv(submit_lib.TOKEN_ENV, raising=False)
+    password = "Pa55-w0rd"
+    host = f"https://alice:{password}@kfp.example/pipeline"
+    assert cli.main(["submit", "--spec", spec_file, "--host", host, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["host"] == "https://[REDACTED]@kfp.example/pipeline"
+    assert password not in out and "alice" not in out
+    # A refused connection: the error names the host without its userinfo.
+    unreachable = f"http://alice:{password}@127.0.0.1:1"
+    assert cli.main(["submit", "--spec", spec_file, "--host", unreachable]) == 1
+    captured = capsys.readouterr()
+    assert "cannot reach KFP at 127.0.0.1:1" in captured.err
+    assert password not in captured.err + captured.out and "alice" not in captured.err
+    assert cli.main(["submit", "--spec", spec_file, "--host", f"ftp://alice:{password}@h"]) == 1
+    assert password not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("status", [401, 403, 500])
+def test_an_error_echoing_the_token_url_encoded_is_one_redacted_line(
+    scripted, spec_file, capsys, caplog, monkeypatch, status
+):
+    token = "s3cr3t+tok/en=with&chars"
+    monkeypatch.setenv(submit_lib.TOKEN_ENV, token)
+    server = scripted(
+        status,
+        "application/json",
+        '{{"error": "denied", "you_sent": "{auth_quoted}", "raw": "{auth}", '
+        '"query": "?access_token={auth_quoted}"}}',
+    )
+    argv = ["submit", "--spec", spec_file, "--host", server.url, "--insecure-allow-http-token"]
+    assert _bounded_main(argv) == 1
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err + caplog.text
+    for form in (
+        token,
+        urllib.parse.quote(token, safe=""),
+        urllib.parse.quote_plus(token),
+        urllib.parse.quote(f"Bearer {token}", safe=""),
+    ):
+        assert form not in shown
+    assert "Traceback" not in shown and captured.out == ""
+    [line] = captured.err.splitlines()
+    assert f"HTTP {status}" in line and "[REDACTED]" in line
+    # Answered at once: not kfp.Client's five health checks 5 s apart.
+    assert server.count == 1
+
+
+def test_an_html_page_is_not_taken_for_kfp(scripted, spec_file, capsys, monkeypatch):
+    monkeypatch.delenv(submit_lib.TOKEN_ENV, raising=False)
+    server = scripted(200, "text/html", "<html><body>Sign in</body></html>")
+    assert _bounded_main(["submit", "--spec", spec_file, "--host", server.url]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no `#/runs/details/None`
+    [line] = captured.err.splitlines()
+    assert "answered HTTP 200 with text/html, not KFP's API" in line
+
+
+def test_a_json_answer_without_a_run_id_is_an_error(scripted, spec_file, capsys, monkeypatch):
+    monkeypatch.delenv(submit_lib.TOKEN_ENV, raising=False)
+    server = scripted(200, "application/json", "{{}}")
+    argv = ["submit", "--spec", spec_file, "--host", server.url, "--namespace", "team-a"]
+    assert _bounded_main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert "not KFP's API" in captured.err or "without a run id" in captured.err
+
+
+def test_an_endpoint_that_never_answers_times_out(spec_file, capsys, monkeypatch):
+    import socket
+
+    monkeypatch.delenv(submit_lib.TOKEN_ENV, raising=False)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # Connections are accepted by the kernel, never answered.
+        host = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        argv = ["submit", "--spec", spec_file, "--host", host, "--read-timeout", "0.5"]
+        assert _bounded_main(argv, seconds=30) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert "did not answer within 0.5 s (--read-timeout)" in line
+
+
+def test_redact_covers_every_credential_form() -> None:
+    token = "tok+en/1="
+    text = (
+        f"Authorization: Token abc123 and more\n"
+        f"https://bob:pw%40x@h/p {urllib.parse.quote(token, safe='')} "
+        f"{urllib.parse.quote_plus(token)} {token}"
+    )
+    redacted = submit_lib.redact(text, token)
+    for secret in ("abc123", "bob", "pw%40x", token, urllib.parse.quote(token, safe="")):
+        assert secret not in redacted
+    assert "https://[REDACTED]@h/p" in redacted
