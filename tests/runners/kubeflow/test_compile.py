@@ -12,13 +12,13 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
+from commands import cli
 from components import ui_artifacts
 from components.data_prep import source as source_lib
 from components.data_prep.artifacts import PreparedData
 from components.data_prep.component import DataPrep
 from pipeline import pipeline as pipeline_lib
 from pipeline.config import ConfigError
-from commands import cli
 from runners.kubeflow import compiler
 from runners.kubeflow import spec as spec_lib
 from runners.kubeflow.config import load_kubeflow_config
