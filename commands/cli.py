@@ -2,6 +2,7 @@
 
 import argparse
 import csv
+import json
 import os
 import sys
 import traceback
@@ -251,8 +252,6 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _lineage(args: argparse.Namespace) -> int:
     config = config_lib.load_local_config(args.config, args.set)
-    import json
-
     from absl import logging
 
     from metadata.lineage_graph import LineageError
@@ -295,7 +294,12 @@ def _monitor(args: argparse.Namespace) -> int:
     import schemas
     from operations.monitor_config import MonitorConfig
 
-    overrides = [f"schema_path={schemas.schema_path('taxi')}"]
+    # The curated schema unless the config file or a flag names one (overrides beat the file).
+    overrides = (
+        []
+        if _file_sets(args.config, "schema_path")
+        else [f"schema_path={schemas.schema_path('taxi')}"]
+    )
     overrides += [
         f"{field}={getattr(args, flag)}"
         for flag, field in _MONITOR_FLAGS.items()
@@ -325,6 +329,17 @@ def _monitor(args: argparse.Namespace) -> int:
     for line in result.warnings:
         print(f"WARNING {line}")
     return result.exit_code
+
+
+def _file_sets(config_file: str | None, field: str) -> bool:
+    """Whether a JSON config file sets `field` (an unreadable file is reported by the loader)."""
+    if not config_file:
+        return False
+    try:
+        with open(config_file) as f:
+            return field in json.load(f)
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _message(error: BaseException) -> str:

@@ -253,3 +253,13 @@ def test_run_checks_the_source_header_before_building_the_pipeline(tmp_path, cap
     assert cli.main(argv) == cli.EXIT_RUN_FAILED
     _one_line_error(capsys, f"data error: {data}: line 1: repeated column names ['fare']")
     assert not (tmp_path / "out").exists()  # Nothing was built or run.
+
+
+def test_monitor_takes_the_schema_from_its_config_file(tmp_path, capsys, logs, baseline) -> None:
+    import json
+
+    missing = tmp_path / "from-file.pbtxt"
+    config = tmp_path / "monitor.json"
+    config.write_text(json.dumps({"schema_path": str(missing)}))
+    assert _monitor(logs, str(tmp_path / "out"), baseline, "--config", str(config)) == 2
+    _one_line_error(capsys, f"schema {missing}: no such file")
