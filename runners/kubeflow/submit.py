@@ -278,9 +278,14 @@ def _redacted_logs(token: str | None, secrets: list[str]) -> Iterator[_Redacting
     loggers = [logging.getLogger(), logging.getLogger("kfp")]
     for logger in loggers:
         logger.addFilter(redacting)
+    # urllib3 warns once per retried request, with the URL: the one-line error says it all.
+    pool_logger = logging.getLogger("urllib3")
+    pool_level = pool_logger.level
+    pool_logger.setLevel(logging.ERROR)
     try:
         yield redacting
     finally:
+        pool_logger.setLevel(pool_level)
         for logger in loggers:
             logger.removeFilter(redacting)
 
@@ -524,7 +529,14 @@ def _send(
         # `from None`: kfp's exception (and a traceback of it) carries the raw response, which
         # may echo the token; only the redacted message leaves this boundary.
         raise _api_error(request, e, token) from None
-    except urllib3.exceptions.ReadTimeoutError:
+    except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.MaxRetryError) as e:
+        # kfp_server_api's pool retries a timed-out read 3 times, then raises MaxRetryError.
+        reason = getattr(e, "reason", e)
+        if not isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+            raise SubmitError(
+                f"cannot reach KFP at {_host_of(request.host)}: "
+                f"{_one_line(redact(str(reason), token, *secrets_of(request.host, token)))}"
+            ) from None
         raise SubmitError(
             f"KFP at {_host_of(request.host)} did not answer within "
             f"{request.read_timeout_s:g} s (--read-timeout)"

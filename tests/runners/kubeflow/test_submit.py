@@ -531,3 +531,51 @@ def test_redact_covers_every_credential_form() -> None:
     for secret in ("abc123", "bob", "pw%40x", token, urllib.parse.quote(token, safe="")):
         assert secret not in redacted
     assert "https://[REDACTED]@h/p" in redacted
+
+
+class _SlowAfterHealthz(http.server.ThreadingHTTPServer):
+    """Answers KFP's health check at once and every other call after `delay_s`."""
+
+    def __init__(self, delay_s: float):
+        super().__init__(("127.0.0.1", 0), _SlowHandler)
+        self.delay_s = delay_s
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request, client_address):
+        pass  # The client hung up after its timeout: expected here.
+
+
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if urllib.parse.urlparse(self.path).path != f"{API}/healthz":
+            threading.Event().wait(self.server.delay_s)
+        body = b'{"multi_user": false}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_kfp_client_calls_time_out_too(spec_file, capsys, monkeypatch):
+    # Pins the adapter that gives kfp.Client's REST client its timeouts (kfp_server_api's
+    # private `rest_client.request`): the health check answers, the next call never does.
+    monkeypatch.delenv(submit_lib.TOKEN_ENV, raising=False)
+    server = _SlowAfterHealthz(delay_s=5)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        argv = ["submit", "--spec", spec_file, "--host", server.url, "--namespace", "team-a"]
+        assert _bounded_main([*argv, "--read-timeout", "0.3"], seconds=30) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert "KFP at 127.0.0.1:" in line and "did not answer within 0.3 s" in line, line
+    assert captured.out == ""
