@@ -153,13 +153,8 @@ def create_components(
             examples=example_gen.outputs["examples"],
             model_blessing=evaluator.outputs["blessing"],
             model_name=settings.model_name,
+            settings=settings.load_test,
             example_split="eval",
-            sample_size=settings.load_test.sample_size,
-            max_p99_ms=settings.load_test.max_p99_ms,
-            load_timeout_s=settings.load_test.load_timeout_s,
-            concurrency=settings.load_test.concurrency,
-            request_timeout_s=settings.load_test.request_timeout_s,
-            input_validation=settings.load_test.input_validation,
         ).with_id("LoadTest")
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
