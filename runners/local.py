@@ -21,7 +21,7 @@ from operations import lineage, telemetry
 from pipeline import beam as beam_lib
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
-from runners import writable
+from runners.kubeflow.pod import writable
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

@@ -5,7 +5,7 @@ A plain container task (no TFX, no TensorFlow for a mounted path), always run, i
 
 1. every mounted path a later step writes (`--writable`: the serving model directory the
    Pusher and DriftGate write) is created if missing and probed with a file write, failing
-   with the path, the uid and what to do (`runners.writable`), before hours of work;
+   with the path, the uid and what to do (`runners.kubeflow.pod.writable`), before hours of work;
 2. the served model's identity (`components.latest_pushed_model.served`: version, digest of
    its push manifest, rolled-back versions) is written as the STRING output parameter that
    LatestPushedModel and DriftGate take as an input, so KFP's cache key, which covers
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 import model_contract
-from runners.writable import NotWritableError, check_writable
+from runners.kubeflow.pod.writable import NotWritableError, check_writable
 
 
 def _filesystem(model_dir: str) -> model_contract.FileSystem:

@@ -23,7 +23,7 @@ from runners.kubeflow import __main__ as cli
 from runners.kubeflow import compiler
 from runners.kubeflow import spec as spec_lib
 from runners.kubeflow.config import load_kubeflow_config
-from runners.writable import IMAGE_UID
+from runners.kubeflow.pod.writable import IMAGE_UID
 from tests.runners.kubeflow import golden as golden_lib
 from tests.runners.kubeflow.conftest import EXAMPLE_CONFIG, GOLDEN, REPO, TOOL_PYTHON
 
