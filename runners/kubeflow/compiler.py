@@ -92,7 +92,7 @@ def tfjob_params(config: KubeflowConfig) -> "tfjob_manifest.TFJobParams":
         memory_gb=tfjob.memory_gb,
         node_selector=dict(tfjob.node_selector),
         tolerations=[t.to_kubernetes() for t in tfjob.tolerations],
-        pvc_mounts=[tuple(m) for m in config.pvc_mounts],
+        pvc_mounts=[(m.claim, m.path) for m in config.pvc_mounts],
         backoff_limit=tfjob.backoff_limit,
         timeout_s=tfjob.timeout_s,
     )
@@ -329,7 +329,7 @@ def compile_tfx_pipeline(
         task_tolerations=(
             {TRAINER: [t.to_kubernetes() for t in gpu.tolerations]} if trainer_present else {}
         ),
-        pvc_mounts=[tuple(m) for m in config.pvc_mounts],
+        pvc_mounts=[(m.claim, m.path) for m in config.pvc_mounts],
     )
     docs = spec_lib.PipelineDocs(pipeline_spec, platform_spec)
     spec_lib.check_strictly(docs)
