@@ -341,11 +341,12 @@ def written_mounted_paths(config: KubeflowConfig) -> list[tuple[str, str]]:
     """The paths on mounted volumes that steps write, each with its mount path.
 
     The Pusher writes versions and DriftGate its statistics copies under the model directory;
-    every other output goes to the pipeline root (an object store). A `gs://` serving base is
-    not a mount, and is not checked.
+    the Beam steps write scratch files under `beam.temp_location` when it is set; every other
+    output goes to the pipeline root (an object store). `gs://` paths are not mounts, and are
+    not checked.
     """
     written = []
-    for path in (config.model_dir,):
+    for path in (config.model_dir, config.beam.temp_location):
         for mount in config.pvc_mounts:
             if path == mount.path or path.startswith(mount.path.rstrip("/") + "/"):
                 written.append((path, mount.path))

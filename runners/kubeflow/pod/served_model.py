@@ -4,7 +4,7 @@ A plain container task (no TFX, no TensorFlow for a mounted path), always run, i
 `SourceFingerprint` at the start of every run:
 
 1. every mounted path a later step writes (`--writable`: the serving model directory the
-   Pusher and DriftGate write) is created if missing and probed with a file write, failing
+   Pusher and DriftGate write, Beam's `temp_location` when on a claim) is created if missing and probed with a file write, failing
    with the path, the uid and what to do (`runners.kubeflow.pod.writable`), before hours of work;
 2. the served model's identity (`components.latest_pushed_model.served`: version, digest of
    its push manifest, rolled-back versions) is written as the STRING output parameter that
@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for entry in args.writable:
         path, _, mount = entry.partition(":")
         try:
-            check_writable(path, mount=mount or None, writers="the Pusher and DriftGate")
+            writers = "the Pusher and DriftGate" if path == args.model_dir else "the Beam steps"
+            check_writable(path, mount=mount or None, writers=writers)
         except NotWritableError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1

@@ -202,6 +202,17 @@ def test_served_model_identity_keys_the_steps_that_compare_with_it(compiled, exa
         "--writable",
         f"{model_dir}:/mnt/taxi",
     ]
+    # Every mounted path a step writes, and only those: Beam's scratch too when on the claim.
+    assert compiler.written_mounted_paths(example_config) == [(model_dir, "/mnt/taxi")]
+    scratch = load_kubeflow_config(EXAMPLE_CONFIG, ["beam.temp_location=/mnt/taxi/tmp/beam"])
+    assert compiler.written_mounted_paths(scratch) == [
+        (model_dir, "/mnt/taxi"),
+        ("/mnt/taxi/tmp/beam", "/mnt/taxi"),
+    ]
+    elsewhere = load_kubeflow_config(
+        EXAMPLE_CONFIG, ["serving_base=gs://bucket/serving", "beam.temp_location=/scratch"]
+    )
+    assert compiler.written_mounted_paths(elsewhere) == []
 
 
 def _run_served_model_task(compiled, output, model_dir, uid=None):
