@@ -4,8 +4,9 @@ A plain container task (no TFX, no TensorFlow for a mounted path), always run, i
 `SourceFingerprint` at the start of every run:
 
 1. every mounted path a later step writes (`--writable`: the serving model directory the
-   Pusher and DriftGate write, Beam's `temp_location` when on a claim) is created if missing and probed with a file write, failing
-   with the path, the uid and what to do (`runners.kubeflow.pod.writable`), before hours of work;
+   Pusher and DriftGate write, Beam's `temp_location` when on a claim) is created if missing
+   and probed with a file write, failing with the path, the uid and what to do
+   (`runners.kubeflow.pod.writable`), before hours of work;
 2. the served model's identity (`components.latest_pushed_model.served`: version, digest of
    its push manifest, rolled-back versions) is written as the STRING output parameter that
    LatestPushedModel and DriftGate take as an input, so KFP's cache key, which covers
