@@ -227,7 +227,8 @@ def record(
 
 
 class Executor(base_executor.BaseExecutor):
-    """Loads the candidate in the project's model server and blesses it only if it serves."""
+    """Loads the candidate in tensorflow_model_server (else `python -m serving`); blesses it only
+    if it serves."""
 
     def Do(
         self,
