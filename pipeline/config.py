@@ -8,12 +8,13 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, TypeVar
 
 import pydantic.dataclasses
 from pydantic import Field
 
 from components.anomalies_gate import policies
+from components.load_test.settings import LoadTestSettings
 from model.trainer.hyperparameters import Hyperparameters
 from pipeline.beam import BeamSettings, beam_pipeline_args
 from serving.tracing import TracingSettings
@@ -69,36 +70,6 @@ class EvaluationSettings(Settings):
         "company",
         "trip_start_hour",
     )
-
-
-@pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
-class LoadTestSettings(Settings):
-    """The pre-push load test (`LoadTest` step): what makes a model servable.
-
-    Attributes:
-      enabled: Run the LoadTest step and make the Pusher require its blessing; false drops
-        the step (the Pusher then needs the Evaluator's blessing only).
-      sample_size: Eval examples sent, each as one Predict and one Classify and Regress (the
-        model's warm-up requests are sent as well).
-      max_p99_ms: Bound on the p99 gRPC round-trip latency in milliseconds. The default
-        suits the Python server on a small shared machine (p99 2.6-5 ms measured idle); set
-        it from the serving SLO on the production image.
-      load_timeout_s: Bound on server start to the model AVAILABLE (process start-up, model
-        load and warm-up), in seconds.
-      concurrency: Requests in flight at once.
-      request_timeout_s: Deadline of each request, in seconds.
-      input_validation: The load-tested server's request validation: `off` serves as the
-        production `tensorflow/serving` does (no schema checks; the eval data already passed
-        the AnomaliesGate); `enforce` also rejects examples outside the curated schema.
-    """
-
-    enabled: bool = True
-    sample_size: Annotated[int, Field(ge=1, le=10_000)] = 100
-    max_p99_ms: Annotated[float, Field(gt=0)] = 1000.0
-    load_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 2
-    request_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
-    input_validation: Literal["off", "log", "enforce"] = "off"
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)

@@ -51,6 +51,7 @@ def create_components(
     *,
     source_uri: StrOrParameter,
     source_fingerprint: StrOrParameter,
+    served_model: StrOrParameter,
     schema_path: str,
     model_dir: str,
     platform_configs: Mapping[str, message.Message] | None = None,
@@ -63,6 +64,9 @@ def create_components(
       settings: What the pipeline does (split, steps, model, thresholds, anomalies policy).
       source_uri: Source CSVs (a file or a directory) as the executors see them.
       source_fingerprint: `fingerprint_source(source_uri)`: keys the cache on the data.
+      served_model: `served_model_identity(model_dir)` when the run started: keys the cache
+        of the steps that compare with the served model (LatestPushedModel, DriftGate; the
+        Evaluator, LoadTest and Pusher follow through LatestPushedModel's output).
       schema_path: Curated schema file as seen by the executors.
       model_dir: `<serving_base>/<model_name>`: TF Serving model base path.
       platform_configs: Node id -> orchestrator-specific config (e.g. a KFP ResourceSpec with
@@ -107,7 +111,10 @@ def create_components(
         schema=gate.outputs["validated_schema"],
         model_dir=model_dir,
         metadata_connection=lineage_graph.encode_connection(baseline_metadata),
+        served_model=served_model,
         policy=settings.anomalies_policy,
+        # Statistics copies are kept as model versions are.
+        keep_baselines=settings.keep_versions,
     ).with_id("DriftGate")
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -130,7 +137,7 @@ def create_components(
         custom_config=settings.hyperparameters.to_custom_config(),
     ).with_id("Trainer")
     baseline = LatestPushedModel(
-        candidate_model=trainer.outputs["model"], model_dir=model_dir
+        candidate_model=trainer.outputs["model"], model_dir=model_dir, served_model=served_model
     ).with_id("LatestPushedModel")
     evaluator = BaselineAwareEvaluator(
         examples=example_gen.outputs["examples"],
@@ -146,13 +153,8 @@ def create_components(
             examples=example_gen.outputs["examples"],
             model_blessing=evaluator.outputs["blessing"],
             model_name=settings.model_name,
+            settings=settings.load_test,
             example_split="eval",
-            sample_size=settings.load_test.sample_size,
-            max_p99_ms=settings.load_test.max_p99_ms,
-            load_timeout_s=settings.load_test.load_timeout_s,
-            concurrency=settings.load_test.concurrency,
-            request_timeout_s=settings.load_test.request_timeout_s,
-            input_validation=settings.load_test.input_validation,
         ).with_id("LoadTest")
     pusher = AtomicPusher(
         model=trainer.outputs["model"],
@@ -197,6 +199,7 @@ def create_pipeline(
     pipeline_root: str,
     source_uri: StrOrParameter,
     source_fingerprint: StrOrParameter,
+    served_model: StrOrParameter,
     schema_path: str,
     model_dir: str,
     beam_pipeline_args: Sequence[str] = (),
@@ -215,6 +218,7 @@ def create_pipeline(
       pipeline_root: Root of all artifacts.
       source_uri: See `create_components`.
       source_fingerprint: See `create_components`.
+      served_model: See `create_components`.
       schema_path: See `create_components`.
       model_dir: See `create_components`.
       beam_pipeline_args: Beam arguments for the components' Beam jobs.
@@ -234,6 +238,7 @@ def create_pipeline(
             settings,
             source_uri=source_uri,
             source_fingerprint=source_fingerprint,
+            served_model=served_model,
             schema_path=schema_path,
             model_dir=model_dir,
             platform_configs=platform_configs,

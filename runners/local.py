@@ -8,6 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+import tensorflow as tf
 from absl import logging
 from tfx import v1 as tfx
 from tfx.orchestration import metadata
@@ -15,10 +16,12 @@ from tfx.orchestration.beam import beam_dag_runner
 
 import schemas
 from components.data_prep import source as source_lib
+from components.latest_pushed_model import served as served_lib
 from operations import lineage, telemetry
 from pipeline import beam as beam_lib
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
+from runners.kubeflow.pod import writable
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -97,6 +100,7 @@ class LocalRun:
       config: The validated local config.
       source_uri: The source CSVs (file or directory) DataPrep read.
       source_fingerprint: `fingerprint_source(source_uri)` when the run started.
+      served_model: `served_model_identity(model_dir)` when the run started.
       elapsed_s: Wall time of the pipeline run.
       step_seconds: Node id -> wall time of each step that ran.
     """
@@ -104,6 +108,7 @@ class LocalRun:
     config: config_lib.LocalConfig
     source_uri: str
     source_fingerprint: str
+    served_model: str
     elapsed_s: float
     step_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -165,6 +170,8 @@ def build_local_pipeline(
     source_fingerprint: str,
     schema_path: str,
     data_bytes: int | None = None,
+    *,
+    served_model: str,
 ) -> tfx.dsl.Pipeline:
     """Binds the pipeline definition to the local environment.
 
@@ -174,6 +181,8 @@ def build_local_pipeline(
       source_fingerprint: `fingerprint_source(source_uri)`, DataPrep's cache key for the data.
       schema_path: Curated schema file (see `versioned_schema`).
       data_bytes: Source size in bytes (picks the DirectRunner mode for `beam.mode=auto`).
+      served_model: `served_model_identity(model_dir)`: the cache key of the steps that
+        compare with the served model (as the `ServedModel` task's output on KFP).
 
     Returns:
       The pipeline, with a SQLite MLMD store under the output directory.
@@ -183,6 +192,7 @@ def build_local_pipeline(
         pipeline_root=os.path.abspath(config.pipeline_root),
         source_uri=source_uri,
         source_fingerprint=source_fingerprint,
+        served_model=served_model,
         schema_path=schema_path,
         model_dir=os.path.abspath(config.model_dir),
         beam_pipeline_args=local_beam_args(config, data_bytes),
@@ -222,8 +232,18 @@ def run_local(
     fingerprint = source_lib.fingerprint_source(source_uri)
     data_bytes = beam_lib.source_bytes(source_lib.list_source_files(source_uri))
     progress.info("Source %s (fingerprint %s, %d bytes)", source_uri, fingerprint[:12], data_bytes)
+    model_dir = os.path.abspath(config.model_dir)
+    # The Pusher and DriftGate write there: fail now, not at the end of the run.
+    writable.check_writable(model_dir, writers="the Pusher and DriftGate")
+    served_model = served_lib.served_model_identity(tf.io.gfile, model_dir)
+    progress.info("Served model in %s: %s", model_dir, served_model)
     pipeline = build_local_pipeline(
-        config, source_uri, fingerprint, versioned_schema(config.output_dir), data_bytes
+        config,
+        source_uri,
+        fingerprint,
+        versioned_schema(config.output_dir),
+        data_bytes,
+        served_model=served_model,
     )
     progress.info("Beam arguments: %s", pipeline.beam_pipeline_args or "(in-memory DirectRunner)")
     logging.info(
@@ -240,6 +260,7 @@ def run_local(
         config=config,
         source_uri=source_uri,
         source_fingerprint=fingerprint,
+        served_model=served_model,
         elapsed_s=time.monotonic() - start,
         step_seconds=dict(step_seconds),
     )

@@ -200,6 +200,7 @@ def test_every_pipeline_node_is_named_and_user_code_is_a_dotted_path(tmp_path) -
         pipeline_root=str(tmp_path),
         source_uri=str(tmp_path / "data"),
         source_fingerprint="0" * 64,
+        served_model="none",
         schema_path=str(tmp_path / "schema.pbtxt"),
         model_dir=str(tmp_path / "serving" / "m"),
     )

@@ -2,6 +2,7 @@
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
+from tfx.orchestration import data_types
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
@@ -16,6 +17,8 @@ class DriftGateSpec(ComponentSpec):
         executor.MODEL_DIR_KEY: ExecutionParameter(type=str),
         executor.METADATA_CONNECTION_KEY: ExecutionParameter(type=str),
         executor.POLICY_KEY: ExecutionParameter(type=str),
+        executor.SERVED_MODEL_KEY: ExecutionParameter(type=str),
+        executor.KEEP_BASELINES_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         executor.STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics),
@@ -50,7 +53,9 @@ class DriftGate(base_component.BaseComponent):
         schema: types.BaseChannel,
         model_dir: str,
         metadata_connection: str,
+        served_model: "str | data_types.RuntimeParameter",
         policy: str = executor.FAIL,
+        keep_baselines: int | None = None,
     ):
         """Builds the gate.
 
@@ -61,7 +66,13 @@ class DriftGate(base_component.BaseComponent):
           metadata_connection: `lineage_graph.encode_connection(...)` of the MLMD store that
             recorded the served model's run ("" = none: a served model then cannot be
             compared, which stops the run under policy `fail`).
+          served_model: The served model's identity when the run started
+            (`latest_pushed_model.served`): the gate is cached on it, so a push or rollback
+            makes it compare again, with what is served then.
           policy: `fail` stops the run on drift; `warn` logs it and goes on.
+          keep_baselines: Statistics copies kept under `<model_dir>/.drift_baselines` besides
+            those of the versions still in the model directory (as the Pusher's
+            `keep_versions`); None keeps all.
 
         Raises:
           ValueError: If `policy` is not `fail` or `warn`, or `model_dir` is empty.
@@ -83,6 +94,8 @@ class DriftGate(base_component.BaseComponent):
                 model_dir=model_dir,
                 metadata_connection=metadata_connection,
                 policy=policy,
+                served_model=served_model,
+                keep_baselines=keep_baselines,
                 validated_schema=types.Channel(type=standard_artifacts.Schema),
                 drift_report=types.Channel(type=ui_artifacts.Markdown),
             )

@@ -17,7 +17,8 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 import model_contract
-from components.drift_gate import drift
+from components.drift_gate import drift, retention
+from components.latest_pushed_model import served
 from metadata import lineage_graph
 
 STATISTICS_KEY = "statistics"
@@ -27,6 +28,8 @@ DRIFT_REPORT_KEY = "drift_report"
 MODEL_DIR_KEY = "model_dir"
 METADATA_CONNECTION_KEY = "metadata_connection"
 POLICY_KEY = "policy"
+SERVED_MODEL_KEY = "served_model"
+KEEP_BASELINES_KEY = "keep_baselines"
 FAIL = "fail"
 WARN = "warn"
 POLICIES = (FAIL, WARN)
@@ -101,26 +104,57 @@ def baseline_statistics(
     Raises:
       lineage_graph.LineageError: If the manifest, the store or a link of the chain is missing.
     """
+    statistics_uri = training_statistics_uri(metadata_connection, model_dir, version)
+    direct = os.path.join(statistics_uri, f"Split-{TRAIN_SPLIT}", "FeatureStats.pb")
+    copy = baseline_copy_path(model_dir, statistics_uri)
+    for path in (direct, copy):
+        if _readable(path):
+            return tfdv.load_stats_binary(path), statistics_uri
+    raise lineage_graph.LineageError(
+        f"the statistics {statistics_uri} are not readable from this step, and no copy is at "
+        f"{copy} (written by the gate of the run that trained the model)"
+    )
+
+
+def training_statistics_uri(metadata_connection: str, model_dir: str, version: int) -> str:
+    """The URI of the statistics of the data that trained a version, found through MLMD.
+
+    Raises:
+      lineage_graph.LineageError: If the manifest, the store or a link of the chain is missing.
+    """
     manifest = model_contract.read_manifest(tf.io.gfile, os.path.join(model_dir, str(version)))
     if not manifest:
-        raise lineage_graph.LineageError(f"served version {version} has no push manifest")
+        raise lineage_graph.LineageError(f"version {version} has no push manifest")
     try:
         store = lineage_graph.connect(metadata_connection)
         chain = lineage_graph.training_chain(store, lineage_graph.find_model(store, manifest))
-        statistics = lineage_graph.statistics_of(store, chain.examples)
+        return str(lineage_graph.statistics_of(store, chain.examples).uri)
     except lineage_graph.LineageError:
         raise
     except Exception as e:  # MLMD client errors (unreachable server, bad store) are untyped.
         raise lineage_graph.LineageError(f"ML-Metadata query failed: {e}") from e
-    direct = os.path.join(statistics.uri, f"Split-{TRAIN_SPLIT}", "FeatureStats.pb")
-    copy = baseline_copy_path(model_dir, statistics.uri)
-    for path in (direct, copy):
-        if _readable(path):
-            return tfdv.load_stats_binary(path), statistics.uri
-    raise lineage_graph.LineageError(
-        f"the statistics {statistics.uri} are not readable from this step, and no copy is at "
-        f"{copy} (written by the gate of the run that trained the model)"
-    )
+
+
+def retire_baseline_copies(
+    model_dir: str, metadata_connection: str, keep: int, current_uri: str
+) -> list[str]:
+    """Applies retention to the statistics copies, keeping those of every version still in
+    `model_dir` (a rollback may serve it again) and the one of `current_uri`."""
+
+    def copy_folder(statistics_uri: str) -> str:
+        # <model_dir>/.drift_baselines/<key>/Split-train/FeatureStats.pb -> <key> folder.
+        return os.path.dirname(os.path.dirname(baseline_copy_path(model_dir, statistics_uri)))
+
+    protect = {copy_folder(current_uri)}
+    for version in model_contract.list_versions(tf.io.gfile, model_dir):
+        try:
+            protect.add(
+                copy_folder(training_statistics_uri(metadata_connection, model_dir, version))
+            )
+        except lineage_graph.LineageError as e:  # No lineage: no copy of it can be found either.
+            logging.info("Version %s keeps no statistics copy: %s", version, e)
+    root = os.path.join(model_dir, BASELINES_DIR)
+    return retention.retire_baseline_copies(root, keep=keep, protect=protect)
 
 
 def keep_baseline_copy(model_dir: str, statistics_uri: str) -> None:
@@ -171,7 +205,9 @@ class Executor(base_executor.BaseExecutor):
           input_dict: `statistics` (ExampleStatistics of the new data), `schema` (Schema).
           output_dict: `validated_schema` (Schema, a copy of the input) and `drift_report`
             (Markdown).
-          exec_properties: `model_dir`, `metadata_connection`, `policy` (`fail` or `warn`).
+          exec_properties: `model_dir`, `metadata_connection`, `policy` (`fail` or `warn`),
+            `served_model` (the served model's identity when the run started) and
+            `keep_baselines` (retention of the statistics copies; None keeps all).
 
         Raises:
           DriftDetectedError: If a check fails and the policy is `fail`; the message names
@@ -181,6 +217,12 @@ class Executor(base_executor.BaseExecutor):
         """
         policy = exec_properties[POLICY_KEY]
         model_dir = exec_properties[MODEL_DIR_KEY]
+        # Cached on the served model's identity: compare with exactly the model it names
+        # (the component always passes it; a direct executor call may leave it out).
+        if exec_properties.get(SERVED_MODEL_KEY) is not None:
+            served.check_unchanged(
+                tf.io.gfile, model_dir, exec_properties[SERVED_MODEL_KEY], "DriftGate"
+            )
         statistics = artifact_utils.get_single_instance(input_dict[STATISTICS_KEY])
         schema_artifact = artifact_utils.get_single_instance(input_dict[SCHEMA_KEY])
         schema = tfdv.load_schema_text(os.path.join(schema_artifact.uri, _SCHEMA_FILE))
@@ -221,6 +263,12 @@ class Executor(base_executor.BaseExecutor):
         # A value artifact: setting the value writes the file at its URI.
         report.value = report_markdown(outcome, policy, checks, baseline)
         keep_baseline_copy(model_dir, statistics.uri)
+        keep = exec_properties.get(KEEP_BASELINES_KEY)
+        if keep is not None:
+            retired = retire_baseline_copies(
+                model_dir, exec_properties[METADATA_CONNECTION_KEY], int(keep), statistics.uri
+            )
+            logging.info("Retired statistics copies: %s", retired or "none")
         fileio.makedirs(out.uri)
         io_utils.copy_file(
             os.path.join(schema_artifact.uri, _SCHEMA_FILE),

@@ -11,10 +11,12 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 import model_contract
+from components.latest_pushed_model import served
 
 CANDIDATE_MODEL_KEY = "candidate_model"
 BASELINE_MODEL_KEY = "baseline_model"
 MODEL_DIR_KEY = "model_dir"
+SERVED_MODEL_KEY = "served_model"
 SOURCE_PROPERTY = "baseline_source"
 VERSION_PROPERTY = "baseline_version"
 SOURCE_PUSHED = "pushed"
@@ -39,9 +41,17 @@ class Executor(base_executor.BaseExecutor):
         Args:
           input_dict: `candidate_model` (Model) from the Trainer.
           output_dict: `baseline_model` (Model).
-          exec_properties: `model_dir`: `<serving_base>/<model_name>`.
+          exec_properties: `model_dir`: `<serving_base>/<model_name>`; `served_model`: the
+            served model's identity when the run started.
+
+        Raises:
+          served.ServedModelChangedError: If the served model is no longer that one.
         """
         model_dir = exec_properties[MODEL_DIR_KEY]
+        # Cached on that identity: the baseline must be exactly the model it names.
+        served.check_unchanged(
+            tf.io.gfile, model_dir, exec_properties[SERVED_MODEL_KEY], "LatestPushedModel"
+        )
         baseline = artifact_utils.get_single_instance(output_dict[BASELINE_MODEL_KEY])
         destination = path_utils.serving_model_dir(baseline.uri)
         version = model_contract.latest_version(tf.io.gfile, model_dir)

@@ -24,6 +24,7 @@ from tfx.utils import path_utils
 import model_contract
 from components.load_test import load, server_process
 from components.load_test.report import Outcome, render_markdown
+from components.load_test.settings import PYTHON_SERVER, TF_SERVING, LoadTestSettings
 
 MODEL_KEY = standard_component_specs.MODEL_KEY
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
@@ -35,11 +36,11 @@ MODEL_NAME_KEY = "model_name"
 EXAMPLE_SPLIT_KEY = "example_split"
 SAMPLE_SIZE_KEY = "sample_size"
 MAX_P99_MS_KEY = "max_p99_ms"
+MAX_P99_MS_TF_SERVING_KEY = "max_p99_ms_tf_serving"
 LOAD_TIMEOUT_S_KEY = "load_timeout_s"
 CONCURRENCY_KEY = "concurrency"
 REQUEST_TIMEOUT_S_KEY = "request_timeout_s"
 INPUT_VALIDATION_KEY = "input_validation"
-INPUT_VALIDATION_MODES = ("off", "log", "enforce")
 # TFX's InfraValidator marks (tfx/components/infra_validator/executor.py, _mark_blessed).
 BLESSED_PROPERTY = "blessed"
 REASON_PROPERTY = "reason"
@@ -87,7 +88,11 @@ def _stage(model_path: str, base_path: str) -> None:
 
 
 def judge(
-    result: load.LoadResult, load_time_s: float, max_p99_ms: float, load_timeout_s: float
+    result: load.LoadResult,
+    load_time_s: float,
+    max_p99_ms: float,
+    load_timeout_s: float,
+    server: str,
 ) -> Outcome:
     """Blessed only if requests were sent, none failed and the p99 latency is within bound."""
     p99 = result.percentile_ms(99)
@@ -106,7 +111,9 @@ def judge(
                 f"loaded in {load_time_s:.1f} s <= {load_timeout_s:g} s"
             ),
         )
-    return Outcome(blessed, reason, result, load_time_s, max_p99_ms, load_timeout_s)
+    return Outcome(
+        blessed, f"{server}: {reason}", result, load_time_s, max_p99_ms, load_timeout_s, server
+    )
 
 
 def load_test(
@@ -114,13 +121,10 @@ def load_test(
     examples: Sequence[bytes],
     *,
     model_name: str,
-    max_p99_ms: float,
-    load_timeout_s: float,
-    concurrency: int,
-    request_timeout_s: float,
-    input_validation: str = "off",
+    settings: LoadTestSettings,
+    binary: str | None,
 ) -> Outcome:
-    """Serves the SavedModel at `model_path` in a child server on loopback and load-tests it.
+    """Serves the SavedModel at `model_path` in a child server local to the step, load-tests it.
 
     Sends the model's warm-up requests, then Predict (and Classify/Regress where the model has
     those signatures) for each example. The server is stopped before this returns, whatever
@@ -130,20 +134,23 @@ def load_test(
       model_path: The candidate SavedModel directory.
       examples: Serialized tf.Examples to send.
       model_name: Name to serve it as.
-      max_p99_ms: Bound on the p99 round-trip latency.
-      load_timeout_s: Bound on the time from server start to the version AVAILABLE.
-      concurrency: Requests in flight at once.
-      request_timeout_s: Deadline of each request.
-      input_validation: The child server's schema validation of requests: `off` serves as
-        the production `tensorflow/serving` does (it validates nothing), `enforce` also
-        rejects examples outside the curated schema's SERVING environment.
+      settings: Bounds (the p99 bound of the server measured), concurrency, timeouts.
+      binary: `tensorflow_model_server` to measure (`server_process.tf_serving_binary()`);
+        None measures `python -m serving`.
 
     Returns:
-      The outcome; a model that cannot load, or fails a request, is not blessed.
+      The outcome, naming the server measured; a model that cannot load, or fails a request,
+      is not blessed.
     """
+    server_name = TF_SERVING if binary else PYTHON_SERVER
+    max_p99_ms = settings.max_p99_ms_for(server_name)
+    load_timeout_s = settings.load_timeout_s
+    request_timeout_s = settings.request_timeout_s
 
     def not_blessed(reason: str, result: load.LoadResult | None = None) -> Outcome:
-        return Outcome(False, reason, result, None, max_p99_ms, load_timeout_s)
+        return Outcome(
+            False, f"{server_name}: {reason}", result, None, max_p99_ms, load_timeout_s, server_name
+        )
 
     try:
         warmup = read_warmup(model_path)
@@ -162,7 +169,8 @@ def load_test(
                 base_path,
                 log_path,
                 start + load_timeout_s,
-                input_validation=input_validation,
+                input_validation=settings.input_validation,
+                binary=binary,
             ) as server:
                 load_time_s = time.monotonic() - start
                 logging.info("Candidate AVAILABLE after %.1f s on %s", load_time_s, server.address)
@@ -181,12 +189,12 @@ def load_test(
                         )
                     except ValueError as e:
                         return not_blessed(f"the served model cannot take examples: {e}")
-                    result = load.run_load(channel, calls, concurrency, request_timeout_s)
+                    result = load.run_load(channel, calls, settings.concurrency, request_timeout_s)
         except server_process.LoadTimeoutError:
             return not_blessed(f"the model did not load within {load_timeout_s:g} s")
         except server_process.ServerStartError as e:
             return not_blessed(f"the model server could not serve the model: {e}")
-        return judge(result, load_time_s, max_p99_ms, load_timeout_s)
+        return judge(result, load_time_s, max_p99_ms, load_timeout_s, server_name)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -219,7 +227,8 @@ def record(
 
 
 class Executor(base_executor.BaseExecutor):
-    """Loads the candidate in the project's model server and blesses it only if it serves."""
+    """Loads the candidate in tensorflow_model_server (else `python -m serving`); blesses it only
+    if it serves."""
 
     def Do(
         self,
@@ -232,13 +241,23 @@ class Executor(base_executor.BaseExecutor):
         Args:
           input_dict: `model`, `examples` and optionally `model_blessing`.
           output_dict: `blessing` (InfraBlessing), `metrics` (Metrics), `report` (Markdown).
-          exec_properties: `model_name`, `example_split`, `sample_size`, `max_p99_ms`,
-            `load_timeout_s`, `concurrency`, `request_timeout_s`, `input_validation`.
+          exec_properties: `model_name`, `example_split` and the `LoadTestSettings` fields
+            but `enabled`.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        max_p99_ms = float(exec_properties[MAX_P99_MS_KEY])
-        load_timeout_s = float(exec_properties[LOAD_TIMEOUT_S_KEY])
+        # Validated when the pipeline was built; typed again for the code below.
+        settings = LoadTestSettings(
+            sample_size=int(exec_properties[SAMPLE_SIZE_KEY]),
+            max_p99_ms=float(exec_properties[MAX_P99_MS_KEY]),
+            max_p99_ms_tf_serving=float(exec_properties[MAX_P99_MS_TF_SERVING_KEY]),
+            load_timeout_s=float(exec_properties[LOAD_TIMEOUT_S_KEY]),
+            concurrency=int(exec_properties[CONCURRENCY_KEY]),
+            request_timeout_s=float(exec_properties[REQUEST_TIMEOUT_S_KEY]),
+            input_validation=exec_properties[INPUT_VALIDATION_KEY],
+        )
+        binary = server_process.tf_serving_binary()
+        server_name = TF_SERVING if binary else PYTHON_SERVER
         evaluation = input_dict.get(MODEL_BLESSING_KEY) or []
         if evaluation and not all(b.get_int_custom_property("blessed") == 1 for b in evaluation):
             # Nothing would be pushed: do not spend a server start on it.
@@ -247,24 +266,22 @@ class Executor(base_executor.BaseExecutor):
                 "not load-tested: the Evaluator did not bless this model",
                 None,
                 None,
-                max_p99_ms,
-                load_timeout_s,
+                settings.max_p99_ms_for(server_name),
+                settings.load_timeout_s,
+                server_name,
             )
         else:
             examples = read_examples(
                 artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]),
                 exec_properties[EXAMPLE_SPLIT_KEY],
-                int(exec_properties[SAMPLE_SIZE_KEY]),
+                settings.sample_size,
             )
             outcome = load_test(
                 path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model)),
                 examples,
                 model_name=exec_properties[MODEL_NAME_KEY],
-                max_p99_ms=max_p99_ms,
-                load_timeout_s=load_timeout_s,
-                concurrency=int(exec_properties[CONCURRENCY_KEY]),
-                request_timeout_s=float(exec_properties[REQUEST_TIMEOUT_S_KEY]),
-                input_validation=exec_properties[INPUT_VALIDATION_KEY],
+                settings=settings,
+                binary=binary,
             )
         logging.info("Load test: blessed=%s: %s", outcome.blessed, outcome.reason)
         record(outcome, output_dict, model.uri)

@@ -17,6 +17,8 @@ class Outcome:
         TF Serving's warm-up replay); None when it did not load.
       max_p99_ms: The configured p99 bound.
       load_timeout_s: The configured load timeout.
+      server: The server measured: `tensorflow_model_server` or `python -m serving`
+        (`settings.TF_SERVING`, `settings.PYTHON_SERVER`); `max_p99_ms` is its bound.
     """
 
     blessed: bool
@@ -25,12 +27,14 @@ class Outcome:
     load_time_s: float | None
     max_p99_ms: float
     load_timeout_s: float
+    server: str
 
     def scalars(self) -> dict[str, float | str]:
         """Flat values for the InfraBlessing's custom properties and the Metrics artifact."""
         result = self.result
         values: dict[str, float | str] = {
             "blessed": 1 if self.blessed else 0,
+            "server": self.server,
             "requests": result.requests if result else 0,
             "failures": result.failures if result else 0,
             "p50_ms": round(result.percentile_ms(50), 3) if result else 0.0,

@@ -1,13 +1,21 @@
-"""Runs `python -m serving` as a child process on a free loopback port, and always stops it.
+"""Runs the model server as a child process reachable only from this step; always stops it.
 
-`components/` may not import `serving/` (tests/test_architecture.py): the server is started as
-a process of the same Python, exactly as a Deployment would start it, and spoken to over gRPC
-with TF Serving's own `tensorflow_serving.apis` stubs.
+Two servers, one interface (TF Serving's gRPC API, spoken with its own `tensorflow_serving.apis`
+stubs):
+
+- `tensorflow_model_server`, the production server, when the binary is on PATH (the KFP image
+  copies it from `tensorflow/serving`). It listens on a UNIX socket in the step's scratch
+  folder (`--grpc_socket_path`, `--port=0`: no TCP listener, no REST), so nothing outside the
+  step reaches it and no port can be taken by another process;
+- otherwise this project's `python -m serving` on a free 127.0.0.1 port. `components/` may not
+  import `serving/` (tests/test_architecture.py): it is started as a process of the same
+  Python, as a Deployment would start it.
 """
 
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +27,8 @@ from types import TracebackType
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
+from components.load_test.settings import PYTHON_SERVER, TF_SERVING
+
 LOOPBACK = "127.0.0.1"
 # TF Serving's ModelVersionStatus states (tensorflow_serving/apis/get_model_status.proto).
 _AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -29,6 +39,7 @@ _BIND_FAILURE = "Cannot bind gRPC"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _STOP_GRACE_S = 10.0
 _LOG_TAIL_BYTES = 1500
+_SOCKET_NAME = "grpc.sock"
 
 
 class ServerStartError(RuntimeError):
@@ -44,6 +55,43 @@ def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
+
+
+def tf_serving_binary() -> str | None:
+    """The `tensorflow_model_server` on PATH, or None (then the Python server is used)."""
+    return shutil.which(TF_SERVING)
+
+
+def tf_serving_command(
+    binary: str, model_name: str, model_base_path: str, socket_path: str
+) -> list[str]:
+    """The production server's command line for a load test (flags of TF Serving's main.cc).
+
+    Args:
+      binary: Path of `tensorflow_model_server`.
+      model_name: Name to serve the model as.
+      model_base_path: Directory of numeric version folders.
+      socket_path: UNIX socket to listen on (the only listener).
+
+    Returns:
+      The argv.
+    """
+    return [
+        binary,
+        # gRPC on the UNIX socket only: port 0 opens no TCP listener (server.cc accepts port 0
+        # when a socket path is set); REST port 0 is TF Serving's "REST off".
+        "--port=0",
+        f"--grpc_socket_path={socket_path}",
+        "--rest_api_port=0",
+        f"--model_name={model_name}",
+        f"--model_base_path={model_base_path}",
+        # Nothing else arrives in the directory: poll rarely.
+        "--file_system_poll_wait_seconds=60",
+        # The candidate is a complete local copy: a failed load is the model's fault.
+        "--max_num_load_retries=0",
+        # Replays assets.extra/tf_serving_warmup_requests before AVAILABLE, as production does.
+        "--enable_model_warmup=true",
+    ]
 
 
 def _parent_death_signal() -> Callable[[], None] | None:
@@ -66,7 +114,7 @@ def _parent_death_signal() -> Callable[[], None] | None:
 
 
 class ServerProcess:
-    """One `python -m serving` child serving `model_base_path` as `model_name` on loopback.
+    """One model-server child serving `model_base_path` as `model_name`, local to the step.
 
     Use as a context manager: the process is stopped (SIGTERM, then SIGKILL after a bounded
     grace) on every exit path, exceptions included; and it dies with its parent.
@@ -79,17 +127,35 @@ class ServerProcess:
         log_path: str,
         port: int,
         input_validation: str = "off",
+        binary: str | None = None,
     ) -> None:
+        """Describes the server (nothing starts before `start`).
+
+        Args:
+          model_name: Name to serve the model as.
+          model_base_path: Directory of numeric version folders.
+          log_path: File receiving the server's output; its folder also holds the socket.
+          port: Loopback port of the Python server (unused by `tensorflow_model_server`).
+          input_validation: The Python server's `--input_validation`.
+          binary: `tensorflow_model_server` to run; None runs `python -m serving`.
+        """
         self.model_name = model_name
         self.input_validation = input_validation
         self.model_base_path = model_base_path
         self.log_path = log_path
         self.port = port
-        self.address = f"{LOOPBACK}:{port}"
+        self.binary = binary
+        self.server = TF_SERVING if binary else PYTHON_SERVER
+        self.socket_path = os.path.join(os.path.dirname(os.path.abspath(log_path)), _SOCKET_NAME)
+        self.address = f"unix:{self.socket_path}" if binary else f"{LOOPBACK}:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
         """The server's command line (TF Serving's flag names, see docs/serving.md)."""
+        if self.binary:
+            return tf_serving_command(
+                self.binary, self.model_name, self.model_base_path, self.socket_path
+            )
         return [
             sys.executable,
             "-m",
@@ -217,12 +283,14 @@ def serve(
     deadline: float,
     attempts: int = 3,
     input_validation: str = "off",
+    binary: str | None = None,
 ) -> Iterator[ServerProcess]:
-    """Starts a server on a free loopback port and waits until the model is AVAILABLE.
+    """Starts a server reachable only from this step and waits until the model is AVAILABLE.
 
-    A port can be taken between the probe and the server's bind; the server then exits saying
-    so, and another free port is tried (up to `attempts` times). The process is stopped when
-    the block exits, however it exits.
+    The Python server takes a free loopback port; a port can be taken between the probe and
+    the server's bind, the server then exits saying so, and another free port is tried (up to
+    `attempts` times). `tensorflow_model_server` listens on a UNIX socket: one attempt. The
+    process is stopped when the block exits, however it exits.
 
     Args:
       model_name: Name to serve the model as.
@@ -230,7 +298,9 @@ def serve(
       log_path: File receiving the server's output.
       deadline: `time.monotonic()` value by which the model must be AVAILABLE.
       attempts: Ports to try.
-      input_validation: The server's `--input_validation` (`off`, `log` or `enforce`).
+      input_validation: The Python server's `--input_validation` (`off`, `log`, `enforce`).
+      binary: `tensorflow_model_server` to run (see `tf_serving_binary`); None runs the
+        Python server.
 
     Yields:
       The running server.
@@ -240,13 +310,18 @@ def serve(
     """
     for attempt in range(1, attempts + 1):
         server = ServerProcess(
-            model_name, model_base_path, log_path, free_loopback_port(), input_validation
+            model_name,
+            model_base_path,
+            log_path,
+            0 if binary else free_loopback_port(),
+            input_validation,
+            binary,
         )
         with server:
             try:
                 server.wait_until_available(deadline)
             except ServerStartError:
-                if attempt < attempts and server.bind_failed():
+                if not binary and attempt < attempts and server.bind_failed():
                     continue
                 raise
             yield server

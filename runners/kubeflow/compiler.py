@@ -8,12 +8,7 @@ from absl import logging
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from runners.kubeflow import spec as spec_lib
-from runners.kubeflow.config import (
-    KubeflowConfig,
-    parse_node_selector,
-    parse_pvc_mounts,
-    parse_tolerations,
-)
+from runners.kubeflow.config import KubeflowConfig
 
 if TYPE_CHECKING:  # TFX is imported where a pipeline is built, not when this module loads.
     from ml_metadata.proto import metadata_store_pb2
@@ -27,14 +22,21 @@ SOURCE_URI_PARAMETER = "source_uri"
 SOURCE_FINGERPRINT_PARAMETER = "source_fingerprint"
 FINGERPRINT_TASK = "SourceFingerprint"
 FINGERPRINT_OUTPUT = "fingerprint"
-# Tasks that read state outside their inputs (the source files, the serving directory): KFP's
-# cache key covers parameter values and input artifact ids, never that state
-# (`backend/src/v2/driver/cache.go`), so they must always run.
-ALWAYS_RUN_TASKS = (FINGERPRINT_TASK, "LatestPushedModel", "Pusher")
+SERVED_MODEL_PARAMETER = "served_model"
+SERVED_MODEL_TASK = "ServedModel"
+SERVED_MODEL_OUTPUT = "served_model"
+# KFP's cache key covers parameter values and input artifact ids, never the state behind a
+# path (`backend/src/v2/driver/cache.go`, `cacheutils/cache.go`). Two cheap tasks always run
+# and turn that state into parameter values: the source data's fingerprint (DataPrep's key)
+# and the served model's identity (the key of LatestPushedModel and DriftGate; the Evaluator,
+# LoadTest and Pusher follow through LatestPushedModel's output artifact).
+ALWAYS_RUN_TASKS = (FINGERPRINT_TASK, SERVED_MODEL_TASK)
 # What each step does, for people: the pipeline description in the KFP UI. The UI's step
 # names stay the task keys (see `spec_lib.keep_task_identity`).
 STEP_TITLES = {
     FINGERPRINT_TASK: "fingerprint the source data (always runs)",
+    SERVED_MODEL_TASK: "check the serving volume is writable; identify the served model "
+    "(always runs)",
     "DataPrep": "time-ordered train/eval split of the source CSVs",
     "ExampleGen": "CSV to tf.Examples",
     "StatisticsGen": "statistics",
@@ -44,10 +46,10 @@ STEP_TITLES = {
     "DriftGate": "stop on drift from the served model's training data",
     "Transform": "feature transform",
     "Trainer": "train (GPU)",
-    "LatestPushedModel": "baseline = the served model (always runs)",
+    "LatestPushedModel": "baseline = the served model",
     "Evaluator": "evaluate against thresholds and the baseline, bless",
     "LoadTest": "serve the candidate on loopback and load-test it (pre-push)",
-    "Pusher": "push to serving (always runs)",
+    "Pusher": "push to serving",
 }
 
 
@@ -88,9 +90,9 @@ def tfjob_params(config: KubeflowConfig) -> "tfjob_manifest.TFJobParams":
         gpus_per_replica=tfjob.gpus_per_replica,
         cpu=tfjob.cpu,
         memory_gb=tfjob.memory_gb,
-        node_selector=parse_node_selector(tfjob.node_selector, "tfjob.node_selector"),
-        tolerations=parse_tolerations(tfjob.tolerations, "tfjob.tolerations"),
-        pvc_mounts=parse_pvc_mounts(config.pvc_mounts, "pvc_mounts"),
+        node_selector=dict(tfjob.node_selector),
+        tolerations=[t.to_kubernetes() for t in tfjob.tolerations],
+        pvc_mounts=[(m.claim, m.path) for m in config.pvc_mounts],
         backoff_limit=tfjob.backoff_limit,
         timeout_s=tfjob.timeout_s,
     )
@@ -133,6 +135,8 @@ def build_tfx_pipeline(config: KubeflowConfig) -> "tfx_pipeline_lib.Pipeline":
         source_fingerprint=tfx.dsl.experimental.RuntimeParameter(
             name=SOURCE_FINGERPRINT_PARAMETER, ptype=str
         ),
+        # Rewired by the compiler to the ServedModel task's output.
+        served_model=tfx.dsl.experimental.RuntimeParameter(name=SERVED_MODEL_PARAMETER, ptype=str),
         schema_path=config.schema_path,
         model_dir=config.model_dir,
         beam_pipeline_args=config.beam_pipeline_args,
@@ -215,12 +219,14 @@ def compile_tfx_pipeline(
     """Compiles any TFX pipeline with KubeflowV2DagRunner and adapts it to open-source KFP v2.
 
     Steps: compile with pipeline spec schema 2.1 (`constant` values; the open-source driver
-    does not implement 2.0's `constantValue`) and this project's container entrypoint; replace
-    an ExampleGen driver hook; then, on the typed spec: a `SourceFingerprint` task feeding
-    every input that read the `source_fingerprint` parameter; caching off for tasks reading
-    external state; task names equal to task keys; UI and project artifact types; parameter
-    defaults; then the Kubernetes section (CPU pool for every step, GPU pool + tolerations for
-    the Trainer, PVC mounts); a strict re-parse; the supported-constructs check.
+    does not implement 2.0's `constantValue`) and this project's container entrypoint; then,
+    on the typed spec: a `SourceFingerprint` task feeding every input that read the
+    `source_fingerprint` parameter, a `ServedModel` task (writability check of the mounted
+    paths steps write, the served model's identity) feeding every input that read
+    `served_model`; caching off for those two; task names equal to task keys; UI and project
+    artifact types; parameter defaults; then the Kubernetes section (CPU pool for every step,
+    GPU pool + tolerations for the Trainer, PVC mounts); a strict re-parse; the
+    supported-constructs check.
 
     Args:
       tfx_pipeline: A TFX pipeline.
@@ -243,11 +249,7 @@ def compile_tfx_pipeline(
         use_pipeline_spec_2_1=True,
     )
     job = runner_lib.KubeflowV2DagRunner(runner_config).run(tfx_pipeline, write_out=False)
-    compiled = job["pipelineSpec"]
-    changed = spec_lib.replace_example_gen_hook(compiled)
-    if changed:
-        logging.info("Replaced the ExampleGen driver hook in executors %s", changed)
-    typed = spec_lib.to_typed(compiled)
+    typed = spec_lib.to_typed(job["pipelineSpec"])
     spec = typed.spec
     parameters = spec.root.input_definitions.parameters
     if SOURCE_FINGERPRINT_PARAMETER in parameters:
@@ -272,6 +274,30 @@ def compile_tfx_pipeline(
             output=FINGERPRINT_OUTPUT,
         )
         logging.info("%s now feeds %s", FINGERPRINT_TASK, rewired)
+    if SERVED_MODEL_PARAMETER in parameters:
+        args = ["--model-dir", config.model_dir]
+        for path, mount in written_mounted_paths(config):
+            args += ["--writable", f"{path}:{mount}"]
+        spec_lib.add_parameter_task(
+            typed,
+            task=SERVED_MODEL_TASK,
+            image=config.image,
+            command=spec_lib.SERVED_MODEL_COMMAND,
+            args=[
+                *args,
+                "--output",
+                f"{{{{$.outputs.parameters['{SERVED_MODEL_OUTPUT}'].output_file}}}}",
+            ],
+            inputs={},
+            output=SERVED_MODEL_OUTPUT,
+        )
+        rewired = spec_lib.wire_parameter_from_task(
+            spec,
+            parameter=SERVED_MODEL_PARAMETER,
+            producer=SERVED_MODEL_TASK,
+            output=SERVED_MODEL_OUTPUT,
+        )
+        logging.info("%s now feeds %s", SERVED_MODEL_TASK, rewired)
     tasks = spec.root.dag.tasks
     spec_lib.set_caching(spec, [t for t in ALWAYS_RUN_TASKS if t in tasks], enabled=False)
     spec_lib.keep_task_identity(spec)
@@ -298,23 +324,34 @@ def compile_tfx_pipeline(
     trainer_present = TRAINER in tasks and not config.tfjob.enabled
     platform_spec = spec_lib.build_kubernetes_platform(
         pipeline_spec,
-        default_node_selector=parse_node_selector(config.cpu_node_selector, "cpu_node_selector"),
-        task_node_selectors=(
-            {TRAINER: parse_node_selector(gpu.node_selector, "trainer.node_selector")}
-            if trainer_present
-            else {}
-        ),
+        default_node_selector=dict(config.cpu_node_selector),
+        task_node_selectors={TRAINER: dict(gpu.node_selector)} if trainer_present else {},
         task_tolerations=(
-            {TRAINER: parse_tolerations(gpu.tolerations, "trainer.tolerations")}
-            if trainer_present
-            else {}
+            {TRAINER: [t.to_kubernetes() for t in gpu.tolerations]} if trainer_present else {}
         ),
-        pvc_mounts=parse_pvc_mounts(config.pvc_mounts, "pvc_mounts"),
+        pvc_mounts=[(m.claim, m.path) for m in config.pvc_mounts],
     )
     docs = spec_lib.PipelineDocs(pipeline_spec, platform_spec)
     spec_lib.check_strictly(docs)
     spec_lib.check_supported(docs, ALWAYS_RUN_TASKS)
     return docs
+
+
+def written_mounted_paths(config: KubeflowConfig) -> list[tuple[str, str]]:
+    """The paths on mounted volumes that steps write, each with its mount path.
+
+    The Pusher writes versions and DriftGate its statistics copies under the model directory;
+    the Beam steps write scratch files under `beam.temp_location` when it is set; every other
+    output goes to the pipeline root (an object store). `gs://` paths are not mounts, and are
+    not checked.
+    """
+    written = []
+    for path in (config.model_dir, config.beam.temp_location):
+        for mount in config.pvc_mounts:
+            if path == mount.path or path.startswith(mount.path.rstrip("/") + "/"):
+                written.append((path, mount.path))
+                break
+    return written
 
 
 def compile_pipeline(config: KubeflowConfig) -> spec_lib.PipelineDocs:

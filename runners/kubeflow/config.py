@@ -2,10 +2,11 @@
 
 import dataclasses
 import re
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, NamedTuple
 
 import pydantic.dataclasses
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from pipeline.beam import REMOTE_RUNNERS, BeamSettings, beam_pipeline_args
 from pipeline.config import PipelineSettings, load
@@ -21,6 +22,102 @@ _IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9](:[\w][\w.-]{0,127}|@sha
 _K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PIPELINE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 _NonNegative = Annotated[float, Field(ge=0)]
+
+
+class NodeLabel(NamedTuple):
+    """One `label=value` node-selector entry."""
+
+    label: str
+    value: str
+
+
+class Toleration(NamedTuple):
+    """A Kubernetes toleration, from kubectl's taint syntax `key[=value]:Effect`."""
+
+    key: str
+    operator: str
+    effect: str
+    value: str | None = None
+
+    def to_kubernetes(self) -> dict[str, str]:
+        """The toleration as Kubernetes writes it (`value` only with operator Equal)."""
+        result = {"key": self.key, "operator": self.operator, "effect": self.effect}
+        if self.value is not None:
+            result["value"] = self.value
+        return result
+
+
+class PvcMount(NamedTuple):
+    """A `pvc-name:/mount/path` volume."""
+
+    claim: str
+    path: str
+
+
+def parse_node_label(entry: str) -> NodeLabel:
+    """Parses one `label=value` entry.
+
+    Raises:
+      ValueError: On an entry without `=` or with an empty label (pydantic names the field).
+    """
+    key, sep, value = entry.partition("=")
+    if not (sep and key.strip()):
+        raise ValueError(f"expected entries like label=value, got {entry!r}")
+    return NodeLabel(key.strip(), value.strip())
+
+
+def parse_toleration(entry: str) -> Toleration:
+    """Parses a kubectl-style taint (`key[=value]:Effect`) into the toleration matching it:
+    operator Exists without a value, Equal with one.
+
+    Raises:
+      ValueError: On a malformed entry (pydantic names the field).
+    """
+    head, sep, effect = entry.rpartition(":")
+    if not (sep and effect in TAINT_EFFECTS):
+        raise ValueError(f"expected key[=value]:{'|'.join(TAINT_EFFECTS)}, got {entry!r}")
+    key, has_value, value = head.partition("=")
+    if not key:
+        raise ValueError(f"expected a non-empty taint key, got {entry!r}")
+    if has_value:
+        return Toleration(key, "Equal", effect, value)
+    return Toleration(key, "Exists", effect)
+
+
+def parse_pvc_mount(entry: str) -> PvcMount:
+    """Parses one `pvc-name:/mount/path` entry.
+
+    Raises:
+      ValueError: On a malformed entry (pydantic names the field).
+    """
+    name, sep, path = entry.partition(":")
+    if not (sep and _K8S_NAME_RE.match(name) and path.startswith("/")):
+        raise ValueError(f"expected entries like pvc-name:/absolute/mount/path, got {entry!r}")
+    return PvcMount(name, path)
+
+
+def _parsed(parse: Callable[[str], Any]) -> BeforeValidator:
+    """Parses each text entry once, into the typed entry later code uses as it is.
+
+    `a,b` from a command line arrives as text, a JSON list as a list; entries already typed
+    (a re-validation by `dataclasses.replace`) pass unchanged.
+    """
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, (list, tuple)):
+            return value
+        return tuple(parse(item) if isinstance(item, str) else item for item in value)
+
+    return BeforeValidator(validate)
+
+
+# Config fields are written as text entries (`pool=gpu`, `nvidia.com/gpu:NoSchedule`,
+# `claim:/path`) and held parsed.
+NodeSelector = Annotated[tuple[NodeLabel, ...], _parsed(parse_node_label)]
+Tolerations = Annotated[tuple[Toleration, ...], _parsed(parse_toleration)]
+PvcMounts = Annotated[tuple[PvcMount, ...], _parsed(parse_pvc_mount)]
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
@@ -45,20 +142,8 @@ class TrainerResources(Settings):
     memory_limit_gb: _NonNegative = 16.0
     cpu_request: _NonNegative = 2.0
     memory_request_gb: _NonNegative = 8.0
-    node_selector: tuple[str, ...] = ("pool=gpu",)
-    tolerations: tuple[str, ...] = ("nvidia.com/gpu:NoSchedule",)
-
-    @pydantic.field_validator("node_selector")
-    @classmethod
-    def _check_node_selector(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_node_selector(value, "")
-        return value
-
-    @pydantic.field_validator("tolerations")
-    @classmethod
-    def _check_tolerations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_tolerations(value, "")
-        return value
+    node_selector: NodeSelector = (NodeLabel("pool", "gpu"),)
+    tolerations: Tolerations = (Toleration("nvidia.com/gpu", "Exists", "NoSchedule"),)
 
     @pydantic.model_validator(mode="after")
     def _check_accelerator(self) -> "TrainerResources":
@@ -98,23 +183,11 @@ class TFJobSettings(Settings):
     gpus_per_replica: Annotated[int, Field(ge=0)] = 1
     cpu: _NonNegative = 4.0
     memory_gb: _NonNegative = 16.0
-    node_selector: tuple[str, ...] = ("pool=gpu",)
-    tolerations: tuple[str, ...] = ("nvidia.com/gpu:NoSchedule",)
+    node_selector: NodeSelector = (NodeLabel("pool", "gpu"),)
+    tolerations: Tolerations = (Toleration("nvidia.com/gpu", "Exists", "NoSchedule"),)
     image: str = ""
     backoff_limit: Annotated[int, Field(ge=0)] = 0
     timeout_s: Annotated[int, Field(ge=60)] = 6 * 3600
-
-    @pydantic.field_validator("node_selector")
-    @classmethod
-    def _check_node_selector(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_node_selector(value, "")
-        return value
-
-    @pydantic.field_validator("tolerations")
-    @classmethod
-    def _check_tolerations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_tolerations(value, "")
-        return value
 
     @pydantic.field_validator("image")
     @classmethod
@@ -165,8 +238,8 @@ class KubeflowConfig(Settings):
     display_name: str = ""
     beam: BeamSettings = dataclasses.field(default_factory=BeamSettings)
     enable_cache: bool = True
-    cpu_node_selector: tuple[str, ...] = ("pool=cpu",)
-    pvc_mounts: tuple[str, ...] = ("taxi-pipeline:/mnt/taxi",)
+    cpu_node_selector: NodeSelector = (NodeLabel("pool", "cpu"),)
+    pvc_mounts: PvcMounts = (PvcMount("taxi-pipeline", "/mnt/taxi"),)
     trainer: TrainerResources = dataclasses.field(default_factory=TrainerResources)
     metadata_grpc_host: Annotated[str, Field(min_length=1, pattern=r"\S")] = (
         "metadata-grpc-service.kubeflow"
@@ -216,18 +289,6 @@ class KubeflowConfig(Settings):
             raise ValueError("expected an absolute path inside the step, or empty")
         return value
 
-    @pydantic.field_validator("cpu_node_selector")
-    @classmethod
-    def _check_cpu_node_selector(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_node_selector(value, "")
-        return value
-
-    @pydantic.field_validator("pvc_mounts")
-    @classmethod
-    def _check_pvc_mounts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_pvc_mounts(value, "")
-        return value
-
     @pydantic.model_validator(mode="after")
     def _check_dataflow_paths(self) -> "KubeflowConfig":
         # Dataflow workers run outside the cluster: they can reach GCS, not the PVC or MinIO
@@ -258,85 +319,6 @@ class KubeflowConfig(Settings):
             # The workers run the pipeline image: it has TFX and the project installed.
             beam = dataclasses.replace(beam, sdk_container_image=self.image)
         return beam_pipeline_args(beam)
-
-
-def parse_node_selector(pairs: tuple[str, ...], field: str) -> dict[str, str]:
-    """Parses `label=value` pairs.
-
-    Args:
-      pairs: Entries such as `pool=gpu`.
-      field: Config field name for messages ('' inside that field's own validator).
-
-    Returns:
-      Label to value mapping.
-
-    Raises:
-      ConfigError: On an entry without `=` or with an empty label, naming the field.
-    """
-    result: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        check_field(bool(sep) and bool(key.strip()), field, "entries like label=value", pair)
-        result[key.strip()] = value.strip()
-    return result
-
-
-def parse_tolerations(entries: tuple[str, ...], field: str) -> list[dict[str, str]]:
-    """Parses kubectl-style taints (`key[=value]:Effect`) into Kubernetes tolerations.
-
-    Args:
-      entries: Entries such as `nvidia.com/gpu:NoSchedule` or `dedicated=gpu:NoSchedule`.
-      field: Config field name for messages ('' inside that field's own validator).
-
-    Returns:
-      Tolerations as dicts with key, operator (Exists without a value, Equal with one),
-      value (when given) and effect.
-
-    Raises:
-      ConfigError: On a malformed entry, naming the field.
-    """
-    result = []
-    for entry in entries:
-        head, sep, effect = entry.rpartition(":")
-        check_field(
-            bool(sep) and effect in TAINT_EFFECTS,
-            field,
-            f"key[=value]:{'|'.join(TAINT_EFFECTS)}",
-            entry,
-        )
-        key, has_value, value = head.partition("=")
-        check_field(bool(key), field, "a non-empty taint key", entry)
-        toleration = {"key": key, "operator": "Equal" if has_value else "Exists", "effect": effect}
-        if has_value:
-            toleration["value"] = value
-        result.append(toleration)
-    return result
-
-
-def parse_pvc_mounts(entries: tuple[str, ...], field: str) -> list[tuple[str, str]]:
-    """Parses `pvc-name:/mount/path` entries.
-
-    Args:
-      entries: Entries such as `taxi-pipeline:/mnt/taxi`.
-      field: Config field name for messages ('' inside that field's own validator).
-
-    Returns:
-      (claim name, mount path) pairs.
-
-    Raises:
-      ConfigError: On a malformed entry, naming the field.
-    """
-    result = []
-    for entry in entries:
-        name, sep, path = entry.partition(":")
-        check_field(
-            bool(sep) and bool(_K8S_NAME_RE.match(name)) and path.startswith("/"),
-            field,
-            "entries like pvc-name:/absolute/mount/path",
-            entry,
-        )
-        result.append((name, path))
-    return result
 
 
 def load_kubeflow_config(

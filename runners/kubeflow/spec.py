@@ -14,16 +14,14 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-# TFX's file-based ExampleGen driver: Vertex AI runs it as a preCacheCheck hook.
-TFX_EXAMPLE_GEN_DRIVER = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
 CONTAINER_COMMAND = ("python", "-m", "runners.kubeflow.pod.container")
 FINGERPRINT_COMMAND = ("python", "-m", "runners.kubeflow.pod.fingerprint")
+SERVED_MODEL_COMMAND = ("python", "-m", "runners.kubeflow.pod.served_model")
 # Every container runs one of the project's entry points, in the project's image.
-PROJECT_COMMANDS = (CONTAINER_COMMAND, FINGERPRINT_COMMAND)
+PROJECT_COMMANDS = (CONTAINER_COMMAND, FINGERPRINT_COMMAND, SERVED_MODEL_COMMAND)
 INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"
 # The KFP UI renders `system.*` artifacts by `schemaTitle`, as the KFP SDK writes them.
 UI_SCHEMA_VERSION = "0.0.1"
-EXAMPLE_GEN_DRIVER_FLAG = "--example_gen_driver"
 # Executor kinds the open-source KFP v2 backend runs (it answers "resolver not implemented
 # yet" for resolvers; customJob is Vertex AI only).
 SUPPORTED_EXECUTOR_KINDS = ("container", "importer")
@@ -68,39 +66,6 @@ def executor_label_of(pipeline_spec: Mapping[str, Any], task_name: str) -> str:
     """
     task = pipeline_spec["root"]["dag"]["tasks"][task_name]
     return pipeline_spec["components"][task["componentRef"]["name"]]["executorLabel"]
-
-
-def replace_example_gen_hook(pipeline_spec: dict[str, Any]) -> list[str]:
-    """Drops the ExampleGen `preCacheCheck` hook and lets the step's own command run the driver.
-
-    Open-source KFP does not read `lifecycle`; the container entrypoint runs TFX's Kubeflow v2
-    ExampleGen driver itself when given `--example_gen_driver`.
-
-    Args:
-      pipeline_spec: Spec to change in place.
-
-    Returns:
-      Labels of the executors changed.
-
-    Raises:
-      UnsupportedConstructError: On a lifecycle hook that is not TFX's ExampleGen driver.
-    """
-    changed = []
-    for label, executor in iter_executors(pipeline_spec):
-        container = executor.get("container", {})
-        hook = container.get("lifecycle")
-        if hook is None:
-            continue
-        command = hook.get("preCacheCheck", {}).get("command", [])
-        if TFX_EXAMPLE_GEN_DRIVER not in command or set(hook) != {"preCacheCheck"}:
-            raise UnsupportedConstructError(
-                f"executor {label}: lifecycle hook {hook!r} is not TFX's ExampleGen driver; "
-                "open-source KFP v2 does not run lifecycle hooks"
-            )
-        del container["lifecycle"]
-        container["args"] = [EXAMPLE_GEN_DRIVER_FLAG, *container.get("args", [])]
-        changed.append(label)
-    return changed
 
 
 @dataclasses.dataclass
@@ -600,43 +565,3 @@ def parse(text: str) -> PipelineDocs:
             f"expected a PipelineSpec and at most a PlatformSpec, got {len(documents)} documents"
         )
     return PipelineDocs(documents[0], documents[1] if len(documents) == 2 else {})
-
-
-def normalise(docs: PipelineDocs) -> PipelineDocs:
-    """Returns a copy with volatile fields (SDK version, images) replaced by fixed markers."""
-    spec = copy.deepcopy(docs.pipeline_spec)
-    spec["sdkVersion"] = "<sdk-version>"
-    for _, executor in iter_executors(spec):
-        if "container" in executor:
-            executor["container"]["image"] = "<image>"
-    return PipelineDocs(spec, copy.deepcopy(docs.platform_spec))
-
-
-def diff(expected: Any, actual: Any, path: str = "") -> list[str]:
-    """Lists differences both ways: keys only in one side and values that differ.
-
-    Args:
-      expected: E.g. the golden spec.
-      actual: E.g. the freshly compiled spec.
-      path: Prefix for the reported paths.
-
-    Returns:
-      Lines such as `missing: a.b`, `unexpected: a.c`, `changed: a.d: 1 != 2`.
-    """
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        lines = []
-        for key in sorted(set(expected) | set(actual), key=str):
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in actual:
-                lines.append(f"missing: {sub}")
-            elif key not in expected:
-                lines.append(f"unexpected: {sub}")
-            else:
-                lines.extend(diff(expected[key], actual[key], sub))
-        return lines
-    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
-        lines = []
-        for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
-            lines.extend(diff(e, a, f"{path}[{i}]"))
-        return lines
-    return [] if expected == actual else [f"changed: {path}: {expected!r} != {actual!r}"]

@@ -19,6 +19,7 @@ from components.anomalies_gate import executor as gate
 from components.anomalies_gate import policies
 from components.latest_pushed_model import component as baseline_component
 from components.latest_pushed_model import executor as baseline
+from components.latest_pushed_model import served
 from components.pusher import component as pusher_component
 from components.pusher import executor as pusher
 from model import features
@@ -165,7 +166,10 @@ def _resolve(candidate_uri: str, model_dir: str, out_uri: str):
     baseline.Executor().Do(
         {baseline.CANDIDATE_MODEL_KEY: [candidate]},
         {baseline.BASELINE_MODEL_KEY: [out]},
-        {baseline.MODEL_DIR_KEY: model_dir},
+        {
+            baseline.MODEL_DIR_KEY: model_dir,
+            baseline.SERVED_MODEL_KEY: served.served_model_identity(tf.io.gfile, model_dir),
+        },
     )
     return out
 
@@ -196,7 +200,9 @@ def test_baseline_component_requires_a_model_dir() -> None:
     from tfx import types
 
     with pytest.raises(ValueError, match="needs model_dir"):
-        baseline_component.LatestPushedModel(types.Channel(type=standard_artifacts.Model), "")
+        baseline_component.LatestPushedModel(
+            types.Channel(type=standard_artifacts.Model), "", served_model="none"
+        )
 
 
 # --- AtomicPusher -----------------------------------------------------------------------------
@@ -361,6 +367,7 @@ def _build(tmp_path, **load_test_settings):
         settings,
         source_uri=str(tmp_path / "data"),
         source_fingerprint="0" * 64,
+        served_model="none",
         schema_path=str(tmp_path / "schema.pbtxt"),
         model_dir=str(tmp_path / "serving" / "m"),
     )

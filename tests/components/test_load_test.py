@@ -1,4 +1,6 @@
-"""LoadTest on tiny real artifacts: a contract SavedModel served by a child `python -m serving`."""
+"""LoadTest on tiny real artifacts: a contract SavedModel served by a child `python -m serving`
+(no `tensorflow_model_server` here), and the command line built for the production binary
+checked against the flags TF Serving defines."""
 
 import dataclasses
 import json
@@ -21,6 +23,7 @@ from components import ui_artifacts
 from components.load_test import component as load_test_component
 from components.load_test import executor as load_test
 from components.load_test import server_process
+from components.load_test.settings import PYTHON_SERVER, TF_SERVING, LoadTestSettings
 from components.pusher import executor as pusher
 from serving import schema
 from serving.examples import ExampleBuilder
@@ -33,6 +36,7 @@ PARAMS = {
     "example_split": "eval",
     "sample_size": 6,
     "max_p99_ms": 10_000.0,
+    "max_p99_ms_tf_serving": 10_000.0,
     "load_timeout_s": 120.0,
     "concurrency": 2,
     "request_timeout_s": 30.0,
@@ -144,7 +148,13 @@ def test_a_good_model_is_blessed_with_measurements_and_pushed(
     p50, p99 = (blessing.get_float_custom_property(k) for k in ("p50_ms", "p99_ms"))
     assert 0 < p50 <= p99 <= PARAMS["max_p99_ms"]
     assert 0 < blessing.get_float_custom_property("load_time_s") <= PARAMS["load_timeout_s"]
-    assert blessing.get_string_custom_property("reason").startswith("all 19 requests succeeded")
+    assert blessing.get_string_custom_property("reason").startswith(
+        "python -m serving: all 19 requests succeeded"
+    )
+    # The report and the metrics say which server was measured.
+    assert blessing.get_string_custom_property("server") == PYTHON_SERVER
+    assert metrics.get_string_custom_property("server") == PYTHON_SERVER
+    assert "python -m serving: all 19 requests succeeded" in report
     assert metrics.get_float_custom_property("blessed") == 1
     assert metrics.get_float_custom_property("p99_ms") == p99
     assert report.startswith("# Pre-push load test: Blessed for push\n")
@@ -172,7 +182,8 @@ def test_a_model_whose_signature_fails_on_the_sample_is_not_blessed_nor_pushed(
     assert blessing.get_float_custom_property("failures") == 6 * 3
     assert metrics.get_float_custom_property("failures") == 6 * 3
     reason = blessing.get_string_custom_property("reason")
-    assert reason.startswith("18 of 18 requests failed (eval ") and "INVALID_ARGUMENT" in reason
+    assert reason.startswith("python -m serving: 18 of 18 requests failed (eval ")
+    assert "INVALID_ARGUMENT" in reason
     assert report.startswith("# Pre-push load test: NOT blessed")
     assert "First errors:" in report
     assert _serving_children() == []
@@ -201,7 +212,9 @@ def test_a_model_that_does_not_load_in_time_is_not_blessed(
     model = _model(tmp_path, features, "model")
     blessing, _, report = _run(tmp_path, model, eval_examples, load_timeout_s=0.5)
     assert blessing.get_int_custom_property("blessed") == 0
-    assert blessing.get_string_custom_property("reason") == "the model did not load within 0.5 s"
+    assert blessing.get_string_custom_property("reason") == (
+        "python -m serving: the model did not load within 0.5 s"
+    )
     assert blessing.get_float_custom_property("load_time_s") == -1
     assert "did not load" in report
     assert _serving_children() == []
@@ -216,7 +229,9 @@ def test_a_model_the_server_cannot_load_is_not_blessed(tmp_path, eval_examples) 
     blessing, _, _ = _run(tmp_path, model, eval_examples)
     assert blessing.get_int_custom_property("blessed") == 0
     reason = blessing.get_string_custom_property("reason")
-    assert reason.startswith("the model server could not serve the model: version 1 failed")
+    assert reason.startswith(
+        "python -m serving: the model server could not serve the model: version 1 failed"
+    )
     assert _serving_children() == []
 
 
@@ -282,12 +297,115 @@ def test_the_server_dies_with_a_killed_step(tmp_path, features) -> None:
         parent.kill()
 
 
-def test_the_component_rejects_bad_settings_naming_them() -> None:
+def test_the_component_takes_its_settings_as_one_typed_object() -> None:
     from tfx import types
+
+    from pipeline import config as config_lib
 
     model = types.Channel(type=standard_artifacts.Model)
     examples = types.Channel(type=standard_artifacts.Examples)
-    with pytest.raises(ValueError, match=r"\{'concurrency': 0\}"):
-        load_test_component.LoadTest(model, examples, model_name="m", concurrency=0)
-    with pytest.raises(ValueError, match="max_p99_ms"):
-        load_test_component.LoadTest(model, examples, model_name="m", max_p99_ms=-1)
+    settings = LoadTestSettings(max_p99_ms=300.0, max_p99_ms_tf_serving=40.0, concurrency=3)
+    component = load_test_component.LoadTest(model, examples, model_name="m", settings=settings)
+    properties = component.exec_properties
+    assert (properties["max_p99_ms"], properties["max_p99_ms_tf_serving"]) == (300.0, 40.0)
+    assert properties["concurrency"] == 3
+    with pytest.raises(ValueError, match="example_split"):
+        load_test_component.LoadTest(
+            model, examples, model_name="m", settings=settings, example_split=""
+        )
+    # Bounds are checked once, where settings are built, naming the field.
+    with pytest.raises(config_lib.ConfigError, match=r"'settings\.load_test\.concurrency'"):
+        config_lib.load_local_config(None, ["settings.load_test.concurrency=0"])
+    assert settings.max_p99_ms_for(TF_SERVING) == 40.0
+    assert settings.max_p99_ms_for(PYTHON_SERVER) == 300.0
+
+
+# The flags `tensorflow_model_server` defines: every `tensorflow::Flag("...")` in
+# tensorflow/serving `tensorflow_serving/model_servers/main.cc` at tag 2.16.1 (commit
+# 0d726954f36a2b6c6bfb60a4caec311f2b3e3101), the version `tensorflow-serving-api` is pinned to
+# and the KFP image copies the binary from; the same list at 2.19.1. The binary refuses to
+# start on a flag it does not define, so a misspelled one would fail every load test on the
+# cluster and nowhere here.
+TF_SERVING_2_16_FLAGS = frozenset(
+    [
+        "port",
+        "grpc_socket_path",
+        "rest_api_port",
+        "rest_api_num_threads",
+        "rest_api_timeout_in_ms",
+        "rest_api_enable_cors_support",
+        "enable_batching",
+        "batching_parameters_file",
+        "model_config_file",
+        "model_config_file_poll_wait_seconds",
+        "model_name",
+        "model_base_path",
+        "num_load_threads",
+        "num_unload_threads",
+        "max_num_load_retries",
+        "load_retry_interval_micros",
+        "file_system_poll_wait_seconds",
+        "flush_filesystem_caches",
+        "tensorflow_session_parallelism",
+        "tensorflow_intra_op_parallelism",
+        "tensorflow_inter_op_parallelism",
+        "use_alts_credentials",
+        "platform_config_file",
+        "saved_model_tags",
+        "grpc_channel_arguments",
+        "grpc_max_threads",
+        "enable_model_warmup",
+        "num_request_iterations_for_warmup",
+        "version",
+        "prefer_tflite_model",
+        "enable_profiler",
+        "thread_pool_factory_config_file",
+        "mixed_precision",
+        "skip_initialize_tpu",
+        "enable_grpc_healthcheck_service",
+    ]
+)
+
+
+def _flags(argv: list[str]) -> dict[str, str]:
+    flags = {}
+    for arg in argv:
+        assert arg.startswith("--") and "=" in arg, f"not a --flag=value argument: {arg!r}"
+        name, _, value = arg[2:].partition("=")
+        flags[name] = value
+    return flags
+
+
+def test_the_production_server_command_uses_only_flags_tf_serving_defines(tmp_path) -> None:
+    server = server_process.ServerProcess(
+        "chicago_taxi",
+        str(tmp_path / "base"),
+        str(tmp_path / "work" / "server.log"),
+        port=0,
+        binary="/usr/bin/tensorflow_model_server",
+    )
+    argv = server.command()
+    assert argv[0] == "/usr/bin/tensorflow_model_server"
+    flags = _flags(argv[1:])
+    assert set(flags) <= TF_SERVING_2_16_FLAGS, set(flags) - TF_SERVING_2_16_FLAGS
+    # Reachable only from the step: a UNIX socket in its scratch folder, no TCP, no REST.
+    assert flags["port"] == "0" and flags["rest_api_port"] == "0"
+    assert flags["grpc_socket_path"] == str(tmp_path / "work" / "grpc.sock")
+    assert server.address == f"unix:{tmp_path / 'work' / 'grpc.sock'}"
+    assert flags["model_name"] == "chicago_taxi"
+    assert flags["model_base_path"] == str(tmp_path / "base")
+    assert server.server == TF_SERVING
+    python = server_process.ServerProcess(
+        "chicago_taxi", str(tmp_path / "base"), str(tmp_path / "log"), port=8123
+    )
+    assert python.server == PYTHON_SERVER and python.address == "127.0.0.1:8123"
+    assert python.command()[1:3] == ["-m", "serving"]
+
+
+def test_the_binary_on_path_is_the_server_measured(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert server_process.tf_serving_binary() is None
+    binary = tmp_path / "tensorflow_model_server"
+    binary.write_text("")  # Only looked up on PATH: this test never starts it.
+    binary.chmod(0o755)
+    assert server_process.tf_serving_binary() == str(binary)

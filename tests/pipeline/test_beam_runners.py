@@ -158,7 +158,9 @@ def test_node_args_reach_that_step_only_and_unknown_nodes_fail(tmp_path) -> None
             "beam.node_args=Transform:--direct_num_workers=4",
         ],
     )
-    pipeline = local_runner.build_local_pipeline(config, str(tmp_path), "f", "/s.pbtxt", None)
+    pipeline = local_runner.build_local_pipeline(
+        config, str(tmp_path), "f", "/s.pbtxt", None, served_model="none"
+    )
     by_id = {c.id: c for c in pipeline.components}
     transform = by_id["Transform"].executor_spec.beam_pipeline_args
     statistics = by_id["StatisticsGen"].executor_spec.beam_pipeline_args
@@ -167,7 +169,9 @@ def test_node_args_reach_that_step_only_and_unknown_nodes_fail(tmp_path) -> None
     for node in ("NoSuchStep", "Trainer"):  # Trainer runs no Beam job
         bad = config_lib.load_local_config(None, [f"beam.node_args={node}:--x=1"])
         with pytest.raises(ConfigError, match=f"'beam.node_args'.*{node}"):
-            local_runner.build_local_pipeline(bad, str(tmp_path), "f", "/s.pbtxt", None)
+            local_runner.build_local_pipeline(
+                bad, str(tmp_path), "f", "/s.pbtxt", None, served_model="none"
+            )
 
 
 def _free_port() -> int:

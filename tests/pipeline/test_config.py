@@ -168,6 +168,7 @@ def test_keep_versions_reaches_the_pusher_and_refuses_less_than_two(tmp_path) ->
             pipeline_root=str(tmp_path),
             source_uri=str(tmp_path / "src"),
             source_fingerprint="f",
+            served_model="none",
             schema_path=str(tmp_path / "schema.pbtxt"),
             model_dir=str(tmp_path / "serving" / "m"),
         )

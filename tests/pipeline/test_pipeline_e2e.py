@@ -1,6 +1,6 @@
 """End to end with BeamDagRunner on a small slice: data prepared inside the run, blessed and
-pushed, cached re-run, a worse model kept out, new (anomalous) data re-prepared and stopped
-before training."""
+pushed, a re-run comparing with the pushed model, a fully cached re-run, a worse model kept out,
+new (anomalous) data re-prepared and stopped before training."""
 
 import csv
 import os
@@ -19,6 +19,8 @@ from runners import local as local_runner
 pytestmark = pytest.mark.slow
 
 NODES = set(pipeline_lib.NODE_IDS)
+# Cached on the served model's identity, directly or through LatestPushedModel's output.
+COMPARING = {"LatestPushedModel", "DriftGate", "Evaluator", "LoadTest", "Pusher"}
 
 
 def _versions(config) -> list[int]:
@@ -72,7 +74,13 @@ def rerun(first):
 
 
 @pytest.fixture(scope="module")
-def worse(first, rerun):
+def settled(first, rerun):
+    config, _, _ = first
+    return _run(config)[1]
+
+
+@pytest.fixture(scope="module")
+def worse(first, rerun, settled):
     config, _, _ = first
     worse_config = _config(
         config.output_dir,
@@ -187,9 +195,22 @@ def test_pushed_model_scores_serialized_examples(first) -> None:
     assert methods["serving_default"] == "tensorflow/serving/predict"
 
 
-def test_rerun_on_unchanged_inputs_is_cached_and_adds_no_version(first, rerun) -> None:
+def test_rerun_after_the_push_compares_with_the_pushed_model_and_adds_no_version(
+    first, rerun
+) -> None:
     config, _, result = first
-    assert rerun.node_states == {node: "cached" for node in NODES}
+    # Same data, but the served model changed with the first run's push.
+    assert rerun.node_states == {
+        node: "complete" if node in COMPARING else "cached" for node in NODES
+    }
+    assert rerun.baseline == f"version {result.pushed_version}"
+    assert rerun.push_outcome == "already_serving"
+    assert _versions(config) == [int(result.pushed_version)]
+
+
+def test_rerun_on_unchanged_data_and_served_model_is_cached(first, settled) -> None:
+    config, _, result = first
+    assert settled.node_states == {node: "cached" for node in NODES}
     assert _versions(config) == [int(result.pushed_version)]
 
 

@@ -1,4 +1,4 @@
-"""Container entrypoint of every step on open-source KFP v2: local paths, driver, executor.
+"""Container entrypoint of every TFX step on open-source KFP v2: local paths, then the executor.
 
 KFP's v2 launcher downloads each input artifact from the object store to a local path
 (`gs://b/k` -> `/gcs/b/k`, `s3://` -> `/s3/`, `minio://` -> `/minio/`), runs the container, then
@@ -7,12 +7,9 @@ TFX's `kubeflow_v2_run_executor` would hand the remote URIs to the executor, whi
 open for `s3://`/`minio://` and which would bypass the launcher's upload. So this entrypoint:
 
 1. rewrites every artifact URI the launcher can mount to that local path;
-2. for a file-based ExampleGen (`--example_gen_driver`), runs TFX's Kubeflow v2 ExampleGen
-   driver first (span, version, fingerprint, resolved split patterns): Vertex AI runs it as the
-   `lifecycle.preCacheCheck` hook, which open-source KFP ignores;
-3. runs TFX's executor entrypoint on the rewritten input;
-4. rewrites the output URIs in the ExecutorOutput back to the remote ones;
-5. exits without interpreter teardown (ML-Metadata/protobuf can crash there after success).
+2. runs TFX's executor entrypoint on the rewritten input;
+3. rewrites the output URIs in the ExecutorOutput back to the remote ones;
+4. exits without interpreter teardown (ML-Metadata/protobuf can crash there after success).
 """
 
 import argparse
@@ -33,7 +30,6 @@ EXECUTOR_LOGS_KEY = "executor-logs"
 # MLMD keeps list and struct metadata wrapped in a one-key struct
 # (`backend/src/v2/metadata/converter.go` StructValueToMLMDValue).
 MLMD_WRAPPER_KEYS = ("list", "struct")
-EXAMPLE_GEN_DRIVER_FLAG = "--example_gen_driver"
 
 
 def local_path_for_uri(uri: str, mount_root: str = "/") -> str | None:
@@ -169,7 +165,6 @@ def _parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--executor_class_path", required=True)
     parser.add_argument("--json_serialized_invocation_args", required=True)
     parser.add_argument("--json_serialized_inputs_spec_args", default=None)
-    parser.add_argument(EXAMPLE_GEN_DRIVER_FLAG, action="store_true")
     return parser.parse_known_args(list(argv))
 
 
@@ -178,17 +173,13 @@ def run(argv: Sequence[str]) -> None:
 
     Args:
       argv: Container args: TFX's `--executor_class_path`, `--json_serialized_invocation_args`
-        (the filled `{{$}}`), `--json_serialized_inputs_spec_args`, optionally
-        `--example_gen_driver`, then Beam args.
+        (the filled `{{$}}`), `--json_serialized_inputs_spec_args`, then Beam args.
 
     Raises:
       ValueError: If the executor input is not valid ExecutorInput JSON.
     """
     # Imported here: TFX is heavy and only needed when a step actually runs.
-    from google.protobuf import json_format
-    from kfp.pipeline_spec import pipeline_spec_pb2
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
-    from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver
 
     args, beam_args = _parse_args(argv)
     try:
@@ -215,25 +206,11 @@ def run(argv: Sequence[str]) -> None:
     args.json_serialized_invocation_args = json.dumps(executor_input)
     output_file = executor_input["outputs"]["outputFile"]
 
-    driver_artifacts: dict[str, Any] = {}
-    if args.example_gen_driver:
-        logging.info("Running the file-based ExampleGen driver before the executor")
-        driver_input = pipeline_spec_pb2.ExecutorInput()
-        json_format.ParseDict(executor_input, driver_input, ignore_unknown_fields=True)
-        inputs_spec = None
-        if args.json_serialized_inputs_spec_args:
-            inputs_spec = pipeline_spec_pb2.ComponentInputsSpec()
-            json_format.Parse(args.json_serialized_inputs_spec_args, inputs_spec)
-        driver._run_driver(driver_input, inputs_spec)
-        with open(output_file) as f:
-            driver_artifacts = json.load(f).get("artifacts", {})
-
     kubeflow_v2_run_executor._run_executor(args, beam_args)
 
     with open(output_file) as f:
         executor_output = json.load(f)
     outputs = executor_output.get("artifacts", {})
-    _merge_driver_metadata(outputs, driver_artifacts)
     map_artifact_uris(outputs, to_remote.get)
     for artifact_list in outputs.values():
         for artifact in artifact_list.get("artifacts", []):
@@ -245,21 +222,6 @@ def run(argv: Sequence[str]) -> None:
     with open(output_file, "w") as f:
         json.dump(executor_output, f, sort_keys=True)
     logging.info("Wrote ExecutorOutput with remote URIs to %s", output_file)
-
-
-def _merge_driver_metadata(outputs: dict[str, Any], driver_artifacts: dict[str, Any]) -> None:
-    """Keeps the driver's artifact properties (span, version, input_fingerprint) in the output.
-
-    On Vertex AI the service applies the driver's ExecutorOutput itself; KFP's launcher reads
-    only the final one, which TFX's executor entry writes without them.
-    """
-    for key, driver_list in driver_artifacts.items():
-        produced = outputs.get(key, {}).get("artifacts", [])
-        for artifact, from_driver in zip(produced, driver_list.get("artifacts", []), strict=False):
-            artifact["metadata"] = {
-                **from_driver.get("metadata", {}),
-                **artifact.get("metadata", {}),
-            }
 
 
 def main() -> None:

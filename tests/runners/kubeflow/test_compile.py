@@ -4,6 +4,7 @@ the source fingerprint task, caching rules, artifact types, strict re-parse."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -22,6 +23,8 @@ from pipeline.config import ConfigError
 from runners.kubeflow import compiler
 from runners.kubeflow import spec as spec_lib
 from runners.kubeflow.config import load_kubeflow_config
+from runners.kubeflow.pod.writable import IMAGE_UID
+from tests.runners.kubeflow import golden as golden_lib
 from tests.runners.kubeflow.conftest import EXAMPLE_CONFIG, GOLDEN, REPO, TOOL_PYTHON
 
 
@@ -36,9 +39,9 @@ def test_two_compiles_are_byte_identical(example_config, compiled, tmp_path):
 
 def test_spec_matches_golden_both_ways(compiled):
     with open(GOLDEN) as f:
-        golden = spec_lib.normalise(spec_lib.parse(f.read()))
-    fresh = spec_lib.normalise(compiled)
-    differences = spec_lib.diff(golden.pipeline_spec, fresh.pipeline_spec) + spec_lib.diff(
+        golden = golden_lib.normalise(spec_lib.parse(f.read()))
+    fresh = golden_lib.normalise(compiled)
+    differences = golden_lib.diff(golden.pipeline_spec, fresh.pipeline_spec) + golden_lib.diff(
         golden.platform_spec, fresh.platform_spec
     )
     assert not differences, (
@@ -48,18 +51,19 @@ def test_spec_matches_golden_both_ways(compiled):
 
 
 def test_diff_reports_both_directions():
-    assert spec_lib.diff({"a": 1, "b": 2}, {"a": 1, "c": 3}) == ["missing: b", "unexpected: c"]
-    assert spec_lib.diff({"a": [1, 2]}, {"a": [1, 3]}) == ["changed: a[1]: 2 != 3"]
+    assert golden_lib.diff({"a": 1, "b": 2}, {"a": 1, "c": 3}) == ["missing: b", "unexpected: c"]
+    assert golden_lib.diff({"a": [1, 2]}, {"a": [1, 3]}) == ["changed: a[1]: 2 != 3"]
 
 
 def test_check_command_passes_the_golden_and_names_a_cached_external_read(tmp_path, capsys):
     assert cli.main(["check", "--spec", GOLDEN]) == 0
     with open(GOLDEN) as f:
         docs = spec_lib.parse(f.read())
-    docs.pipeline_spec["root"]["dag"]["tasks"]["Pusher"]["cachingOptions"] = {"enableCache": True}
-    path = compiler.write_spec(docs, str(tmp_path / "cached-pusher.yaml"))
+    tasks = docs.pipeline_spec["root"]["dag"]["tasks"]
+    tasks["ServedModel"]["cachingOptions"] = {"enableCache": True}
+    path = compiler.write_spec(docs, str(tmp_path / "cached-served-model.yaml"))
     assert cli.main(["check", "--spec", path]) == 1
-    assert "task Pusher: reads external state but cachingOptions.enableCache is true" in (
+    assert "task ServedModel: reads external state but cachingOptions.enableCache is true" in (
         capsys.readouterr().out
     )
 
@@ -133,7 +137,9 @@ def test_vertex_accelerator_name_passes_through(tmp_path):
 def test_task_names_are_task_keys_and_steps_are_described(compiled):
     spec = compiled.pipeline_spec
     tasks = spec["root"]["dag"]["tasks"]
-    assert sorted(tasks) == sorted((compiler.FINGERPRINT_TASK, *pipeline_lib.NODE_IDS))
+    assert sorted(tasks) == sorted(
+        (compiler.FINGERPRINT_TASK, compiler.SERVED_MODEL_TASK, *pipeline_lib.NODE_IDS)
+    )
     for name, task in tasks.items():
         assert task["taskInfo"]["name"] == name
         assert f"{name}: " in spec["pipelineInfo"]["description"]
@@ -164,7 +170,109 @@ def test_only_the_source_is_a_parameter_and_its_fingerprint_keys_data_prep(
         "componentInputParameter": "source_uri"
     }
     cached = {name for name, task in tasks.items() if task["cachingOptions"].get("enableCache")}
-    assert cached == set(tasks) - set(compiler.ALWAYS_RUN_TASKS)
+    assert cached == set(tasks) - {"SourceFingerprint", "ServedModel"}
+
+
+def test_served_model_identity_keys_the_steps_that_compare_with_it(compiled, example_config):
+    tasks = compiled.pipeline_spec["root"]["dag"]["tasks"]
+    from_task = {
+        "taskOutputParameter": {"producerTask": "ServedModel", "outputParameterKey": "served_model"}
+    }
+    readers = {
+        name
+        for name, task in tasks.items()
+        if task.get("inputs", {}).get("parameters", {}).get("served_model") == from_task
+    }
+    # The Evaluator, LoadTest and Pusher follow through LatestPushedModel's output artifact.
+    assert readers == {"LatestPushedModel", "DriftGate"}
+    for name in readers:
+        assert "ServedModel" in tasks[name]["dependentTasks"], name
+    assert "served_model" not in compiled.pipeline_spec["root"]["inputDefinitions"]["parameters"]
+    assert tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]["taskOutputArtifact"] == {
+        "producerTask": "LatestPushedModel",
+        "outputArtifactKey": "baseline_model",
+    }
+    label = spec_lib.executor_label_of(compiled.pipeline_spec, "ServedModel")
+    container = compiled.pipeline_spec["deploymentSpec"]["executors"][label]["container"]
+    assert container["command"] == list(spec_lib.SERVED_MODEL_COMMAND)
+    model_dir = example_config.model_dir
+    assert container["args"][:4] == [
+        "--model-dir",
+        model_dir,
+        "--writable",
+        f"{model_dir}:/mnt/taxi",
+    ]
+    # Every mounted path a step writes, and only those: Beam's scratch too when on the claim.
+    assert compiler.written_mounted_paths(example_config) == [(model_dir, "/mnt/taxi")]
+    scratch = load_kubeflow_config(EXAMPLE_CONFIG, ["beam.temp_location=/mnt/taxi/tmp/beam"])
+    assert compiler.written_mounted_paths(scratch) == [
+        (model_dir, "/mnt/taxi"),
+        ("/mnt/taxi/tmp/beam", "/mnt/taxi"),
+    ]
+    elsewhere = load_kubeflow_config(
+        EXAMPLE_CONFIG, ["serving_base=gs://bucket/serving", "beam.temp_location=/scratch"]
+    )
+    assert compiler.written_mounted_paths(elsewhere) == []
+
+
+def _run_served_model_task(compiled, output, model_dir, uid=None):
+    label = spec_lib.executor_label_of(compiled.pipeline_spec, "ServedModel")
+    container = compiled.pipeline_spec["deploymentSpec"]["executors"][label]["container"]
+    # Fill the output placeholder as KFP's launcher does; the volume is a folder under tmp.
+    paths = {
+        "{{$.outputs.parameters['served_model'].output_file}}": str(output),
+        "/mnt/taxi/serving/chicago_taxi": str(model_dir),
+        "/mnt/taxi/serving/chicago_taxi:/mnt/taxi": f"{model_dir}:{model_dir.parent}",
+    }
+    args = [paths.get(arg, arg) for arg in container["args"]]
+    assert container["command"][0] == "python"
+    command = [sys.executable, *container["command"][1:], *args]
+    if uid is not None:
+        # The image's user without root's right to write anywhere; reading the interpreter
+        # (under /root here) is all it keeps.
+        command = [
+            "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", *command,
+        ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+
+
+def test_served_model_task_reports_the_identity_and_checks_the_volume(compiled, tmp_path):
+    import model_contract
+    from components.latest_pushed_model import served
+
+    model_dir = tmp_path / "serving" / "chicago_taxi"
+    result = _run_served_model_task(compiled, tmp_path / "out" / "served_model", model_dir)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "served_model").read_text() == "none"
+    (model_dir / "17").mkdir()
+    (model_dir / "17" / "saved_model.pb").write_bytes(b"x")
+    result = _run_served_model_task(compiled, tmp_path / "out" / "served_model", model_dir)
+    identity = (tmp_path / "out" / "served_model").read_text()
+    assert identity.startswith("version=17 saved_model=sha256:")
+    assert identity == served.served_model_identity(
+        model_contract.LocalFileSystem(), str(model_dir)
+    )
+
+
+def test_served_model_task_fails_on_a_volume_the_image_user_cannot_write(compiled, tmp_path):
+    if os.getuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run the task as the image's uid")
+    volume = tmp_path / "volume"
+    volume.mkdir(mode=0o755)  # Owned by root, mode 0755: as a fresh claim often is.
+    model_dir = volume / "chicago_taxi"
+    (tmp_path / "out").mkdir()
+    os.chown(tmp_path / "out", IMAGE_UID, IMAGE_UID)  # KFP's output folder is the step's own.
+    output = tmp_path / "out" / "served_model"
+    result = _run_served_model_task(compiled, output, model_dir, uid=IMAGE_UID)
+    assert result.returncode == 1
+    assert f"{model_dir} is not writable by uid {IMAGE_UID}" in result.stderr
+    assert f"{volume} is owned by uid 0" in result.stderr
+    assert f"chown -R {IMAGE_UID}:" in result.stderr and "fsGroup" in result.stderr
+    assert not output.exists()
+    os.chown(volume, IMAGE_UID, IMAGE_UID)  # The one-time fix the message names.
+    result = _run_served_model_task(compiled, output, model_dir, uid=IMAGE_UID)
+    assert result.returncode == 0, result.stderr
 
 
 def test_fingerprint_task_command_writes_the_source_fingerprint(compiled, tmp_path):

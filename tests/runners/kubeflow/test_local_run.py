@@ -1,15 +1,20 @@
 """The compiled spec runs on the emulated open-source KFP v2 backend, to a blessed, pushed model.
 
-Three runs against one backend state (object store, ML-Metadata, cache), as on a cluster:
-1. a backend before 2.14 (executions keyed by display name), fresh: every task runs; DriftGate
-   finds no served model;
-2. a 2.14+ backend, the source data changed: everything from the data step on runs again
-   (only the schema import, which does not read the data, comes from the cache); DriftGate
-   follows the served model's lineage through the ML-Metadata the backend recorded in run 1
-   and compares against those statistics;
-3. the same source again: served from the cache except the tasks that read state outside their
-   inputs (the fingerprint task, LatestPushedModel, Pusher) and the Evaluator, whose baseline
-   input is LatestPushedModel's fresh output.
+Five runs against one backend state (object store, ML-Metadata, cache), as on a cluster; the
+two always-run tasks (SourceFingerprint, ServedModel) run every time, and which other steps
+run follows from KFP's cache key alone:
+1. fresh, on a backend before 2.14 (executions keyed by display name): every task runs;
+   DriftGate finds no served model;
+2. changed source data, 2.14+ backend: everything from the data step on runs again (only the
+   schema import, which does not read the data, comes from the cache); DriftGate follows the
+   served model's lineage through the ML-Metadata the backend recorded in run 1;
+3. the same data after run 2's push: the served model changed, so LatestPushedModel, the
+   Evaluator, LoadTest, DriftGate and the Pusher run again against it; the data steps and the
+   Trainer come from the cache;
+4. the same data, the same served model: every other step comes from the cache, the
+   Evaluator included;
+5. the same data after a rollback to run 1's version: the comparing steps run again, against
+   the rolled-back model and the data that trained it.
 """
 
 import csv
@@ -18,6 +23,7 @@ import os
 
 import pytest
 
+import model_contract
 from devtools.kfp_backend.backend import POD_METADATA_PATH, Backend, RunResult
 from devtools.kfp_backend.objectstore import ObjectStore
 from runners.kubeflow import compiler
@@ -29,10 +35,13 @@ pytestmark = pytest.mark.slow
 
 TASKS = [
     "DataPrep", "DriftGate", "Evaluator", "ExampleGen", "ExampleValidator", "AnomaliesGate",
-    "LatestPushedModel", "LoadTest", "Pusher", "SchemaImporter", "SourceFingerprint",
-    "StatisticsGen", "Trainer", "Transform",
+    "LatestPushedModel", "LoadTest", "Pusher", "SchemaImporter", "ServedModel",
+    "SourceFingerprint", "StatisticsGen", "Trainer", "Transform",
 ]  # fmt: skip
-ALWAYS_RUN = {"SourceFingerprint", "LatestPushedModel", "Pusher"}
+ALWAYS_RUN = {"SourceFingerprint", "ServedModel"}
+# The steps that compare with the served model, directly (LatestPushedModel, DriftGate) or
+# through LatestPushedModel's baseline artifact (Evaluator, then LoadTest and Pusher).
+COMPARING = {"LatestPushedModel", "DriftGate", "Evaluator", "LoadTest", "Pusher"}
 
 
 def _write_source(directory: str, rows: int) -> str:
@@ -91,8 +100,20 @@ def runs(tmp_path_factory) -> dict:
     _write_source(source, 360)
     newer = Backend(state, version="2.14.0")
     result["changed"] = newer.run(docs, arguments={"source_uri": source}, run_id="run-2")
-    result["unchanged"] = newer.run(docs, arguments={"source_uri": source}, run_id="run-3")
+    result["after_push"] = newer.run(docs, arguments={"source_uri": source}, run_id="run-3")
+    result["unchanged"] = newer.run(docs, arguments={"source_uri": source}, run_id="run-4")
+    model_dir = str(serving / config.settings.model_name)
+    result["rolled_back"] = model_contract.roll_back(model_contract.LocalFileSystem(), model_dir)
+    result["after_rollback"] = newer.run(docs, arguments={"source_uri": source}, run_id="run-5")
     return result
+
+
+def _executed(run: RunResult) -> set[str]:
+    return {name for name, state in run.states().items() if state == "COMPLETE"}
+
+
+def _pushed_version(run: RunResult) -> int:
+    return int(run.tasks["Pusher"].outputs["pushed_model"]["metadata"]["pushed_version"])
 
 
 def _assert_blessed_and_pushed(run: RunResult, runs: dict, outcomes: tuple[str, ...]) -> None:
@@ -150,11 +171,56 @@ def test_changed_source_runs_again_from_the_data_step(runs):
     _assert_blessed_and_pushed(changed, runs, ("pushed",))
 
 
-def test_unchanged_source_is_served_from_the_cache(runs):
-    unchanged, changed = runs["unchanged"], runs["changed"]
-    executed = {n for n, s in unchanged.states().items() if s == "COMPLETE"}
-    # LoadTest follows: its input is the re-run Evaluator's new blessing.
-    assert executed == ALWAYS_RUN | {"Evaluator", "LoadTest"}
-    assert unchanged.tasks["Trainer"].outputs["model"] == changed.tasks["Trainer"].outputs["model"]
-    # The model pushed by run 2 is the one this run evaluates: already in serving.
-    _assert_blessed_and_pushed(unchanged, runs, ("pushed", "already_serving"))
+def test_same_data_after_a_push_compares_again_with_the_new_served_model(runs):
+    after_push, changed = runs["after_push"], runs["changed"]
+    assert after_push.states() == {
+        name: "COMPLETE" if name in ALWAYS_RUN | COMPARING else "CACHED" for name in TASKS
+    }
+    served = after_push.tasks["ServedModel"].parameters["served_model"]
+    assert served != changed.tasks["ServedModel"].parameters["served_model"]
+    assert served.startswith(f"version={_pushed_version(changed)} manifest=sha256:")
+    baseline = after_push.tasks["LatestPushedModel"].outputs["baseline_model"]["metadata"]
+    assert baseline["baseline_version"] == str(_pushed_version(changed))
+    gate = after_push.tasks["DriftGate"].outputs["validated_schema"]["metadata"]
+    assert gate["drift_baseline_version"] == str(_pushed_version(changed))
+    assert (
+        gate["drift_baseline_statistics"]
+        == changed.tasks["StatisticsGen"].outputs["statistics"]["uri"]
+    )
+    # The candidate is the model already served: nothing new is written.
+    _assert_blessed_and_pushed(after_push, runs, ("already_serving",))
+
+
+def test_unchanged_data_and_served_model_is_served_from_the_cache(runs):
+    unchanged, after_push = runs["unchanged"], runs["after_push"]
+    assert _executed(unchanged) == ALWAYS_RUN
+    assert unchanged.tasks["Evaluator"].state == "CACHED"
+    assert (
+        unchanged.tasks["ServedModel"].parameters["served_model"]
+        == after_push.tasks["ServedModel"].parameters["served_model"]
+    )
+    for name in ("Trainer", "Evaluator", "Pusher"):
+        assert unchanged.tasks[name].outputs == after_push.tasks[name].outputs, name
+
+
+def test_after_a_rollback_the_same_data_is_compared_with_the_rolled_back_model(runs):
+    after_rollback, first, changed = runs["after_rollback"], runs["first"], runs["changed"]
+    assert runs["rolled_back"] == [_pushed_version(changed)]
+    assert _executed(after_rollback) == ALWAYS_RUN | COMPARING
+    served = after_rollback.tasks["ServedModel"].parameters["served_model"]
+    assert served.startswith(f"version={_pushed_version(first)} manifest=sha256:")
+    assert served.endswith(f" withdrawn={_pushed_version(changed)}")
+    baseline = after_rollback.tasks["LatestPushedModel"].outputs["baseline_model"]["metadata"]
+    assert baseline["baseline_version"] == str(_pushed_version(first))
+    # The Evaluator compared the same candidate with the rolled-back model.
+    blessing = after_rollback.tasks["Evaluator"].outputs["blessing"]["metadata"]
+    assert (
+        blessing["baseline_model"]
+        == after_rollback.tasks["LatestPushedModel"].outputs["baseline_model"]["uri"]
+    )
+    gate = after_rollback.tasks["DriftGate"].outputs["validated_schema"]["metadata"]
+    assert gate["drift_baseline_version"] == str(_pushed_version(first))
+    assert (
+        gate["drift_baseline_statistics"]
+        == first.tasks["StatisticsGen"].outputs["statistics"]["uri"]
+    )
