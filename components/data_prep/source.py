@@ -9,6 +9,7 @@ so `preflight` (stdlib only) answers before any heavy import.
 
 import csv
 import hashlib
+import importlib.util
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -35,11 +36,14 @@ def default_source() -> str:
     """Returns the directory of the Chicago taxi sample shipped inside the installed tfx wheel.
 
     Raises:
-      FileNotFoundError: If the installed tfx has no such sample.
+      FileNotFoundError: If tfx is not installed or has no such sample.
     """
-    import tfx  # Local import: only this entry needs the package location.
-
-    path = os.path.join(os.path.dirname(tfx.__file__), TAXI_SAMPLE)
+    # The package's location without importing it, so `preflight(default_source())` stays
+    # free of heavy imports.
+    spec = importlib.util.find_spec("tfx")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("tfx is not installed: no taxi sample to default to")
+    path = os.path.join(next(iter(spec.submodule_search_locations)), TAXI_SAMPLE)
     if not os.path.isfile(os.path.join(path, "data.csv")):
         raise FileNotFoundError(f"The installed tfx wheel has no taxi sample at {path}")
     return path
