@@ -5,10 +5,12 @@ way DataPrep does (time split, optionally `max_rows`), computes its statistics t
 StatisticsGen does (`components.drift_gate.drift.stats_options`), and compares it with:
 
 - normal re-runs: against a baseline of every other row of the sample, a resample of the same
-  period (the other rows), the same rows one tenth later (the next data window), and two
-  1,500-row slices such as the tests use;
+  period (the other rows), the same rows one tenth later (the next data window), the newest
+  fifth of the other rows alone (a later period), and two 1,500-row slices such as the tests
+  use;
 - injected changes: a vanished or mostly-empty column, a unit change on a numeric feature
-  (x1000, seconds -> minutes, miles -> km), and a category whose share collapses.
+  (x1000, seconds -> minutes, miles -> km, dollars -> cents), and a category whose share
+  collapses.
 
 It prints, per feature and measure, the value each variant produces and the curated
 schema's threshold, then which variants the schema stops. Figures are recorded in the README
@@ -110,16 +112,22 @@ def _collapse(column: str, value: str | None, keep: float) -> Callable[[Rows], R
 def measuring_schema() -> schema_pb2.Schema:
     """The curated schema, with a zero threshold on every feature that has no comparator.
 
-    So every feature is measured (TFDV reports a measurement only where a comparator is set).
+    So every feature is measured (TFDV reports a measurement only where a comparator is set),
+    numeric ones by `Wasserstein distance / IQR` too.
     """
     schema = tfdv.load_schema_text(schemas.schema_path("taxi"))
+    numeric = []
     for feature in schema.feature:
         if not feature.HasField("drift_comparator"):
             if feature.type == schema_pb2.BYTES:
                 feature.drift_comparator.infinity_norm.threshold = 0.0
             else:
                 feature.drift_comparator.jensen_shannon_divergence.threshold = 0.0
-    return schema
+        if feature.type != schema_pb2.BYTES and drift.wasserstein_threshold(feature) is None:
+            numeric.append(feature.name)
+    return drift.set_thresholds(
+        schema, l_infinity={}, jensen_shannon={}, wasserstein=dict.fromkeys(numeric, 0.0)
+    )
 
 
 def main() -> None:
@@ -142,6 +150,8 @@ def main() -> None:
     variants: list[tuple[str, Rows, int | None]] = [
         ("resample", odd, None),
         ("next window", even[len(even) // 10 :], None),
+        # A later period alone against the whole: seasonality and trends of a real new window.
+        ("newest fifth", odd[-len(odd) // 5 :], None),
         ("1500-row slice", odd, 1500),
     ]
     changes: list[tuple[str, Callable[[Rows], Rows]]] = [
@@ -151,6 +161,7 @@ def main() -> None:
         ("trip_miles x1000", _scale("trip_miles", 1000.0)),
         ("trip_seconds in minutes", _scale("trip_seconds", 1 / 60, integer=True)),
         ("trip_miles in km", _scale("trip_miles", 1.609344)),
+        ("fare in cents", _scale("fare", 100.0)),
         ("Credit Card share collapses", _collapse("payment_type", "Credit Card", 0.1)),
         ("top company share collapses", _collapse("company", None, 0.1)),
     ]

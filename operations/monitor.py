@@ -6,8 +6,9 @@ Then, with the curated schema:
 
 - schema violations: `tfdv.validate_statistics` in the SERVING environment (no `tips`);
 - skew: each feature against the served model's training statistics, with the DriftGate's
-  comparators and thresholds (`components/drift_gate/drift.py`; the schema's
-  `drift_comparator`s and `presence.min_fraction` floors);
+  measures and thresholds (`components/drift_gate/drift.py`; the schema's
+  `drift_comparator`s, `drift:wasserstein_iqr<=` tags, which see a unit change such as miles
+  sent as kilometres, and `presence.min_fraction` floors);
 - drift: the same comparators against the previous monitor run's statistics, kept beside its
   report (`<output_dir>/statistics.pb`);
 - freshness: the age of the newest training row of the served model (DataPrep's

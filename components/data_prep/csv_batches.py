@@ -33,7 +33,7 @@ import dataclasses
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -43,13 +43,13 @@ import tensorflow as tf
 from absl import logging
 from pyarrow import csv as pa_csv
 from tfx.components.example_gen import write_split
-from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.dsl.io import fileio
-from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx_bsl.coders import example_coder
 from tfx_bsl.coders.csv_decoder import ColumnType
+
+from components.data_prep.source import header_names
 
 # Cells whose type and value Arrow's kernels give exactly as Python does. Anything else (signs,
 # spaces, underscores, `inf`/`nan`, more digits or exponent digits) is left to Python.
@@ -474,9 +474,12 @@ class _WriteSpan(beam.DoFn):
 def _find_typed_spans(
     pipeline: Any, csv_files: list[str], column_names: list[str], batch_bytes: int
 ) -> tuple[beam.PCollection, Any]:
-    """The files' spans and, as a side input, the split's column types."""
-    if not batched_path_matches_tfx(column_names):
-        raise ValueError(f"Column names must be unique for the batched path: {column_names}")
+    """The files' spans and, as a side input, the split's column types.
+
+    Raises:
+      DataError: If a column name repeats (TFX would keep each name's last cell).
+    """
+    header_names(csv_files[0] if csv_files else "<no file>", column_names)
     spans = (
         pipeline
         | "CreateFilenames" >> beam.Create(list(enumerate(csv_files)))
@@ -560,8 +563,14 @@ def split_csv_files(
 ) -> tuple[list[str], list[str]]:
     """The split's CSV files and their header, checked as CsvExampleGen's `_CsvToExample` does.
 
+    The header is also held to DataPrep's rules (`source.header_names`): a leading byte-order
+    mark is dropped, and a repeated, empty or unreadable name is a data error. CsvExampleGen
+    itself would keep the mark in the first name and let the last of two same-named columns
+    win in every example.
+
     Raises:
       RuntimeError: If the pattern matches no file or the files' headers differ.
+      DataError: If the header breaks DataPrep's rules.
     """
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     csv_pattern = os.path.join(input_base, split_pattern)
@@ -575,28 +584,14 @@ def split_csv_files(
                 f"Files in same split {csv_pattern} have different header: "
                 f"{csv_file} differs from {csv_files[0]}."
             )
-    return csv_files, column_names
-
-
-def batched_path_matches_tfx(column_names: Sequence[str]) -> bool:
-    """Whether the batched path gives CsvExampleGen's examples for this header.
-
-    Not with repeated column names: TFX infers one type per name and keeps each name's last cell.
-    """
-    return len(set(column_names)) == len(column_names)
-
-
-def _tfx_csv_to_example(exec_properties: dict[str, Any], split_pattern: str) -> beam.PTransform:
-    # TFX returns the transform's class (`_CsvToExample`), though it is annotated as a PTransform.
-    tfx_transform = cast(Any, csv_executor.Executor().GetInputSourceToExamplePTransform())
-    return tfx_transform(exec_properties, split_pattern)
+    return csv_files, header_names(csv_files[0], column_names)
 
 
 class CsvToExamples(beam.PTransform):
     """One input split's CSV files to serialized tf.Examples; ExampleGen's input transform.
 
     Takes what `BaseExampleGenExecutor.GetInputSourceToExamplePTransform` is called with and runs
-    `BatchedCsvToExample`, or TFX's own transform where the batched path would differ.
+    `BatchedCsvToExample`.
     """
 
     def __init__(self, exec_properties: dict[str, Any], split_pattern: str) -> None:
@@ -606,20 +601,11 @@ class CsvToExamples(beam.PTransform):
 
     def expand(self, pipeline: Any) -> beam.PCollection:
         csv_files, column_names = split_csv_files(self._exec_properties, self._split_pattern)
-        if not batched_path_matches_tfx(column_names):
-            logging.warning("Repeated column names %s: CsvExampleGen's conversion", column_names)
-            return pipeline | "TfxCsvToExample" >> _tfx_csv_to_example(
-                self._exec_properties, self._split_pattern
-            )
         return pipeline | "BatchedCsvToExample" >> BatchedCsvToExample(csv_files, column_names)
 
 
 class CsvToExampleFiles(beam.PTransform):
-    """One input split's CSV files to its Examples split directory, as gzipped TFRecords.
-
-    The batched path writes each batch's examples straight from the batch; where it would differ
-    from CsvExampleGen (repeated column names) TFX's transform and `WriteSplit` run instead.
-    """
+    """One input split's CSV files to its Examples split directory, as gzipped TFRecords."""
 
     def __init__(
         self, exec_properties: dict[str, Any], split_pattern: str, output_dir: str
@@ -631,17 +617,6 @@ class CsvToExampleFiles(beam.PTransform):
 
     def expand(self, pipeline: Any) -> Any:
         csv_files, column_names = split_csv_files(self._exec_properties, self._split_pattern)
-        if not batched_path_matches_tfx(column_names):
-            logging.warning("Repeated column names %s: CsvExampleGen's conversion", column_names)
-            return (
-                pipeline
-                | "TfxCsvToExample"
-                >> _tfx_csv_to_example(self._exec_properties, self._split_pattern)
-                | "TfxWriteSplit"
-                >> write_split.WriteSplit(
-                    self._output_dir, example_gen_pb2.FORMAT_TFRECORDS_GZIP, self._exec_properties
-                )
-            )
         logging.info("Converting %s to tf.Examples in batches", csv_files)
         return pipeline | "BatchedCsvToExampleFiles" >> BatchedCsvToExampleFiles(
             csv_files, column_names, self._output_dir

@@ -131,9 +131,10 @@ class ExampleGenExecutor(csv_executor.Executor):
     """CsvExampleGen's executor on the PreparedData artifact, converting CSV rows in batches.
 
     It writes the examples CsvExampleGen would write for the same files (same features, kinds
-    and values, rows in input order; see `csv_batches`), several times faster: rows are decoded
-    column-wise and encoded and written in C++, instead of one Python-built `tf.train.Example`
-    per row passing one by one through Beam's reshuffle and TFRecord sink.
+    and values, rows in input order; see `csv_batches`) whose header follows DataPrep's rules
+    (`source.header_names`: no repeated names, no byte-order mark), several times faster: rows
+    are decoded column-wise and encoded and written in C++, instead of one Python-built
+    `tf.train.Example` per row passing one by one through Beam's reshuffle and TFRecord sink.
     """
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:

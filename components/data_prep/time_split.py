@@ -27,12 +27,22 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import tensorflow as tf
 
-from components.data_prep.source import DataError, fingerprint_of, list_source_files
+from components.data_prep.source import (
+    BYTE_ORDER_MARK,
+    DEFAULT_TIME_COLUMN,
+    DataError,
+    check_header,
+    fingerprint_of,
+    header_names,
+    list_source_files,
+    record_timestamp,
+)
+
+__all__ = ["DEFAULT_TIME_COLUMN", "PreparedSplit", "prepare_time_split"]
 
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
 DATA_FILE = "data.csv"
-DEFAULT_TIME_COLUMN = "trip_start_timestamp"
 # Rows sorted in memory at once. About 60 MB of Python objects for taxi rows (~130 bytes of
 # text each); the peak RSS of the whole split is about twice that plus the merge buffers.
 DEFAULT_CHUNK_ROWS = 200_000
@@ -113,12 +123,18 @@ class _Lines:
         self._text = ""
         self._pos = 0
         self._eof = False
+        self._started = False
 
     def _decode(self, data: bytes, final: bool) -> str:
         try:
-            return self._decoder.decode(data.replace(b"\r", b""), final)
+            text = self._decoder.decode(data.replace(b"\r", b""), final)
         except UnicodeDecodeError as e:
             raise DataError(f"{self._path} is not UTF-8 text: {e}") from e
+        if not self._started and text:
+            # A byte-order mark opening the file is not part of the first column's name.
+            self._started = True
+            text = text.removeprefix(BYTE_ORDER_MARK)
+        return text
 
     def _fill(self) -> bool:
         """Makes the next block of whole lines current; False at the end of the file."""
@@ -310,26 +326,26 @@ class _FileReader:
         """Reads the file; returns its header and the SHA-256 of its bytes.
 
         Raises:
-          DataError: Naming the file (and record) of an empty file, a missing time column, a
-            header differing from the first file's, a wrong field count, a non-integer
-            timestamp or one outside int64, unparseable CSV or non-UTF-8 bytes.
+          DataError: Naming the file (and record) of an empty file, a repeated, empty or
+            unreadable column name (`source.header_names`; a leading byte-order mark is
+            dropped), a missing time column, a header differing from the first file's, a wrong
+            field count, a non-integer timestamp or one outside int64, unparseable CSV or
+            non-UTF-8 bytes.
         """
         with tf.io.gfile.GFile(self.path, "rb") as f:
             lines = _Lines(f, self.path)
             records = csv.reader(lines)
-            file_header = self._next_record(records)
+            first_record = self._next_record(records)
             self._record = 1
-            if file_header is None:
+            if first_record is None:
                 raise DataError(f"{self.path} is empty: expected a header line")
-            if header is None:
-                if self._time_column not in file_header:
-                    raise DataError(
-                        f"{self.path} has no {self._time_column!r} column; columns: {file_header}"
-                    )
-            elif file_header != header:
-                raise DataError(
-                    f"{self.path} header {file_header} differs from {first_path} header {header}"
-                )
+            file_header = header_names(self.path, first_record)
+            check_header(
+                self.path,
+                file_header,
+                self._time_column,
+                None if header is None else (first_path, header),
+            )
             self._header = file_header
             self._time_index = file_header.index(self._time_column)
             while (text := lines.next_text()) is not None:
@@ -394,25 +410,7 @@ class _FileReader:
         self._runs.add(stamps, texts)
 
     def _timestamp(self, row: list[str], record: int) -> int:
-        if len(row) != len(self._header):
-            raise DataError(
-                f"{self.path}:{record}: {len(row)} fields, "
-                f"expected {len(self._header)} ({self._header})"
-            )
-        value = row[self._time_index]
-        try:
-            timestamp = int(value)
-        except ValueError as e:
-            raise DataError(
-                f"{self.path}:{record}: {self._time_column} must be an integer Unix time, "
-                f"got {value!r}"
-            ) from e
-        if not -_INT64 <= timestamp < _INT64:
-            raise DataError(
-                f"{self.path}:{record}: {self._time_column} {value!r} is outside the 64-bit "
-                "integer range"
-            )
-        return timestamp
+        return record_timestamp(self.path, record, row, self._header, self._time_column)
 
 
 class _SplitWriter:

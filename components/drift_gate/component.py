@@ -38,10 +38,12 @@ class DriftGate(base_component.BaseComponent):
     served version names the model artifact, and ML-Metadata leads from it to the statistics
     StatisticsGen computed on the same Examples (`lineage_graph`; no TFX Resolver, which
     open-source KFP cannot run). Thresholds live in the curated schema: `drift_comparator`
-    (L-infinity for categorical features, Jensen-Shannon divergence for numeric ones) and
-    `presence.min_fraction`. Before the first push there is nothing to compare: outcome
-    `no_baseline`, and the run goes on. Transform and Trainer consume this gate's
-    `validated_schema`, so on every orchestrator nothing trains on data that failed it.
+    (L-infinity for categorical features, Jensen-Shannon divergence for numeric ones), the
+    `drift:wasserstein_iqr<=X` annotation tag (scale and shift of a numeric feature: a unit
+    change such as miles to km) and `presence.min_fraction`. Before the first push there is
+    nothing to compare: outcome `no_baseline`, and the run goes on. Transform and Trainer
+    consume this gate's `validated_schema`, so on every orchestrator nothing trains on data
+    that failed it.
     """
 
     SPEC_CLASS = DriftGateSpec

@@ -1,17 +1,31 @@
-"""The comparison: TFDV's drift comparators and presence floors, per feature, as plain records.
+"""The comparison: TFDV's drift comparators, a scale-sensitive distance and presence floors,
+per feature, as plain records.
 
-No TFX and no ML-Metadata here: the DriftGate executor, `bench/drift_thresholds.py` and the
-tests all call `compare_statistics` on two `DatasetFeatureStatisticsList` protos.
+No TFX and no ML-Metadata here: the DriftGate executor, the monitor, `bench/drift_thresholds.py`
+and the tests all call `compare_statistics` on two `DatasetFeatureStatisticsList` protos.
 """
 
 import dataclasses
+import math
+import re
 
+import numpy as np
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 L_INFINITY = "L-infinity distance"
 JENSEN_SHANNON = "Jensen-Shannon divergence"
 PRESENCE = "fraction present"
+WASSERSTEIN = "Wasserstein distance / IQR"
+# The threshold of WASSERSTEIN, as an annotation tag of the feature in the curated schema
+# (`tag: "drift:wasserstein_iqr<=0.25"`): TFDV's FeatureComparator has no scale-sensitive
+# numeric measure, and the schema stays the one place thresholds live.
+WASSERSTEIN_TAG = "drift:wasserstein_iqr<="
+# Quantile levels compared: the 10th to the 90th percentile. StatisticsGen's QUANTILES
+# histogram has TFDV's default 10 equal-mass buckets, so these are its inner boundaries (its
+# outer ones are the minimum and maximum, which one outlier trip decides).
+QUANTILE_RANGE = (0.1, 0.9)
+_GRID_POINTS = 81
 TRAINING_ENVIRONMENT = "TRAINING"
 # StatisticsGen's histograms: TFDV's Jensen-Shannon divergence compares equal-width histograms
 # over [min, max]; with TFDV's default 10 buckets one outlier trip (1,710 miles) puts 99.9% of
@@ -37,9 +51,10 @@ class FeatureCheck:
 
     Attributes:
       feature: Feature name.
-      measure: `L-infinity distance` or `Jensen-Shannon divergence` (new data vs the served
-        model's training data; a stop when above the threshold) or `fraction present` (share
-        of new rows with a value; a stop when below the threshold).
+      measure: `L-infinity distance`, `Jensen-Shannon divergence` or `Wasserstein distance /
+        IQR` (new data vs the served model's training data; a stop when above the threshold)
+        or `fraction present` (share of new rows with a value; a stop when below the
+        threshold).
       value: The measured value.
       threshold: The curated schema's threshold for it.
       baseline: For `fraction present`, the fraction in the served model's training data.
@@ -70,11 +85,30 @@ class FeatureCheck:
         return f"feature {self.feature!r}: {text}"
 
 
+def wasserstein_threshold(feature: schema_pb2.Feature) -> float | None:
+    """The feature's `drift:wasserstein_iqr<=X` annotation threshold, or None without one.
+
+    Raises:
+      ValueError: If the tag is there but X is not a non-negative number, or it appears twice.
+    """
+    tags = [t for t in feature.annotation.tag if t.startswith(WASSERSTEIN_TAG)]
+    if not tags:
+        return None
+    text = tags[0][len(WASSERSTEIN_TAG) :]
+    if len(tags) > 1 or not re.fullmatch(r"[0-9]+(\.[0-9]*)?", text.strip()):
+        raise ValueError(
+            f"Feature {feature.name!r} must carry at most one annotation tag "
+            f"'{WASSERSTEIN_TAG}<non-negative number>', got {tags}"
+        )
+    return float(text)
+
+
 def set_thresholds(
     schema: schema_pb2.Schema,
     *,
     l_infinity: dict[str, float],
     jensen_shannon: dict[str, float],
+    wasserstein: dict[str, float] | None = None,
 ) -> schema_pb2.Schema:
     """Returns a copy of `schema` whose drift comparators are the given thresholds (bench, tests).
 
@@ -82,6 +116,7 @@ def set_thresholds(
       schema: A schema.
       l_infinity: Feature -> L-infinity threshold.
       jensen_shannon: Feature -> Jensen-Shannon threshold.
+      wasserstein: Feature -> `Wasserstein distance / IQR` threshold (its annotation tag).
 
     Returns:
       The copy; features not named keep their comparators.
@@ -98,6 +133,11 @@ def set_thresholds(
     for name, threshold in jensen_shannon.items():
         by_name[name].drift_comparator.Clear()
         by_name[name].drift_comparator.jensen_shannon_divergence.threshold = threshold
+    for name, threshold in (wasserstein or {}).items():
+        tags = by_name[name].annotation.tag
+        kept = [t for t in tags if not t.startswith(WASSERSTEIN_TAG)]
+        del tags[:]
+        tags.extend([*kept, f"{WASSERSTEIN_TAG}{threshold:g}"])
     return result
 
 
@@ -112,6 +152,9 @@ def thresholds(schema: schema_pb2.Schema) -> dict[tuple[str, str], float]:
             found[(feature.name, JENSEN_SHANNON)] = comparator.jensen_shannon_divergence.threshold
         if feature.presence.min_fraction > 0:
             found[(feature.name, PRESENCE)] = feature.presence.min_fraction
+        wasserstein = wasserstein_threshold(feature)
+        if wasserstein is not None:
+            found[(feature.name, WASSERSTEIN)] = wasserstein
     return found
 
 
@@ -201,6 +244,104 @@ def drift_checks(
     ]
 
 
+def _numeric_features(
+    statistics: statistics_pb2.DatasetFeatureStatisticsList,
+) -> dict[str, statistics_pb2.NumericStatistics]:
+    features = {}
+    for feature in statistics.datasets[0].features if statistics.datasets else []:
+        if feature.HasField("num_stats"):
+            name = feature.path.step[0] if feature.path.step else feature.name
+            features[name] = feature.num_stats
+    return features
+
+
+def quantile_function(
+    numeric: statistics_pb2.NumericStatistics,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(levels, values) of the QUANTILES histogram TFDV computes: the value at each level.
+
+    Level 0 is the minimum, 1 the maximum, the levels between are each bucket's upper bound
+    (its share of the values so far). None without a quantiles histogram or values.
+    """
+    for histogram in numeric.histograms:
+        if histogram.type != statistics_pb2.Histogram.QUANTILES or not histogram.buckets:
+            continue
+        counts = np.array([b.sample_count for b in histogram.buckets], dtype=np.float64)
+        if counts.sum() <= 0:
+            return None
+        levels = np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+        values = np.array(
+            [histogram.buckets[0].low_value, *(b.high_value for b in histogram.buckets)],
+            dtype=np.float64,
+        )
+        return levels, values
+    return None
+
+
+def wasserstein_iqr(
+    current: statistics_pb2.NumericStatistics, baseline: statistics_pb2.NumericStatistics
+) -> float | None:
+    """The mean distance between the two quantile functions over the baseline's IQR.
+
+    The 1-Wasserstein distance between two distributions is the mean absolute difference of
+    their quantile functions over all levels; here it is taken over `QUANTILE_RANGE` (the 10th
+    to 90th percentile, interpolated between the quantiles StatisticsGen computed) and divided by
+    the baseline's interquartile range, so it reads in IQRs and does not depend on the unit:
+    0 = same quantiles; a shift by one IQR gives 1; scaling a positive feature by `k` gives
+    `|k - 1| * mean quantile / IQR`. Jensen-Shannon divergence on equal-width histograms over
+    [min, max] cannot see a rescaling by 1.6 of a heavy-tailed feature: most values stay in
+    the first buckets either way.
+
+    Returns:
+      The distance (infinity when a quantile is not finite, or when the baseline has no spread
+      and the quantiles differ), or None when either side has no quantiles.
+    """
+    quantiles_now, quantiles_before = quantile_function(current), quantile_function(baseline)
+    if quantiles_now is None or quantiles_before is None:
+        return None
+    (levels_now, values_now), (levels_before, values_before) = quantiles_now, quantiles_before
+    inner = [levels[1:-1] for levels in (levels_now, levels_before)]
+    if not all(len(levels) for levels in inner):
+        low, high = 0.0, 1.0
+    else:
+        low = max(QUANTILE_RANGE[0], *(float(levels.min()) for levels in inner))
+        high = min(QUANTILE_RANGE[1], *(float(levels.max()) for levels in inner))
+    grid = np.linspace(low, high, _GRID_POINTS)
+    with np.errstate(invalid="ignore", over="ignore"):
+        now = np.interp(grid, levels_now, values_now)
+        before = np.interp(grid, levels_before, values_before)
+        if not (np.isfinite(now).all() and np.isfinite(before).all()):
+            return math.inf
+        distance = float(np.mean(np.abs(now - before)))
+    quartiles = np.interp([0.25, 0.75], levels_before, values_before)
+    spread = float(quartiles[1] - quartiles[0]) or float(before[-1] - before[0])
+    if spread <= 0:
+        return 0.0 if distance == 0 else math.inf
+    return distance / spread
+
+
+def wasserstein_checks(
+    current: statistics_pb2.DatasetFeatureStatisticsList,
+    baseline: statistics_pb2.DatasetFeatureStatisticsList,
+    schema: schema_pb2.Schema,
+) -> list[FeatureCheck]:
+    """`Wasserstein distance / IQR` of each feature whose annotation sets a threshold.
+
+    A feature without numeric statistics on either side has no measurement (as with TFDV's
+    comparators); the presence floor is what sees a vanished column.
+    """
+    now, before = _numeric_features(current), _numeric_features(baseline)
+    checks = []
+    for feature in schema.feature:
+        threshold = wasserstein_threshold(feature)
+        if threshold is None or feature.name not in now or feature.name not in before:
+            continue
+        value = wasserstein_iqr(now[feature.name], before[feature.name])
+        if value is not None:
+            checks.append(FeatureCheck(feature.name, WASSERSTEIN, value, threshold))
+    return checks
+
+
 def compare_statistics(
     current: statistics_pb2.DatasetFeatureStatisticsList,
     baseline: statistics_pb2.DatasetFeatureStatisticsList,
@@ -211,12 +352,17 @@ def compare_statistics(
     Args:
       current: Statistics of the new training data.
       baseline: Statistics of the data that trained the served model.
-      schema: The curated schema: `drift_comparator` thresholds and `presence.min_fraction`.
+      schema: The curated schema: `drift_comparator` thresholds, `drift:wasserstein_iqr<=`
+        annotation tags and `presence.min_fraction`.
 
     Returns:
       Every check, sorted by feature then measure.
     """
-    checks = drift_checks(current, baseline, schema) + presence_checks(current, schema, baseline)
+    checks = (
+        drift_checks(current, baseline, schema)
+        + wasserstein_checks(current, baseline, schema)
+        + presence_checks(current, schema, baseline)
+    )
     return sorted(checks, key=lambda c: (c.feature, c.measure))
 
 

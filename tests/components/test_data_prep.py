@@ -4,6 +4,9 @@ the executor's recorded metadata, and ExampleGen reading its output."""
 import csv
 import json
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
@@ -112,12 +115,112 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, rows, header, mess
     assert not (tmp_path / "out").exists()
 
 
+BAD_SOURCES = [
+    # (file content, the DataError both DataPrep and the pre-flight check raise)
+    (
+        b"trip_start_timestamp,fare,tips,payment_type,fare\n1,10.0,1.0,Cash,999.0\n",
+        "a.csv: column 'fare' appears 2 times in the header (columns 2, 5)",
+    ),
+    (b"trip_start_timestamp,,tips\n1,2,3\n", "a.csv: header column 2 has no name"),
+    (b'trip_start_timestamp,"fa,re"\n1,2\n', "a.csv: header column 2 name 'fa,re' holds a comma"),
+    (b"fare,tips\n1,2\n", "a.csv has no 'trip_start_timestamp' column"),
+    (b"trip_start_timestamp,fare\n1,2\nx,3\n", "a.csv:3: trip_start_timestamp must be an integer"),
+    (b"trip_start_timestamp,fare\n1,2\n\n2,3\n", "a.csv:3: 0 fields, expected 2"),
+    (b"trip_start_timestamp,fare\n1,2,3\n", "a.csv:2: 3 fields, expected 2"),
+    (b"trip_start_timestamp,fare\n1,\xff\n", "a.csv is not UTF-8 text"),
+    (b"", "a.csv is empty: expected a header line"),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), BAD_SOURCES)
+def test_bad_headers_and_records_are_data_errors_naming_file_and_column(
+    tmp_path, content: bytes, message: str
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.csv").write_bytes(content)
+    with pytest.raises(source_lib.DataError, match=re.escape(message)):
+        time_split.prepare_time_split(str(source), str(tmp_path / "out"), eval_fraction=0.5)
+    assert not (tmp_path / "out").exists()
+    # The pre-flight check answers the same, from the header and first rows alone.
+    with pytest.raises(source_lib.DataError, match=re.escape(message)):
+        source_lib.preflight(str(source))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path) -> None:
+    from tfx.types import standard_artifacts
+
+    source = tmp_path / "a.csv"
+    header = ["pickup_community_area", "trip_start_timestamp", "fare"]
+    rows = "".join(f"{8 + t % 2},{t},{t}.5\n" for t in range(10))
+    source.write_bytes(b"\xef\xbb\xbf" + (",".join(header) + "\n" + rows).encode())
+    assert source_lib.preflight(str(source)) == [str(source)]
+    prepared = _run_executor(
+        str(source), source_lib.fingerprint_source(str(source)), str(tmp_path / "prepared")
+    )
+    with open(tmp_path / "prepared" / "train" / "data.csv", "rb") as f:
+        assert f.readline() == b"pickup_community_area,trip_start_timestamp,fare\n"
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    data_prep_executor.ExampleGenExecutor().Do(
+        {data_prep_executor.PREPARED_DATA_KEY: [prepared]},
+        {data_prep_executor.EXAMPLES_KEY: [examples]},
+        {},
+    )
+    files = tf.io.gfile.glob(os.path.join(examples.uri, "Split-train", "*.gz"))
+    record = next(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+    assert sorted(tf.train.Example.FromString(record).features.feature) == sorted(header)
+
+
+def test_preflight_checks_every_file_and_imports_neither_tensorflow_nor_tfx(tmp_path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    _write(source / "a.csv", [[t, "1", "0", "Cash"] for t in range(5)])
+    _write(source / "b.csv", [[t, "1", "0"] for t in range(5)], HEADER[:3])
+    (source / "notes.txt").write_text("not data")
+    script = (
+        "import sys\n"
+        "from components.data_prep import source\n"
+        "try:\n"
+        f"    source.preflight({str(source)!r})\n"
+        "except source.DataError as e:\n"
+        "    print(e)\n"
+        "print('default:', len(source.preflight(source.default_source())))\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "heavy = sorted(loaded & {'tensorflow', 'tfx', 'apache_beam'})\n"
+        "print('heavy modules:', heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert f"{source / 'b.csv'} header {HEADER[:3]} differs from {source / 'a.csv'}" in done.stdout
+    assert "default: 1" in done.stdout and "heavy modules: []" in done.stdout
+    # Only the first rows are read: DataPrep itself finds what lies further on.
+    _write(source / "b.csv", [[t, "1", "0", "Cash"] for t in range(5)] + [["late", "1", "0", "x"]])
+    assert source_lib.preflight(str(source), rows=5) == [
+        str(source / "a.csv"),
+        str(source / "b.csv"),
+    ]
+    with pytest.raises(source_lib.DataError, match=re.escape("b.csv:7: trip_start_timestamp")):
+        source_lib.preflight(str(source))
+    assert source_lib.preflight("gs://bucket/data") == []
+
+
 def test_missing_or_empty_source_is_named(tmp_path) -> None:
     with pytest.raises(source_lib.DataError, match=f"Source {tmp_path}/none does not exist"):
         source_lib.fingerprint_source(str(tmp_path / "none"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(source_lib.DataError, match=r"No \.csv files in"):
         source_lib.list_source_files(str(tmp_path / "empty"))
+    with pytest.raises(source_lib.DataError, match=f"Source {tmp_path}/none does not exist"):
+        source_lib.preflight(str(tmp_path / "none"))
+    with pytest.raises(source_lib.DataError, match=r"No \.csv files in"):
+        source_lib.preflight(str(tmp_path / "empty"))
 
 
 def _run_executor(source: str, fingerprint: str, out: str) -> PreparedData:

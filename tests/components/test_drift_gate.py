@@ -5,6 +5,7 @@ unit change stop the run before anything is pushed, naming the feature."""
 import glob
 import json
 import os
+import random
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx.types import standard_artifacts
 
 import model_contract
@@ -33,6 +35,7 @@ def _frame(rows: int = 2000, seed: int = 0, card_share: float = 0.5) -> pd.DataF
         {
             "fare": rng.gamma(2.0, 5.0, rows),
             "trip_miles": rng.gamma(1.5, 2.0, rows),
+            "trip_seconds": rng.gamma(2.0, 300.0, rows).round().astype(np.int64),
             "payment_type": np.where(rng.random(rows) < card_share, "Credit Card", "Cash"),
             "company": rng.choice(["Taxi Affiliation Services", "Dispatch Taxi", None], rows),
         }
@@ -87,6 +90,76 @@ def test_a_unit_change_on_a_numeric_feature_fails_its_jensen_shannon_threshold(
     assert fare.describe().startswith("feature 'fare': Jensen-Shannon divergence ")
     assert "> threshold 0.5" in fare.describe()
     assert checks[("trip_miles", drift.JENSEN_SHANNON)].passed
+
+
+def test_a_resample_is_within_the_wasserstein_thresholds(schema, baseline) -> None:
+    checks = _by_key(drift.compare_statistics(_stats(_frame(seed=1)), baseline, schema))
+    for feature in ("fare", "trip_miles", "trip_seconds"):
+        check = checks[(feature, drift.WASSERSTEIN)]
+        assert check.passed and check.value < 0.1, check.describe()
+        assert check.threshold == drift.thresholds(schema)[(feature, drift.WASSERSTEIN)]
+
+
+@pytest.mark.parametrize(
+    ("feature", "factor", "change"),
+    [
+        ("trip_miles", 1.609344, "miles to km"),
+        ("trip_seconds", 1 / 60, "seconds to minutes"),
+        ("fare", 100.0, "dollars to cents"),
+    ],
+)
+def test_a_unit_change_fails_the_wasserstein_threshold(
+    schema, baseline, feature: str, factor: float, change: str
+) -> None:
+    changed = _frame(seed=1)
+    changed[feature] = changed[feature] * factor
+    if feature == "trip_seconds":
+        changed[feature] = changed[feature].round().astype(np.int64)
+    checks = _by_key(drift.compare_statistics(_stats(changed), baseline, schema))
+    check = checks[(feature, drift.WASSERSTEIN)]
+    assert not check.passed, (change, check.describe())
+    assert check.describe().startswith(f"feature {feature!r}: Wasserstein distance / IQR ")
+    # The frame has a few columns only: their presence floors are not the point here.
+    failed = {key for key, c in checks.items() if not c.passed and c.measure != drift.PRESENCE}
+    assert {name for name, _ in failed} == {feature}, failed
+    if change == "miles to km":
+        assert checks[(feature, drift.JENSEN_SHANNON)].passed  # What the gate missed before.
+
+
+def test_wasserstein_distance_reads_in_baseline_iqrs_and_needs_finite_quantiles() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(10.0, 2.0, 4000)
+    iqr = 2.0 * 1.349  # of a normal distribution with standard deviation 2
+
+    def numeric(column: np.ndarray):
+        return _stats(pd.DataFrame({"x": column})).datasets[0].features[0].num_stats
+
+    base = numeric(values)
+    assert drift.wasserstein_iqr(numeric(values), base) == 0.0
+    shifted = drift.wasserstein_iqr(numeric(values + iqr), base)
+    assert shifted == pytest.approx(1.0, abs=0.05)
+    halves = drift.wasserstein_iqr(numeric(values[::2]), numeric(values[1::2]))
+    assert halves is not None and halves < 0.05
+    infinite = values.copy()
+    infinite[: len(values) // 4] = np.inf  # More than the top decile: the 90th percentile too.
+    assert drift.wasserstein_iqr(numeric(infinite), base) == float("inf")
+    assert drift.wasserstein_iqr(numeric(values), statistics_pb2.NumericStatistics()) is None
+
+
+def test_wasserstein_thresholds_live_in_the_schema_as_annotation_tags(schema) -> None:
+    thresholds = drift.thresholds(schema)
+    for feature in ("fare", "trip_miles", "trip_seconds"):
+        assert (feature, drift.WASSERSTEIN) in thresholds
+    changed = drift.set_thresholds(
+        schema, l_infinity={}, jensen_shannon={}, wasserstein={"fare": 9}
+    )
+    assert drift.thresholds(changed)[("fare", drift.WASSERSTEIN)] == 9.0
+    assert features.feature_spec_from_schema(changed).label_source == "tips"  # roles still read
+    broken = drift.set_thresholds(schema, l_infinity={}, jensen_shannon={})
+    fare = next(f for f in broken.feature if f.name == "fare")
+    fare.annotation.tag.append(drift.WASSERSTEIN_TAG + "lots")
+    with pytest.raises(ValueError, match="Feature 'fare' must carry at most one annotation tag"):
+        drift.thresholds(broken)
 
 
 def test_a_collapsed_category_share_fails_the_l_infinity_threshold(schema, baseline) -> None:
@@ -389,3 +462,41 @@ def test_a_unit_change_stops_the_run_at_the_drift_gate_naming_the_feature(produc
     assert "feature 'fare': Jensen-Shannon divergence" in message
     assert "> threshold 0.5" in message
     assert f"served version {production.second.pushed_version}" in message
+
+
+@pytest.mark.slow
+def test_miles_to_km_stops_the_run_at_the_drift_gate_naming_feature_and_measure(production) -> None:
+    def trip_km(row: dict[str, str]) -> dict[str, str]:
+        return {**row, "trip_miles": f"{float(row['trip_miles']) * 1.609344:.4f}"}
+
+    error, stopped = _altered_run(production, "trip-miles-km", trip_km)
+    assert stopped.node_states["AnomaliesGate"] == "complete"
+    assert stopped.node_states["DriftGate"] == "failed"
+    message = str(error)
+    assert "feature 'trip_miles': Wasserstein distance / IQR" in message
+    # The histogram comparator alone lets it through (README: 0.099 against 0.5).
+    assert "feature 'trip_miles': Jensen-Shannon" not in message
+    assert "feature 'fare'" not in message
+
+
+@pytest.mark.slow
+def test_nan_labels_and_non_finite_fares_stop_the_run_at_the_anomalies_gate(tmp_path) -> None:
+    # No served model needed: the schema gate stops the first run already.
+    rng = random.Random(0)
+    rows = []
+    for row in conftest.sample_rows()[1][1::2]:
+        if rng.random() < 0.05:  # 5% of the label source
+            row = {**row, "tips": "nan"}
+        if rng.random() < 0.1:  # 10% of fares, half NaN, half infinite
+            row = {**row, "fare": rng.choice(["NaN", "inf"])}
+        rows.append(row)
+    source = conftest.write_source(str(tmp_path / "non-finite"), rows)
+    config = conftest.production_config(str(tmp_path / "out"), source)
+    with pytest.raises(Exception) as error:
+        local_runner.run_local(config)
+    stopped = conftest.latest_summary(config)
+    assert stopped.node_states["AnomaliesGate"] == "failed"
+    assert not {"Transform", "Trainer", "Evaluator", "Pusher"} & set(stopped.node_states)
+    message = str(error.value)
+    assert "feature 'tips': Invalid values (Float feature has NaN values.)" in message
+    assert "feature 'fare'" in message and "Float feature has Inf values." in message

@@ -164,10 +164,10 @@ def test_a_split_without_rows_gives_a_readable_empty_split(tmp_path) -> None:
     assert sum(_read_split(ours.uri, "train").values()) == 1
 
 
-@pytest.mark.parametrize("header", [EDGE_HEADER, [*EDGE_HEADER[:-1], "ints"]])
-def test_input_transform_gives_tfx_examples_through_tfx_write_split(tmp_path, header) -> None:
+def test_input_transform_gives_tfx_examples_through_tfx_write_split(tmp_path) -> None:
     # `GetInputSourceToExamplePTransform` (used by TFX's generic `GenerateExamplesByBeam`) is the
-    # batched path too, or TFX's own transform for repeated column names (second case).
+    # batched path too.
+    header = EDGE_HEADER
     prepared = str(tmp_path / "prepared")
     for split in (time_split.TRAIN_SPLIT, time_split.EVAL_SPLIT):
         _write_csv(os.path.join(prepared, split, "data.csv"), header, EDGE_ROWS)
@@ -262,13 +262,26 @@ def test_unbalanced_quotes_are_an_error(tmp_path) -> None:
         _batched_examples([path], ["a", "b"], 1 << 20)
 
 
-def test_repeated_column_names_use_tfx_conversion(tmp_path) -> None:
+def test_repeated_column_names_are_a_data_error_not_the_last_column_winning(tmp_path) -> None:
+    # TFX's CsvExampleGen keeps each name's last cell: every `fare` would be the second column's.
     prepared = str(tmp_path / "prepared")
     for split in (time_split.TRAIN_SPLIT, time_split.EVAL_SPLIT):
-        _write_csv(os.path.join(prepared, split, "data.csv"), ["a", "a"], [["1", "x"], ["2", ""]])
-    _run_tfx_csv_example_gen(prepared, str(tmp_path / "tfx"))
+        _write_csv(
+            os.path.join(prepared, split, "data.csv"), ["fare", "a", "fare"], [["1", "x", "999"]]
+        )
+    with pytest.raises(source_lib.DataError, match=r"column 'fare' appears 2 times in the header"):
+        _run_ours(prepared, str(tmp_path / "ours"))
+
+
+def test_a_byte_order_mark_is_dropped_from_the_first_column_name(tmp_path) -> None:
+    prepared = str(tmp_path / "prepared")
+    for split in (time_split.TRAIN_SPLIT, time_split.EVAL_SPLIT):
+        os.makedirs(os.path.join(prepared, split))
+        with open(os.path.join(prepared, split, "data.csv"), "wb") as f:
+            f.write(b"\xef\xbb\xbfpickup_community_area,fare\n8,1.5\n")
     ours = _run_ours(prepared, str(tmp_path / "ours"))
-    assert _read_split(ours.uri, "train") == _read_split(str(tmp_path / "tfx"), "train")
+    [(features, _)] = _read_split(ours.uri, "train").items()
+    assert [name for name, _, _ in features] == ["fare", "pickup_community_area"]
 
 
 def test_comparison_sees_kind_value_and_empty_feature_differences() -> None:

@@ -114,7 +114,7 @@ def test_shifted_traffic_is_flagged_against_training_and_the_previous_window(
 
     shifted = resample(rows, seed=3, count=1500)
     for row in shifted:
-        # A client sends metres (miles to km, 0.099, is below what the comparator sees).
+        # A client sends metres.
         row["trip_miles"] = float(str(row["trip_miles"])) * 1609.344
         row["payment_type"] = "Cash"  # Card payments stop reaching the model.
     logs = str(tmp_path / "shifted")
@@ -133,6 +133,42 @@ def test_shifted_traffic_is_flagged_against_training_and_the_previous_window(
         'taxi_monitor_feature_alert{baseline="previous_window",feature="payment_type",'
         'measure="L-infinity distance"} 1.0'
     ) in prom
+
+
+def test_a_unit_change_in_served_traffic_alerts_for_that_feature_only(
+    rows: list[dict[str, str]], baseline: str, tmp_path: pathlib.Path
+) -> None:
+    out = str(tmp_path / "out")
+    normal = str(tmp_path / "normal")
+    log_traffic(normal, resample(rows, seed=5, count=1500))
+    assert run_cli(normal, out, baseline)[0] == monitor.EXIT_OK
+
+    in_km = resample(rows, seed=6, count=1500)
+    for row in in_km:
+        # A client sends kilometres: inside the schema's domain, and Jensen-Shannon on
+        # equal-width histograms barely moves (one long trip decides the bucket width).
+        row["trip_miles"] = float(str(row["trip_miles"])) * 1.609344
+    logs = str(tmp_path / "km")
+    log_traffic(logs, in_km)
+    code, summary = run_cli(logs, out, baseline)
+    assert code == monitor.EXIT_ALERT
+    measure = "Wasserstein distance / IQR"
+    assert summary["schema_anomalies"] == {}
+    alerts = summary["alerts"]
+    assert alerts and all("feature 'trip_miles'" in a for a in alerts), alerts  # type: ignore
+    text = "\n".join(alerts)  # type: ignore[arg-type]
+    assert f"skew vs training: feature 'trip_miles': {measure}" in text
+    assert f"drift vs previous window: feature 'trip_miles': {measure}" in text
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert f"<td>trip_miles</td><td>{measure}</td>" in page and "<b>ALERT</b>" in page
+    prom = (tmp_path / "out" / "metrics.prom").read_text()
+    for window in ("training", "previous_window"):
+        assert (
+            f'taxi_monitor_feature_alert{{baseline="{window}",feature="trip_miles",'
+            f'measure="{measure}"}} 1.0'
+        ) in prom
+    assert 'taxi_monitor_feature_alert{baseline="training",feature="fare",' in prom
+    assert f'feature="fare",measure="{measure}"}} 0.0' in prom
 
 
 def test_schema_violations_in_served_traffic_are_reported(

@@ -74,3 +74,33 @@ def test_schema_diff_reports_new_values_new_columns_and_anomalies(tmp_path) -> N
     assert "+ tolls: new in the data" in report
     assert "~ payment_type: new values ['Crypto']" in report
     assert "payment_type: Unexpected string values" in report
+
+
+def test_every_float_feature_forbids_nan_and_infinities() -> None:
+    # The one rule the pipeline (ExampleValidator) and the server's validation both read.
+    floats = [f for f in features.load_schema().feature if f.type == schema_pb2.FLOAT]
+    assert {f.name for f in floats} >= {"fare", "trip_miles", "tips"}
+    for feature in floats:
+        domain = feature.float_domain
+        assert domain.disallow_nan and domain.disallow_inf, feature.name
+
+
+def test_nan_labels_and_infinite_fares_are_anomalies_naming_feature_and_reason(tmp_path) -> None:
+    with open(f"{default_source()}/data.csv") as f:
+        rows = list(csv.DictReader(f))[:400]
+    for i, row in enumerate(rows):
+        if i % 20 == 0:  # 5% of the label source
+            row["tips"] = "nan"
+        if i % 10 == 3:  # 10% of fares
+            row["fare"] = "inf" if i % 20 == 3 else "NaN"
+    path = tmp_path / "nan.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    report = schema_tools.schema_diff_report(str(path), schemas.schema_path("taxi"))
+    anomalies = report.split("Anomalies of the data against the curated schema:")[1]
+    assert "tips: Invalid values (Float feature has NaN values.)" in anomalies
+    fare = next(line for line in anomalies.splitlines() if line.strip().startswith("fare:"))
+    assert "Float feature has NaN values." in fare and "Float feature has Inf values." in fare
+    assert "trip_miles" not in anomalies
