@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Requests for model names the server does not serve are counted under this one label value:
+# names come from clients, and one label per name grew /metrics without bound (issue 17).
+UNKNOWN_MODEL = "<unknown>"
+
+
+def safe_label(value: str) -> str:
+    """`value` as valid UTF-8 text: lone surrogates (from %ff in a URL or an argv byte) are
+    written as backslash escapes; `generate_latest` raised UnicodeEncodeError on them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
 
 LATENCY_BUCKETS = (
     0.00025,
@@ -29,6 +46,7 @@ class ServingMetrics:
     def __init__(self) -> None:
         """Creates the metrics in a fresh registry."""
         self.registry = CollectorRegistry()
+        self._models: frozenset[str] = frozenset()
         self.requests = Counter(
             "serving_requests",
             "Requests by model, version, method, protocol and status code.",
@@ -88,10 +106,21 @@ class ServingMetrics:
             registry=self.registry,
         )
 
+    def set_models(self, names: Iterable[str]) -> None:
+        """The configured model names: the only `model` label values requests may add."""
+        self._models = frozenset(names)
+
+    def model_label(self, name: str) -> str:
+        """`name` when configured, else UNKNOWN_MODEL (safely encoded either way)."""
+        return safe_label(name) if name in self._models else UNKNOWN_MODEL
+
     def observe(
         self, model: str, version: str, method: str, protocol: str, code: str, seconds: float
     ) -> None:
-        """Records one finished request."""
+        """Records one finished request (an unconfigured model is counted as UNKNOWN_MODEL)."""
+        model = self.model_label(model)
+        if model == UNKNOWN_MODEL:
+            version = ""
         self.requests.labels(model, version, method, protocol, code).inc()
         self.latency.labels(model, version, method, protocol).observe(seconds)
 
