@@ -219,7 +219,10 @@ class ModelManager:
             wanted = {m.name: m for m in models}
             for name in list(self._models):
                 if name not in wanted:
-                    removed.append((name, self._models.pop(name)))
+                    # Retired at once (under the same lock), so that GetModelStatus never
+                    # finds the model in neither map while its versions unload.
+                    self._retired[name] = self._models.pop(name)
+                    removed.append((name, self._retired[name]))
             for name, settings in wanted.items():
                 if name in self._models:
                     self._models[name].settings = settings
@@ -236,8 +239,6 @@ class ModelManager:
                 elif record.retrying:
                     with self._lock:
                         record.state, record.retry_at = State.END, None
-            with self._lock:
-                self._retired[name] = model
             self._metrics.loaded_versions.labels(name).set(0)
 
     def _sync_model(self, model: _Model) -> None:

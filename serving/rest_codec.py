@@ -8,6 +8,7 @@ tensorflow_serving/model_servers/http_rest_api_handler.cc / http_rest_api_util.c
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import urllib.parse
@@ -280,38 +281,68 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def value_budget(limits: RequestLimits) -> int:
-    """Most JSON values (scalars, arrays, objects) a request body may hold.
+# JSON containers (objects, arrays) allowed per example: a classify example is an object with
+# a list per feature; a predict row is an object or list with {"b64": ...} wrappers.
+CONTAINERS_PER_EXAMPLE = 64
 
-    Twice the element limit (rows of a nested list add one array per few elements) plus one
-    container per example: a body within the tensor limits fits; a body of millions of empty
-    objects or arrays, which would cost far more memory than its tensors, does not.
+
+@dataclasses.dataclass(frozen=True)
+class JsonBudget:
+    """How many JSON values and containers a request body may hold, from the request limits.
+
+    Python holds each parsed value as an object (a float 24 bytes, a dict 64 or more), so
+    these bound what parsing a body may cost, the way the limits bound its tensors:
+    values: elements plus two per example (its container and separator slack);
+    containers: CONTAINERS_PER_EXAMPLE per example.
     """
-    return 2 * limits.max_elements + limits.max_examples
+
+    values: int
+    containers: int
+
+    @classmethod
+    def of(cls, limits: RequestLimits) -> JsonBudget:
+        """The budget of a server's request limits."""
+        return cls(
+            limits.max_elements + 2 * limits.max_examples,
+            CONTAINERS_PER_EXAMPLE * limits.max_examples,
+        )
+
+
+def _counts(raw: bytes) -> tuple[int, int]:
+    # Every value but the first follows a `[`, `,` or `:`; every container opens with `{`/`[`.
+    return (
+        1 + raw.count(b",") + raw.count(b"[") + raw.count(b":"),
+        raw.count(b"{") + raw.count(b"["),
+    )
 
 
 def check_value_count(raw: bytes, limits: RequestLimits) -> None:
-    """Refuses a body with more JSON values than `value_budget`, before it is parsed.
+    """Refuses a body with more JSON values or containers than its budget, before parsing.
 
-    Every value but the first follows a `[`, `,` or `:` outside strings, so their count bounds
-    the values. The count over the raw bytes (strings included) costs three C scans; only when
-    it exceeds the budget are the strings blanked and the count repeated, exactly. Either way
-    the cost is linear in the body's bytes (which `max_request_bytes` bounds), where
-    `json.loads` of 64 MiB of `{},` built 22 million dicts (110 s, +3.2 GB) before the
+    The counts over the raw bytes (strings included: an upper bound) cost a few C scans; only
+    when one exceeds its budget are the strings blanked and the counts repeated, exactly.
+    Either way the cost is linear in the body's bytes (which `max_request_bytes` bounds),
+    where `json.loads` of 64 MiB of `{},` built 22 million dicts (110 s, +3.2 GB) before the
     example limit applied (issue 17).
 
     Raises:
       InvalidArgumentError: Naming the limit.
     """
-    budget = value_budget(limits)
-    if raw.count(b",") + raw.count(b"[") + raw.count(b":") < budget:
+    budget = JsonBudget.of(limits)
+    values, containers = _counts(raw)
+    if values <= budget.values and containers <= budget.containers:
         return
-    bare = _STRING.sub(b'""', raw)
-    count = 1 + bare.count(b",") + bare.count(b"[") + bare.count(b":")
-    if count > budget:
+    values, containers = _counts(_STRING.sub(b'""', raw))
+    if values > budget.values:
         raise InvalidArgumentError(
-            f"Request body has about {count} JSON values, more than the limit of {budget} "
-            f"(2 x max_request_elements {limits.max_elements} + max_examples_per_request "
+            f"Request body has about {values} JSON values, more than the limit of "
+            f"{budget.values} (max_request_elements {limits.max_elements} + 2 x "
+            f"max_examples_per_request {limits.max_examples})"
+        )
+    if containers > budget.containers:
+        raise InvalidArgumentError(
+            f"Request body has {containers} JSON objects and arrays, more than the limit of "
+            f"{budget.containers} ({CONTAINERS_PER_EXAMPLE} x max_examples_per_request "
             f"{limits.max_examples})"
         )
 
