@@ -23,7 +23,7 @@ from serving.settings import (
     RequestLogSettings,
     ServerSettings,
 )
-from serving.tracing import EXPORTERS
+from serving.tracing import EXPORTERS, TracingSettings
 
 logger = logging.getLogger(__name__)
 EXIT_CONFIG_ERROR = 2
@@ -154,6 +154,11 @@ def _parser() -> argparse.ArgumentParser:
     # Tracing (serving/tracing.py): OpenTelemetry spans per request, W3C traceparent honoured.
     p.add_argument("--trace_exporter", choices=EXPORTERS)
     p.add_argument("--otlp_endpoint", help="OTLP/gRPC collector, e.g. localhost:4317")
+    p.add_argument(
+        "--trace_sampling_ratio",
+        type=float,
+        help=f"share of new traces recorded ({_shown(TracingSettings, 'sampling_ratio')})",
+    )
     p.add_argument("--trace_service_name", help=f"default {SERVICE_NAME}")
     p.add_argument("--log_level", default="INFO")
     p.add_argument("--log_format", choices=("json", "text"), default="json")
@@ -252,6 +257,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
                 exporter=args.trace_exporter,
                 otlp_endpoint=args.otlp_endpoint,
                 service_name=args.trace_service_name,
+                sampling_ratio=args.trace_sampling_ratio,
             ),
             request_log=request_log,
         )

@@ -39,12 +39,16 @@ class TracingSettings(Settings):
       otlp_endpoint: Collector address for `otlp`, e.g. `localhost:4317`.
       otlp_insecure: Plaintext gRPC to the collector (a sidecar or node-local agent).
       service_name: The `service.name` resource attribute; None = the caller's default.
+      sampling_ratio: Share of traces started here that are recorded (OpenTelemetry's
+        `ParentBased(TraceIdRatioBased(ratio))`: a caller's sampled `traceparent` is always
+        followed). 1.0 is OpenTelemetry's default sampler (`ParentBased(AlwaysOn)`).
     """
 
     exporter: Exporter = "none"
     otlp_endpoint: str | None = None
     otlp_insecure: bool = True
     service_name: Annotated[str, Field(min_length=1)] | None = None
+    sampling_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
 
     @pydantic.model_validator(mode="after")
     def _check_endpoint(self) -> TracingSettings:
@@ -89,8 +93,11 @@ def build_tracer_provider(
         exporter = OTLPSpanExporter(
             endpoint=settings.otlp_endpoint, insecure=settings.otlp_insecure
         )
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
     provider = TracerProvider(
-        resource=Resource.create({"service.name": settings.service_name or default_service_name})
+        resource=Resource.create({"service.name": settings.service_name or default_service_name}),
+        sampler=ParentBased(TraceIdRatioBased(settings.sampling_ratio)),
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
