@@ -321,8 +321,13 @@ def run(
             c.close()
         local.stop()
         for server, _, _ in servers.values():
-            server.terminate()
-            server.wait(60)
+            server.terminate()  # all at once: each drains and flushes its spans in parallel
+        for server, _, _ in servers.values():
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:  # e.g. an OTLP exporter retrying a dead collector
+                server.kill()
+                server.wait(10)
     results["cells"].sort(key=lambda c: (PATH_ORDER.get(c["path"], 5), c["path"], c["batch"]))
     return results
 
@@ -346,11 +351,11 @@ def layers() -> dict[str, float]:
     Measured in this process on the real objects the server builds: the request wrapper
     (`RequestScope.run` around an empty handler: drain, in-flight gauge, metrics), metrics
     alone (`ServingMetrics.observe`), the request log's `offer` at its default sampling (the
-    writer thread's work is off the request path), a REST request span with an SDK tracer
-    provider at its default sampler and a batch processor whose exporter drops the spans
-    (what the OTLP exporter does on the request thread: enqueue), and the gRPC server
-    interceptor's span. Health costs nothing per request: its statuses are set when models
-    change, not per call.
+    writer thread's work is off the request path), and a REST request span with an SDK tracer
+    provider recording every trace and at the server's default ratio, with a batch processor
+    whose exporter drops the spans (what the OTLP exporter does on the request thread:
+    enqueue). The gRPC interceptor's span is measured end to end by `--variant`. Health costs
+    nothing per request: its statuses are set when models change, not per call.
     """
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (
@@ -372,9 +377,16 @@ def layers() -> dict[str, float]:
     metrics = ServingMetrics()
     metrics.set_models([MODEL])
     plain = RequestScope(metrics, Drain())
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Dropping()))
-    traced = ServerTracing(provider)
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from serving.settings import TRACE_SAMPLING_RATIO
+
+    def tracer(ratio: float) -> tuple[TracerProvider, ServerTracing]:
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
+        provider.add_span_processor(BatchSpanProcessor(Dropping()))
+        return provider, ServerTracing(provider)
+
+    providers = {ratio: tracer(ratio) for ratio in (1.0, TRACE_SAMPLING_RATIO)}
     traced_scope = RequestScope(metrics, Drain(), traced=True)
     log_dir = tempfile.mkdtemp(prefix="serving-bench-log-")
     request_log = RequestLogger(RequestLogSettings(directory=log_dir), metrics.registry)
@@ -385,9 +397,12 @@ def layers() -> dict[str, float]:
     def scope_call() -> None:
         plain.run(Call("grpc", "Predict", MODEL), lambda call: None)
 
-    def traced_call() -> None:
-        with traced.rest_span("POST", "/v1/models/m:predict", {}):
-            traced_scope.run(Call("rest", "Predict", MODEL), lambda call: None)
+    def traced_call(traced: ServerTracing) -> Callable[[], None]:
+        def call() -> None:
+            with traced.rest_span("POST", "/v1/models/m:predict", {}):
+                traced_scope.run(Call("rest", "Predict", MODEL), lambda call: None)
+
+        return call
 
     try:
         result = {
@@ -398,13 +413,17 @@ def layers() -> dict[str, float]:
             "request log offer (sampling 0.01)": _per_call_us(
                 lambda: request_log.offer(MODEL, 1, "serving_default", None, arrays, outputs)
             ),
-            "request wrapper + span (sampler default, batch export)": _per_call_us(
-                traced_call, 5000
-            ),
+            **{
+                f"request wrapper + span (sampling {ratio:g}, batch export)": _per_call_us(
+                    traced_call(traced), 5000
+                )
+                for ratio, (_, traced) in providers.items()
+            },
         }
     finally:
         request_log.close()
-        provider.shutdown()
+        for provider, _ in providers.values():
+            provider.shutdown()
     return result
 
 

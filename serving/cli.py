@@ -18,12 +18,13 @@ from serving.settings import (
     LATEST,
     SERVICE_NAME,
     SPECIFIC,
+    TRACE_SAMPLING_RATIO,
     VALIDATION_MODES,
     BatchingSettings,
     RequestLogSettings,
     ServerSettings,
 )
-from serving.tracing import EXPORTERS, TracingSettings
+from serving.tracing import EXPORTERS
 
 logger = logging.getLogger(__name__)
 EXIT_CONFIG_ERROR = 2
@@ -157,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--trace_sampling_ratio",
         type=float,
-        help=f"share of new traces recorded ({_shown(TracingSettings, 'sampling_ratio')})",
+        help=f"share of new traces recorded (default {TRACE_SAMPLING_RATIO})",
     )
     p.add_argument("--trace_service_name", help=f"default {SERVICE_NAME}")
     p.add_argument("--log_level", default="INFO")

@@ -47,6 +47,7 @@ class ServingMetrics:
         """Creates the metrics in a fresh registry."""
         self.registry = CollectorRegistry()
         self._models: frozenset[str] = frozenset()
+        self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "serving_requests",
             "Requests by model, version, method, protocol and status code.",
@@ -109,6 +110,7 @@ class ServingMetrics:
     def set_models(self, names: Iterable[str]) -> None:
         """The configured model names: the only `model` label values requests may add."""
         self._models = frozenset(names)
+        self._children = {}  # a removed model's requests are <unknown> from now on
 
     def model_label(self, name: str) -> str:
         """`name` when configured, else UNKNOWN_MODEL (safely encoded either way)."""
@@ -118,11 +120,22 @@ class ServingMetrics:
         self, model: str, version: str, method: str, protocol: str, code: str, seconds: float
     ) -> None:
         """Records one finished request (an unconfigured model is counted as UNKNOWN_MODEL)."""
-        model = self.model_label(model)
-        if model == UNKNOWN_MODEL:
-            version = ""
-        self.requests.labels(model, version, method, protocol, code).inc()
-        self.latency.labels(model, version, method, protocol).observe(seconds)
+        key = (model, version, method, protocol, code)
+        children = self._children.get(key)
+        if children is None:
+            # `labels()` takes a lock and builds the label tuple (~10-30 us per request, two
+            # of them); the children are cached per label set, which the model check bounds.
+            label = self.model_label(model)
+            if label == UNKNOWN_MODEL:
+                version = ""
+            children = (
+                self.requests.labels(label, version, method, protocol, code),
+                self.latency.labels(label, version, method, protocol),
+            )
+            if label != UNKNOWN_MODEL:  # unknown names would grow the cache instead
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """Returns the metrics in Prometheus text format."""

@@ -17,7 +17,12 @@ from serving.request_log import RequestLogger
 from serving.request_scope import Drain, RequestScope
 from serving.rest import RestServer
 from serving.service import InferenceService, RequestLimits
-from serving.settings import SERVICE_NAME, ServerSettings, TlsServerSettings
+from serving.settings import (
+    SERVICE_NAME,
+    TRACE_SAMPLING_RATIO,
+    ServerSettings,
+    TlsServerSettings,
+)
 from serving.validation import ExampleValidator
 
 logger = logging.getLogger(__name__)
@@ -104,7 +109,8 @@ class ModelServer:
         # A provider built here is shut down (flushed) by `stop`; a given one is the caller's.
         self._own_provider = tracer_provider is None
         self.tracing = tracing.ServerTracing(
-            tracer_provider or tracing.build_tracer_provider(settings.tracing, SERVICE_NAME)
+            tracer_provider
+            or tracing.build_tracer_provider(settings.tracing, SERVICE_NAME, TRACE_SAMPLING_RATIO)
         )
         validator = None
         if settings.schema_path and settings.input_validation != "off":

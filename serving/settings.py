@@ -21,6 +21,11 @@ InputValidation = typing.Literal["enforce", "log", "off"]
 VALIDATION_MODES: tuple[InputValidation, ...] = typing.get_args(InputValidation)
 # `service.name` of the server's spans when the tracing settings name none.
 SERVICE_NAME = "tfx-taxi-serving"
+# Share of the server's new traces recorded when the tracing settings give none: a recorded
+# span costs the gRPC Predict ~0.3-0.4 ms of server CPU (`make serving-bench`, `--layers`);
+# sampled like the request log (RequestLogSettings.sampling_rate). Callers' sampled
+# traceparents are always followed.
+TRACE_SAMPLING_RATIO = 0.01
 _Port = Annotated[int, Field(ge=0, le=65535)]
 
 

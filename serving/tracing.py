@@ -41,14 +41,15 @@ class TracingSettings(Settings):
       service_name: The `service.name` resource attribute; None = the caller's default.
       sampling_ratio: Share of traces started here that are recorded (OpenTelemetry's
         `ParentBased(TraceIdRatioBased(ratio))`: a caller's sampled `traceparent` is always
-        followed). 1.0 is OpenTelemetry's default sampler (`ParentBased(AlwaysOn)`).
+        followed); None = the caller's default (the server's is `settings.TRACE_SAMPLING_RATIO`,
+        others record every trace, OpenTelemetry's default sampler).
     """
 
     exporter: Exporter = "none"
     otlp_endpoint: str | None = None
     otlp_insecure: bool = True
     service_name: Annotated[str, Field(min_length=1)] | None = None
-    sampling_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    sampling_ratio: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
     @pydantic.model_validator(mode="after")
     def _check_endpoint(self) -> TracingSettings:
@@ -62,7 +63,7 @@ class TracingSettings(Settings):
 
 
 def build_tracer_provider(
-    settings: TracingSettings, default_service_name: str
+    settings: TracingSettings, default_service_name: str, default_sampling_ratio: float = 1.0
 ) -> TracerProvider | None:
     """A tracer provider exporting as configured, or None for `none`.
 
@@ -72,6 +73,7 @@ def build_tracer_provider(
     Args:
       settings: Tracing settings.
       default_service_name: `service.name` when the settings name none.
+      default_sampling_ratio: The sampling ratio when the settings give none.
 
     Returns:
       An SDK provider with one batch processor, or None when the exporter is `none`.
@@ -97,7 +99,13 @@ def build_tracer_provider(
 
     provider = TracerProvider(
         resource=Resource.create({"service.name": settings.service_name or default_service_name}),
-        sampler=ParentBased(TraceIdRatioBased(settings.sampling_ratio)),
+        sampler=ParentBased(
+            TraceIdRatioBased(
+                default_sampling_ratio
+                if settings.sampling_ratio is None
+                else settings.sampling_ratio
+            )
+        ),
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
