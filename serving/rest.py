@@ -29,9 +29,12 @@ from serving.errors import (
 )
 from serving.metrics import ServingMetrics
 from serving.request_scope import Call, Drain, RequestScope
-from serving.rest_codec import CORS_ORIGIN, METRICS_PATHS, RouteError
+from serving.rest_codec import CORS_ORIGIN, METRICS_PATHS, RouteError, json_example
 from serving.service import InferenceService, Target
 from serving.tracing import ServerTracing, finish_rest_span
+
+# `json_example` moved to rest_codec; importable from here too (the request-logging front).
+__all__ = ["Reply", "RestServer", "json_example"]
 
 logger = logging.getLogger(__name__)
 

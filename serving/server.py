@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import ssl
 import threading
@@ -108,10 +109,16 @@ class ModelServer:
         self.metrics = ServingMetrics()
         # A provider built here is shut down (flushed) by `stop`; a given one is the caller's.
         self._own_provider = tracer_provider is None
-        self.tracing = tracing.ServerTracing(
-            tracer_provider
-            or tracing.build_tracer_provider(settings.tracing, SERVICE_NAME, TRACE_SAMPLING_RATIO)
-        )
+        # New traces are sampled by ServerTracing (cheaply, before OpenTelemetry), so the
+        # provider built here records every trace it is given; a caller's provider samples as
+        # it was built, and then so does the server unless the settings name a ratio.
+        ratio = settings.tracing.sampling_ratio
+        if tracer_provider is None:
+            tracer_provider = tracing.build_tracer_provider(
+                dataclasses.replace(settings.tracing, sampling_ratio=1.0), SERVICE_NAME
+            )
+            ratio = TRACE_SAMPLING_RATIO if ratio is None else ratio
+        self.tracing = tracing.ServerTracing(tracer_provider, 1.0 if ratio is None else ratio)
         validator = None
         if settings.schema_path and settings.input_validation != "off":
             validator = ExampleValidator(schema.load_features(settings.schema_path, "SERVING"))
