@@ -37,7 +37,7 @@ from tests.serving.support import fixture
 MODEL = "chicago_taxi"
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PATH_ORDER = {"in-process": 0, "service": 1, "grpc": 2, "grpc-baseline": 3, "rest": 4}
+PATH_ORDER = {"in-process": 0, "service": 1, "grpc": 2, "grpc-baseline": 3, "rest": 9}
 
 
 def _free_port() -> int:
@@ -176,6 +176,7 @@ def run(
     rounds: int = 2,
     baseline_source: str | None = None,
     server_args: list[str] | None = None,
+    variants: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Builds a model, starts the server(s) in subprocesses, and measures every cell.
 
@@ -187,7 +188,10 @@ def run(
         -> response bytes.
       grpc: Predict to the server subprocess over one channel; requests are serialized once,
         responses are parsed and their outputs converted to arrays (as `.numpy()` does).
-      grpc-baseline: the same, to a server run from `baseline_source` (another checkout).
+      grpc-baseline: the same, to a server run from `baseline_source` (another checkout)
+        with `server_args`; `grpc-baseline+<name>` with each variant's flags added too.
+      grpc+<name>: the same, to this checkout's server with a variant's flags added (e.g.
+        tracing or the request log on), to show what that layer costs per request.
       rest: :predict over a persistent connection per client thread (`RestClient`).
     """
     workdir = tempfile.mkdtemp(prefix="serving-bench-")
@@ -198,6 +202,13 @@ def run(
     servers = {"grpc": _start_server(base, validation, None, extra)}
     if baseline_source:
         servers["grpc-baseline"] = _start_server(base, validation, baseline_source, extra)
+    for name, flags in (variants or {}).items():
+        flags = [f.replace("{workdir}", workdir) for f in flags]
+        servers[f"grpc+{name}"] = _start_server(base, validation, None, extra + flags)
+        if baseline_source:
+            servers[f"grpc-baseline+{name}"] = _start_server(
+                base, validation, baseline_source, extra + flags
+            )
     results: dict[str, Any] = {
         "cells": [],
         "validation": validation,
@@ -310,10 +321,110 @@ def run(
             c.close()
         local.stop()
         for server, _, _ in servers.values():
-            server.terminate()
-            server.wait(60)
-    results["cells"].sort(key=lambda c: (PATH_ORDER.get(c["path"], 9), c["batch"]))
+            server.terminate()  # all at once: each drains and flushes its spans in parallel
+        for server, _, _ in servers.values():
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:  # e.g. an OTLP exporter retrying a dead collector
+                server.kill()
+                server.wait(10)
+    results["cells"].sort(key=lambda c: (PATH_ORDER.get(c["path"], 5), c["path"], c["batch"]))
     return results
+
+
+def _per_call_us(fn: Callable[[], object], n: int = 20000) -> float:
+    """Median over 5 rounds of the mean wall time of `fn` (microseconds)."""
+    for _ in range(min(n, 1000)):
+        fn()
+    rounds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(n // 5):
+            fn()
+        rounds.append((time.perf_counter() - start) / (n // 5) * 1e6)
+    return float(np.median(rounds))
+
+
+def layers() -> dict[str, float]:
+    """What each per-request layer costs on the request thread, in microseconds per request.
+
+    Measured in this process on the real objects the server builds: the request wrapper
+    (`RequestScope.run` around an empty handler: drain, in-flight gauge, metrics), metrics
+    alone (`ServingMetrics.observe`), the request log's `offer` at its default sampling (the
+    writer thread's work is off the request path), and a REST request span with an SDK tracer
+    provider recording every trace and at the server's default ratio, with a batch processor
+    whose exporter drops the spans (what the OTLP exporter does on the request thread:
+    enqueue). The gRPC interceptor's span is measured end to end by `--variant`. Health costs
+    nothing per request: its statuses are set when models change, not per call.
+    """
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    from serving.metrics import ServingMetrics
+    from serving.request_log import RequestLogger
+    from serving.request_scope import Call, Drain, RequestScope
+    from serving.settings import RequestLogSettings
+    from serving.tracing import ServerTracing
+
+    class Dropping(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    metrics = ServingMetrics()
+    metrics.set_models([MODEL])
+    plain = RequestScope(metrics, Drain())
+    from serving.settings import TRACE_SAMPLING_RATIO
+
+    def tracer(ratio: float) -> tuple[TracerProvider, ServerTracing]:
+        # As the server builds it: the provider records what it is given, ServerTracing
+        # samples new traces before entering OpenTelemetry.
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Dropping()))
+        return provider, ServerTracing(provider, ratio)
+
+    providers = {ratio: tracer(ratio) for ratio in (1.0, TRACE_SAMPLING_RATIO)}
+    traced_scope = RequestScope(metrics, Drain(), traced=True)
+    log_dir = tempfile.mkdtemp(prefix="serving-bench-log-")
+    request_log = RequestLogger(RequestLogSettings(directory=log_dir), metrics.registry)
+    request_log.start()
+    arrays = {"examples": np.array(_examples(1), dtype=object)}
+    outputs = {"probabilities": np.array([[0.5]], dtype=np.float32)}
+
+    def scope_call() -> None:
+        plain.run(Call("grpc", "Predict", MODEL), lambda call: None)
+
+    def traced_call(traced: ServerTracing) -> Callable[[], None]:
+        def call() -> None:
+            with traced.rest_span("POST", "/v1/models/m:predict", {}):
+                traced_scope.run(Call("rest", "Predict", MODEL), lambda call: None)
+
+        return call
+
+    try:
+        result = {
+            "metrics.observe": _per_call_us(
+                lambda: metrics.observe(MODEL, "1", "Predict", "grpc", "OK", 0.001)
+            ),
+            "request wrapper (drain, in-flight, metrics)": _per_call_us(scope_call),
+            "request log offer (sampling 0.01)": _per_call_us(
+                lambda: request_log.offer(MODEL, 1, "serving_default", None, arrays, outputs)
+            ),
+            **{
+                f"request wrapper + span (sampling {ratio:g}, batch export)": _per_call_us(
+                    traced_call(traced), 5000
+                )
+                for ratio, (_, traced) in providers.items()
+            },
+        }
+    finally:
+        request_log.close()
+        for provider, _ in providers.values():
+            provider.shutdown()
+    return result
 
 
 def _ms(value: float | None) -> str:
@@ -348,7 +459,8 @@ def table(results: dict[str, Any]) -> str:
 
     notes = []
     floor1 = cell("in-process", 1, 1)
-    for path in ("grpc", "grpc-baseline"):
+    grpc_paths = sorted({c["path"] for c in cells if c["path"].startswith("grpc")})
+    for path in grpc_paths:
         g = cell(path, 1, 1)
         if g and floor1:
             gap = g["p50_ms"] - floor1["p50_ms"]
@@ -391,8 +503,23 @@ def main() -> int:
     p.add_argument(
         "--server_arg", action="append", default=[], help="extra server flag (repeatable)"
     )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=FLAGS: also measure this checkout's server with these flags added "
+        "(space-separated; {workdir} = the bench's temp folder), path grpc+NAME",
+    )
+    p.add_argument(
+        "--layers", action="store_true", help="also time each per-request layer in-process"
+    )
     p.add_argument("--out", default="out/bench")
     args = p.parse_args()
+    variants = {}
+    for item in args.variant:
+        name, _, flags = item.partition("=")
+        variants[name] = flags.split()
+    layer_costs = layers() if args.layers else {}
     results = run(
         args.duration,
         [int(c) for c in args.concurrency.split(",")],
@@ -401,11 +528,17 @@ def main() -> int:
         args.rounds,
         os.path.abspath(args.baseline_source) if args.baseline_source else None,
         args.server_arg,
+        variants,
     )
+    results["layers_us"] = layer_costs
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"serving-{args.input_validation}.json"), "w") as f:
         json.dump(results, f, indent=1)
     md = table(results)
+    if layer_costs:
+        md += "\n\n| layer | us per request |\n|---|---:|\n" + "\n".join(
+            f"| {name} | {us:.1f} |" for name, us in layer_costs.items()
+        )
     with open(os.path.join(args.out, f"serving-{args.input_validation}.md"), "w") as f:
         f.write(md + "\n")
     print(md)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -13,64 +14,121 @@ import schemas
 import typed_config
 from model_contract import WARMUP_FILE
 from serving import logs
-from serving.settings import LATEST, SPECIFIC, ServerSettings
+from serving.settings import (
+    LATEST,
+    SERVICE_NAME,
+    SPECIFIC,
+    TRACE_SAMPLING_RATIO,
+    VALIDATION_MODES,
+    BatchingSettings,
+    RequestLogSettings,
+    ServerSettings,
+)
+from serving.tracing import EXPORTERS
 
 logger = logging.getLogger(__name__)
 EXIT_CONFIG_ERROR = 2
+# The model name of flag mode: the one flag default that is not a settings default
+# (ModelSettings.name has none).
+DEFAULT_MODEL_NAME = "chicago_taxi"
+
+
+def _default(cls: type, name: str) -> object:
+    """A settings field's default: the one place each default is written."""
+    (field,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    return field.default
+
+
+def _shown(cls: type, name: str, scale: float = 1.0) -> str:
+    value = _default(cls, name)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and scale != 1.0:
+        value = int(value * scale)
+    return f"default {value}"
+
+
+def _flag_bool(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The flags (named like tensorflow_model_server's); defaults are left to the settings.
+
+    A flag left out is None and not passed on, so `ServerSettings` (and its nested settings)
+    supply the default; the help texts print those defaults.
+    """
     p = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
-    p.add_argument("--port", type=int, default=8500, help="gRPC port")
-    p.add_argument("--rest_api_port", type=int, default=8501, help="REST port (-1 = off)")
+    S, R, B = ServerSettings, RequestLogSettings, BatchingSettings  # noqa: N806
+    p.add_argument("--port", type=int, help=f"gRPC port ({_shown(S, 'grpc_port')})")
+    p.add_argument(
+        "--rest_api_port", type=int, help=f"REST port, -1 = off ({_shown(S, 'rest_port')})"
+    )
     p.add_argument(
         "--host",
-        default="127.0.0.1",
         help="interface to bind (loopback by default; containers pass 0.0.0.0)",
     )
-    p.add_argument("--model_name", default="chicago_taxi")
+    p.add_argument("--model_name", default=DEFAULT_MODEL_NAME)
     p.add_argument("--model_base_path", help="directory of numeric version folders")
     p.add_argument("--model_config_file", help="text ModelServerConfig (overrides name/base path)")
-    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0)
-    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
-    p.add_argument("--num_versions", type=int, default=1, help="latest-N policy (flag mode)")
+    p.add_argument("--model_config_file_poll_wait_seconds", type=float)
+    p.add_argument("--file_system_poll_wait_seconds", type=float)
+    p.add_argument("--num_versions", type=int, help="latest-N policy (flag mode)")
     p.add_argument("--versions", default="", help="comma-separated specific versions (flag mode)")
     p.add_argument(
         "--schema", default="", help="schema.pbtxt for input validation ('' = curated taxi)"
     )
-    p.add_argument("--input_validation", choices=("enforce", "log", "off"), default="enforce")
-    p.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024)
-    p.add_argument("--grpc_max_threads", type=int, default=64)
+    p.add_argument("--input_validation", choices=VALIDATION_MODES)
+    p.add_argument("--max_request_bytes", type=int, help=_shown(S, "max_request_bytes"))
+    p.add_argument("--grpc_max_threads", type=int, help=_shown(S, "grpc_max_workers"))
     p.add_argument(
         "--grpc_max_concurrent_rpcs",
         type=int,
-        default=None,
         help="gRPC calls in progress before new ones get RESOURCE_EXHAUSTED "
         "(default: 3/4 of --grpc_max_threads)",
     )
-    p.add_argument("--max_request_elements", type=int, default=4_000_000)
-    p.add_argument("--max_examples_per_request", type=int, default=10_000)
-    p.add_argument("--max_num_load_retries", type=int, default=5)
+    p.add_argument(
+        "--grpc_max_streams_per_connection",
+        type=int,
+        help="gRPC streams one connection may hold "
+        f"({_shown(S, 'grpc_max_streams_per_connection')})",
+    )
+    p.add_argument(
+        "--grpc_max_connection_age_seconds",
+        type=float,
+        help=f"GOAWAY after this age ({_shown(S, 'grpc_max_connection_age_s')})",
+    )
+    p.add_argument(
+        "--grpc_max_connection_age_grace_seconds",
+        type=float,
+        help="then close, cancelling stalled streams "
+        f"({_shown(S, 'grpc_max_connection_age_grace_s')})",
+    )
+    p.add_argument(
+        "--grpc_max_connection_idle_seconds",
+        type=float,
+        help=f"close idle connections ({_shown(S, 'grpc_max_connection_idle_s')})",
+    )
+    p.add_argument("--max_request_elements", type=int, help=_shown(S, "max_request_elements"))
+    p.add_argument(
+        "--max_examples_per_request", type=int, help=_shown(S, "max_examples_per_request")
+    )
+    p.add_argument("--max_num_load_retries", type=int, help=_shown(S, "max_num_load_retries"))
     p.add_argument(
         "--load_retry_interval_micros",
         type=int,
-        default=60_000_000,
-        help="wait before retrying a failed load (doubled after each failed retry)",
+        help="wait before retrying a failed load, doubled after each failed retry "
+        f"({_shown(S, 'load_retry_interval_s', 1e6)})",
     )
     p.add_argument("--enable_batching", action="store_true")
-    # TF Serving's BasicBatchScheduler defaults (serving/settings.py BatchingSettings).
-    p.add_argument("--max_batch_size", type=int, default=1000)
-    p.add_argument("--batch_timeout_micros", type=int, default=0)
+    p.add_argument("--max_batch_size", type=int, help=_shown(B, "max_batch_size"))
+    p.add_argument("--batch_timeout_micros", type=int, help=_shown(B, "batch_timeout_s", 1e6))
     p.add_argument(
         "--enable_model_warmup",
-        type=lambda v: v.lower() in ("1", "true", "yes"),
-        default=True,
-        help=f"replay {WARMUP_FILE} before serving a version",
+        type=_flag_bool,
+        help=f"replay {WARMUP_FILE} before serving a version ({_shown(S, 'warmup')})",
     )
     p.add_argument(
         "--enable_grpc_healthcheck_service",
-        type=lambda v: v.lower() in ("1", "true", "yes"),
-        default=False,
+        type=_flag_bool,
         help="also report TF Serving's grpc.health.v1 names (ModelService, PredictionService: "
         "SERVING while the server runs); the overall and per-model names are always served",
     )
@@ -85,22 +143,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--request_log_dir", default="", help="log sampled requests here ('' = request log off)"
     )
-    p.add_argument("--request_log_sampling_rate", type=float, default=0.01)
-    p.add_argument("--request_log_filename_prefix", default="prediction_log")
-    p.add_argument("--request_log_max_file_bytes", type=int, default=64 * 1024 * 1024)
-    p.add_argument("--request_log_max_total_bytes", type=int, default=1024 * 1024 * 1024)
-    p.add_argument("--request_log_queue_size", type=int, default=1000)
-    p.add_argument("--drain_seconds", type=float, default=10.0)
+    p.add_argument("--request_log_sampling_rate", type=float, help=_shown(R, "sampling_rate"))
+    p.add_argument("--request_log_filename_prefix", help=_shown(R, "filename_prefix"))
+    p.add_argument("--request_log_max_file_bytes", type=int, help=_shown(R, "max_file_bytes"))
+    p.add_argument("--request_log_max_total_bytes", type=int, help=_shown(R, "max_total_bytes"))
+    p.add_argument("--request_log_queue_size", type=int, help=_shown(R, "queue_size"))
+    p.add_argument("--drain_seconds", type=float, help=_shown(S, "drain_timeout_s"))
     p.add_argument("--ssl_cert", help="PEM server certificate (enables TLS on gRPC and REST)")
     p.add_argument("--ssl_key", help="PEM server key")
     p.add_argument("--ssl_client_ca", help="PEM CA for client certificates (mutual TLS)")
     # Tracing (serving/tracing.py): OpenTelemetry spans per request, W3C traceparent honoured.
-    p.add_argument("--trace_exporter", choices=("none", "console", "otlp"), default="none")
+    p.add_argument("--trace_exporter", choices=EXPORTERS)
     p.add_argument("--otlp_endpoint", help="OTLP/gRPC collector, e.g. localhost:4317")
-    p.add_argument("--trace_service_name", default="tfx-taxi-serving")
+    p.add_argument(
+        "--trace_sampling_ratio",
+        type=float,
+        help=f"share of new traces recorded (default {TRACE_SAMPLING_RATIO})",
+    )
+    p.add_argument("--trace_service_name", help=f"default {SERVICE_NAME}")
     p.add_argument("--log_level", default="INFO")
     p.add_argument("--log_format", choices=("json", "text"), default="json")
     return p
+
+
+def _given(**values: object) -> dict[str, object]:
+    """The values whose flags were given: the settings' defaults apply to the others."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
@@ -123,7 +195,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         policy: dict[str, object] = (
             {"kind": SPECIFIC, "versions": args.versions}  # `1,2`: split by the settings
             if args.versions
-            else {"kind": LATEST, "num_versions": args.num_versions}
+            else _given(kind=LATEST, num_versions=args.num_versions)
         )
         models.append(
             {"name": args.model_name, "base_path": args.model_base_path, "version_policy": policy}
@@ -142,49 +214,56 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         }
     request_log = None
     if args.request_log_dir:
-        request_log = {
-            "directory": args.request_log_dir,
-            "sampling_rate": args.request_log_sampling_rate,
-            "filename_prefix": args.request_log_filename_prefix,
-            "max_file_bytes": args.request_log_max_file_bytes,
-            "max_total_bytes": args.request_log_max_total_bytes,
-            "queue_size": args.request_log_queue_size,
-        }
-    batching = {
-        "max_batch_size": args.max_batch_size,
-        "batch_timeout_s": args.batch_timeout_micros / 1e6,
-    }
+        request_log = _given(
+            directory=args.request_log_dir,
+            sampling_rate=args.request_log_sampling_rate,
+            filename_prefix=args.request_log_filename_prefix,
+            max_file_bytes=args.request_log_max_file_bytes,
+            max_total_bytes=args.request_log_max_total_bytes,
+            queue_size=args.request_log_queue_size,
+        )
+    batching = _given(
+        max_batch_size=args.max_batch_size,
+        batch_timeout_s=_scaled(args.batch_timeout_micros, 1e-6),
+    )
+    rest_port = args.rest_api_port
     return typed_config.build(
         ServerSettings,
-        {
-            "models": models,
-            "model_config_file": args.model_config_file,
-            "host": args.host,
-            "grpc_port": args.port,
-            "rest_port": None if args.rest_api_port < 0 else args.rest_api_port,
-            "file_system_poll_s": args.file_system_poll_wait_seconds,
-            "model_config_file_poll_s": args.model_config_file_poll_wait_seconds,
-            "max_request_bytes": args.max_request_bytes,
-            "grpc_max_workers": args.grpc_max_threads,
-            "grpc_max_concurrent_rpcs": args.grpc_max_concurrent_rpcs,
-            "max_request_elements": args.max_request_elements,
-            "max_examples_per_request": args.max_examples_per_request,
-            "max_num_load_retries": args.max_num_load_retries,
-            "load_retry_interval_s": args.load_retry_interval_micros / 1e6,
-            "schema_path": schema_path or None,
-            "input_validation": args.input_validation,
-            "batching": batching if args.enable_batching else None,
-            "warmup": args.enable_model_warmup,
-            "tf_serving_health_names": args.enable_grpc_healthcheck_service,
-            "drain_timeout_s": args.drain_seconds,
-            "tls": tls,
-            "tracing": {
-                "exporter": args.trace_exporter,
-                "otlp_endpoint": args.otlp_endpoint,
-                "service_name": args.trace_service_name,
-            },
-            "request_log": request_log,
-        },
+        _given(
+            models=models,
+            model_config_file=args.model_config_file,
+            host=args.host,
+            grpc_port=args.port,
+            file_system_poll_s=args.file_system_poll_wait_seconds,
+            model_config_file_poll_s=args.model_config_file_poll_wait_seconds,
+            max_request_bytes=args.max_request_bytes,
+            grpc_max_workers=args.grpc_max_threads,
+            grpc_max_concurrent_rpcs=args.grpc_max_concurrent_rpcs,
+            grpc_max_streams_per_connection=args.grpc_max_streams_per_connection,
+            grpc_max_connection_age_s=args.grpc_max_connection_age_seconds,
+            grpc_max_connection_age_grace_s=args.grpc_max_connection_age_grace_seconds,
+            grpc_max_connection_idle_s=args.grpc_max_connection_idle_seconds,
+            max_request_elements=args.max_request_elements,
+            max_examples_per_request=args.max_examples_per_request,
+            max_num_load_retries=args.max_num_load_retries,
+            load_retry_interval_s=_scaled(args.load_retry_interval_micros, 1e-6),
+            schema_path=schema_path or None,
+            input_validation=args.input_validation,
+            batching=batching if args.enable_batching else None,
+            warmup=args.enable_model_warmup,
+            tf_serving_health_names=args.enable_grpc_healthcheck_service,
+            drain_timeout_s=args.drain_seconds,
+            tls=tls,
+            tracing=_given(
+                exporter=args.trace_exporter,
+                otlp_endpoint=args.otlp_endpoint,
+                service_name=args.trace_service_name,
+                sampling_ratio=args.trace_sampling_ratio,
+            ),
+            request_log=request_log,
+        )
+        # None is a value here (REST off): passed whenever the flag is given.
+        | ({"rest_port": None if rest_port < 0 else rest_port} if rest_port is not None else {}),
     )
 
 

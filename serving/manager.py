@@ -28,6 +28,19 @@ from serving.settings import ModelSettings, ServerSettings, read_model_config
 logger = logging.getLogger(__name__)
 
 UNLOAD_DRAIN_S = 30.0
+INT64_MAX = 2**63 - 1
+
+
+def list_versions(base_path: str) -> dict[int, str]:
+    """The base path's version folders that TF Serving would serve: numbers within int64.
+
+    tensorflow_serving/sources/storage_path/file_system_storage_path_source.cc
+    (ParseVersionNumber: `absl::SimpleAtoi` into an int64_t) skips children whose name does
+    not parse, which includes numbers beyond int64 (`99999999999999999999`); kept, such a
+    version broke every response that names it (issue 17).
+    """
+    found = model_contract.list_version_dirs(tf.io.gfile, base_path)
+    return {v: path for v, path in found.items() if v <= INT64_MAX}
 
 
 class State(enum.IntEnum):
@@ -139,6 +152,7 @@ class ModelManager:
             self._config_mtime = os.path.getmtime(settings.model_config_file)
         for model in models:
             self._models[model.name] = _Model(model)
+        metrics.set_models(self._models)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_config_check = time.monotonic()
@@ -205,7 +219,10 @@ class ModelManager:
             wanted = {m.name: m for m in models}
             for name in list(self._models):
                 if name not in wanted:
-                    removed.append((name, self._models.pop(name)))
+                    # Retired at once (under the same lock), so that GetModelStatus never
+                    # finds the model in neither map while its versions unload.
+                    self._retired[name] = self._models.pop(name)
+                    removed.append((name, self._retired[name]))
             for name, settings in wanted.items():
                 if name in self._models:
                     self._models[name].settings = settings
@@ -214,6 +231,7 @@ class ModelManager:
                     retired = self._retired.pop(name, None)
                     if retired is not None:  # back again: its versions' states carry over
                         self._models[name].records = retired.records
+            self._metrics.set_models(self._models)
         for name, model in removed:
             for record in list(model.records.values()):
                 if record.servable is not None:
@@ -221,13 +239,11 @@ class ModelManager:
                 elif record.retrying:
                     with self._lock:
                         record.state, record.retry_at = State.END, None
-            with self._lock:
-                self._retired[name] = model
             self._metrics.loaded_versions.labels(name).set(0)
 
     def _sync_model(self, model: _Model) -> None:
         name, settings = model.settings.name, model.settings
-        on_disk = model_contract.list_version_dirs(tf.io.gfile, settings.base_path)
+        on_disk = list_versions(settings.base_path)
         candidates = []
         now = time.monotonic()
         for version, path in on_disk.items():

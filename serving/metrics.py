@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Requests for model names the server does not serve are counted under this one label value:
+# names come from clients, and one label per name grew /metrics without bound (issue 17).
+UNKNOWN_MODEL = "<unknown>"
+
+
+def safe_label(value: str) -> str:
+    """`value` as valid UTF-8 text: lone surrogates (from %ff in a URL or an argv byte) are
+    written as backslash escapes; `generate_latest` raised UnicodeEncodeError on them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
 
 LATENCY_BUCKETS = (
     0.00025,
@@ -29,6 +46,8 @@ class ServingMetrics:
     def __init__(self) -> None:
         """Creates the metrics in a fresh registry."""
         self.registry = CollectorRegistry()
+        self._models: frozenset[str] = frozenset()
+        self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "serving_requests",
             "Requests by model, version, method, protocol and status code.",
@@ -88,12 +107,35 @@ class ServingMetrics:
             registry=self.registry,
         )
 
+    def set_models(self, names: Iterable[str]) -> None:
+        """The configured model names: the only `model` label values requests may add."""
+        self._models = frozenset(names)
+        self._children = {}  # a removed model's requests are <unknown> from now on
+
+    def model_label(self, name: str) -> str:
+        """`name` when configured, else UNKNOWN_MODEL (safely encoded either way)."""
+        return safe_label(name) if name in self._models else UNKNOWN_MODEL
+
     def observe(
         self, model: str, version: str, method: str, protocol: str, code: str, seconds: float
     ) -> None:
-        """Records one finished request."""
-        self.requests.labels(model, version, method, protocol, code).inc()
-        self.latency.labels(model, version, method, protocol).observe(seconds)
+        """Records one finished request (an unconfigured model is counted as UNKNOWN_MODEL)."""
+        key = (model, version, method, protocol, code)
+        children = self._children.get(key)
+        if children is None:
+            # `labels()` takes a lock and builds the label tuple (~10-30 us per request, two
+            # of them); the children are cached per label set, which the model check bounds.
+            label = self.model_label(model)
+            if label == UNKNOWN_MODEL:
+                version = ""
+            children = (
+                self.requests.labels(label, version, method, protocol, code),
+                self.latency.labels(label, version, method, protocol),
+            )
+            if label != UNKNOWN_MODEL:  # unknown names would grow the cache instead
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """Returns the metrics in Prometheus text format."""

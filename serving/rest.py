@@ -3,390 +3,47 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import dataclasses
 import json
 import logging
-import re
 import socket
 import ssl
 import threading
-import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-import tensorflow as tf
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from serving import tensors
+from serving import rest_codec
 from serving.errors import (
-    Code,
     InvalidArgumentError,
-    NotFoundError,
     ResourceExhaustedError,
     ServingError,
     http_status,
 )
 from serving.metrics import ServingMetrics
-from serving.model import SignatureInfo
-from serving.service import InferenceService, Target, classification_rows, regression_values
-from serving.tracing import ServerTracing, annotate, finish_rest_span
+from serving.request_scope import Call, Drain, RequestScope
+from serving.rest_codec import CORS_ORIGIN, METRICS_PATHS, RouteError, json_example
+from serving.service import InferenceService, Target
+from serving.tracing import ServerTracing, finish_rest_span
+
+# `json_example` moved to rest_codec; importable from here too (the request-logging front).
+__all__ = ["Reply", "RestServer", "json_example"]
 
 logger = logging.getLogger(__name__)
 
-# tensorflow_serving/model_servers/http_rest_api_util.cc: kPredictionApiGegex (POST) and
-# kModelStatusApiRegex (GET), matched whole and case-insensitively. Versions are unsigned.
-_POST_ROUTE = re.compile(
-    r"(?i)/v1/models/(?P<name>[^/:]+)"
-    r"(?:(?:/versions/(?P<version>\d+))|(?:/labels/(?P<label>[^/:]+)))?"
-    r":(?P<verb>classify|regress|predict)"
-)
-_GET_ROUTE = re.compile(
-    r"(?i)/v1/models(?:/(?P<name>[^/:]+))?"
-    r"(?:(?:/versions/(?P<version>\d+))|(?:/labels/(?P<label>[^/:]+)))?"
-    r"(?:/(?P<subresource>metadata))?"
-)
-# http_server.cc (RestApiRequestDispatcher::ProcessRequest): a CORS preflight is OK when
-# its Origin header has an http(s) scheme.
-_CORS_ORIGIN = re.compile(r"https?://")
-METRICS_PATHS = ("/monitoring/prometheus/metrics", "/metrics")
-_INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
-# Characters of an error message that go to the log.
-_LOGGED_CHARS = 500
-# Deeper JSON is refused before conversion (the converters recurse once per level).
-MAX_JSON_DEPTH = 64
-
-
-def _compact(value: object) -> str:
-    """A JSON value as TF Serving quotes it in errors (json_tensor.cc, JsonValueToString)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _format_error(doc: object, *parts: str) -> InvalidArgumentError:
-    """json_tensor.cc FormatError: "JSON Value: <the value> <what is wrong>"."""
-    return InvalidArgumentError(f"JSON Value: {_compact(doc)} " + "".join(parts))
-
-
-def _is_b64(value: object) -> bool:
-    """json_tensor.cc IsValBase64Object: an object whose only key "b64" holds a string."""
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
-
-
-_KIND_NAMES = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}
-
-
-def _add_feature_value(value: object, name: str, feature: tf.train.Feature) -> None:
-    """One JSON value into a feature, as json_tensor.cc AddValueToFeature.
-
-    The first value fixes the feature's kind: strings and {"b64": ...} are bytes, JSON
-    numbers with a fraction or exponent (or beyond the integer ranges) float, other numbers
-    and booleans int64; a later value of another kind is an error.
-    """
-    if value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_b64(value)):
-        raise InvalidArgumentError(
-            f"Feature: {name} has element with unexpected JSON type: {tensors.json_type(value)}"
-        )
-    kind: str
-    item: Any
-    if isinstance(value, bool):
-        kind, item = "int64_list", int(value)
-    elif isinstance(value, dict):
-        kind = "bytes_list"
-        try:
-            item = base64.b64decode(value["b64"], validate=True)
-        except ValueError:
-            raise InvalidArgumentError("Unable to base64 decode") from None
-    elif isinstance(value, str):
-        kind, item = "bytes_list", value.encode("utf-8")
-    elif isinstance(value, float) or not _INT64_MIN <= value <= _UINT64_MAX:  # type: ignore[operator]
-        kind, item = "float_list", float(value)  # type: ignore[arg-type]
-    else:
-        kind, item = "int64_list", value
-    current = feature.WhichOneof("kind")
-    if current is not None and current != kind:
-        raise InvalidArgumentError(
-            f"Unexpected element type in feature: {name} expecting type: {_KIND_NAMES[current]}"
-        )
-    if kind == "int64_list" and item > _INT64_MAX:
-        raise InvalidArgumentError(
-            f"Feature: {name} has uint64_t element. Only int64_t is supported."
-        )
-    getattr(feature, kind).value.append(item)
-
-
-def json_example(obj: object) -> tf.train.Example:
-    """Converts a REST classify/regress JSON example (feature name -> value(s)) to a tf.Example.
-
-    As tensorflow_serving/util/json_tensor.cc (MakeExampleFromJsonObject): integer JSON
-    numbers become int64 features and other numbers float features (send `12.0`, not `12`,
-    for a FLOAT feature), booleans int64 1/0, strings and {"b64": ...} bytes.
-
-    Args:
-      obj: Decoded JSON object.
-
-    Returns:
-      The example.
-
-    Raises:
-      InvalidArgumentError: If the object or a value cannot be converted (TF Serving's texts).
-    """
-    if not isinstance(obj, dict):
-        raise InvalidArgumentError(
-            f"Example must be JSON object but got JSON {tensors.json_type(obj)}"
-        )
-    example = tf.train.Example()
-    for name, content in obj.items():
-        feature = tf.train.Feature()
-        for value in content if isinstance(content, list) else [content]:
-            _add_feature_value(value, name, feature)
-        example.features.feature[name].CopyFrom(feature)
-    return example
-
-
-def _named_inputs(value: object) -> bool:
-    return isinstance(value, dict) and not _is_b64(value)
-
-
-def _rows_to_arrays(instances: list[Any], info: SignatureInfo) -> dict[str, np.ndarray]:
-    """The row format, as json_tensor.cc FillTensorMapFromInstancesList (its error texts)."""
-    names = sorted(info.inputs)
-    if not isinstance(instances[0], dict) and len(names) > 1:
-        raise InvalidArgumentError(
-            "instances is a plain list, but expecting list of objects as multiple input "
-            "tensors required as per tensorinfo_map"
-        )
-    columns: dict[str, list[object]] = {}
-    if _named_inputs(instances[0]):
-        for i, row in enumerate(instances):
-            if not _named_inputs(row):
-                raise InvalidArgumentError(
-                    f"Expecting object but got list at item {i} of input list"
-                )
-            for key, value in row.items():
-                if key not in info.inputs:
-                    raise InvalidArgumentError(
-                        f"Failed to process element: {i} key: {key} of 'instances' list. Error: "
-                        f"INVALID_ARGUMENT: JSON object: does not have named input: {key}"
-                    )
-                columns.setdefault(key, []).append(value)
-            if set(row) != set(names):
-                raise InvalidArgumentError(
-                    f"Failed to process element: {i} of 'instances' list. JSON object: "
-                    f"{_compact(row)} keys must be equal to: {','.join(names)}"
-                )
-    else:
-        for i, row in enumerate(instances):
-            if _named_inputs(row):
-                raise InvalidArgumentError(
-                    f"Expecting value/list but got object at item {i} of input list"
-                )
-        columns = {names[0]: list(instances)}
-    return _convert(columns, info)
-
-
-def _columns_to_arrays(inputs: object, info: SignatureInfo) -> dict[str, np.ndarray]:
-    """The columnar format, as json_tensor.cc FillTensorMapFromInputsMap.
-
-    Keys of the `inputs` object that name no signature input are ignored, as there.
-    """
-    names = sorted(info.inputs)
-    if not _named_inputs(inputs):
-        if len(names) > 1:
-            raise InvalidArgumentError(
-                "inputs is a plain value/list, but expecting an object as multiple input "
-                "tensors required as per tensorinfo_map"
-            )
-        return _convert({names[0]: inputs}, info)
-    assert isinstance(inputs, dict)
-    for name in names:
-        if name not in inputs:
-            raise InvalidArgumentError(f"Missing named input: {name} in 'inputs' object.")
-    return _convert({name: inputs[name] for name in names}, info)
-
-
-def _convert(columns: Mapping[str, object], info: SignatureInfo) -> dict[str, np.ndarray]:
-    return {
-        name: tensors.from_json(value, info.inputs[name].dtype, f"Input {name!r}")
-        for name, value in columns.items()
-    }
-
-
-def _predict_json(
-    service: InferenceService, target: Target, body: dict[str, Any]
-) -> tuple[dict[str, Any], str]:
-    """A REST predict, as json_tensor.cc FillPredictRequestFromJson / MakeJsonFromTensors."""
-    fmt: list[str] = []
-
-    def build(info: SignatureInfo) -> dict[str, np.ndarray]:
-        # Checked once the signature is known, as TF Serving does (GetInfoMap first).
-        if "instances" in body:
-            if "inputs" in body:
-                raise _format_error(
-                    body,
-                    "Not formatted correctly expecting only one of 'inputs' or 'instances' "
-                    "keys to exist ",
-                )
-            instances = body["instances"]
-            if not isinstance(instances, list):
-                raise _format_error(body, "Expecting 'instances' to be an list/array")
-            if not instances:
-                raise _format_error(body, "No values in 'instances' array")
-            fmt.append("row")
-            return _rows_to_arrays(instances, info)
-        if "inputs" in body:
-            fmt.append("columnar")
-            return _columns_to_arrays(body["inputs"], info)
-        raise InvalidArgumentError("Missing 'inputs' or 'instances' key")
-
-    result = service.run(target, build)
-    values = result.values
-    if not values:
-        raise InvalidArgumentError("Cannot convert empty tensor map to JSON")
-    if fmt == ["columnar"]:
-        if len(values) == 1:
-            ((name, value),) = values.items()
-            return {"outputs": tensors.to_json(value, name)}, str(result.version)
-        return {"outputs": {k: tensors.to_json(v, k) for k, v in values.items()}}, str(
-            result.version
-        )
-    # MakeRowFormatJsonFromTensors: every output needs the same first (batch) dimension.
-    batch = -1
-    for name in sorted(values):
-        value = values[name]
-        if value.ndim == 0:
-            raise InvalidArgumentError(f"Tensor name: {name} has no shape information ")
-        if batch >= 0 and value.shape[0] != batch:
-            raise InvalidArgumentError(
-                f"Tensor name: {name} has inconsistent batch size: {value.shape[0]} "
-                f"expecting: {batch}"
-            )
-        batch = value.shape[0]
-    if len(values) == 1:
-        ((name, value),) = values.items()
-        return {"predictions": tensors.to_json(value, name)}, str(result.version)
-    columns = {k: tensors.to_json(v, k) for k, v in values.items()}
-    rows = [{k: col[i] for k, col in columns.items()} for i in range(batch)]  # type: ignore[index]
-    return {"predictions": rows}, str(result.version)
-
-
-def _json_depth_ok(value: object) -> bool:
-    """True when `value` nests at most MAX_JSON_DEPTH arrays/objects (iterative: no recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, dict)):
-            if depth > MAX_JSON_DEPTH:
-                return False
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return True
-
-
-def _parse_json(raw: bytes) -> dict[str, Any]:
-    """The request body, as json_tensor.cc ParseJson (its error texts) and FillSignature."""
-    if not raw:
-        raise InvalidArgumentError("JSON Parse error: The document is empty")
-    try:
-        body = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise InvalidArgumentError(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
-    except UnicodeDecodeError as e:
-        raise InvalidArgumentError(
-            f"JSON Parse error: Invalid encoding in string. at offset: {e.start}"
-        ) from None
-    except RecursionError:  # the parser recurses per nesting level
-        raise InvalidArgumentError(
-            f"JSON Parse error: nested deeper than {MAX_JSON_DEPTH} levels"
-        ) from None
-    if not isinstance(body, dict):
-        raise _format_error(body, "Is not object")
-    if not _json_depth_ok(body):
-        raise InvalidArgumentError(f"JSON Parse error: nested deeper than {MAX_JSON_DEPTH} levels")
-    if not isinstance(body.get("signature_name", ""), str):
-        raise _format_error(
-            body, "not formatted correctly. 'signature_name' key must be a string value."
-        )
-    return body
-
-
-class _RouteError(InvalidArgumentError):
-    """A path that matched a route but whose parts do not convert.
-
-    http_rest_api_handler.cc (ProcessRequest) returns ParseModelInfo's error before it
-    writes the JSON error body: TF Serving answers 400 with an empty body.
-    """
-
-
-def _route_version(text: str | None) -> int | None:
-    """The URL's version number; one beyond int64 is refused as TF Serving's SimpleAtoi does.
-
-    tensorflow_serving/model_servers/http_rest_api_util.cc (ParseModelInfo).
-    """
-    if text is None:
-        return None
-    version = int(text)
-    if version > _INT64_MAX:
-        raise _RouteError(f"Failed to convert version: {text} to numeric.")
-    return version
-
-
-def _decode_arg(text: str | None) -> str | None:
-    """A model name or label as http_rest_api_util.cc DecodeArg (curl_easy_unescape) decodes it.
-
-    %XX escapes are decoded, '+' is kept.
-    """
-    return None if text is None else urllib.parse.unquote(text, errors="surrogateescape")
-
-
-def _malformed(verb: str, path: str) -> ServingError:
-    """An unknown route: TF Serving's INVALID_ARGUMENT (400) under `/v1/`, else NOT_FOUND.
-
-    tensorflow_serving/model_servers/http_rest_api_handler.cc (ProcessRequest) answers
-    "Malformed request: <verb> <path>" for every `(?i)/v1/.*` path its route regexes do not
-    match (http_rest_api_util.cc); other paths reach no handler there (404).
-    """
-    message = f"Malformed request: {verb} {path}"
-    if path.lower().startswith("/v1/"):
-        return InvalidArgumentError(message)
-    return NotFoundError(message)
-
-
-def _examples_json(body: dict[str, Any]) -> list[bytes]:
-    """Classify/regress examples, as json_tensor.cc FillClassifyRegressRequestFromJson.
-
-    A context's features are merged into every example (an example's own feature wins), as
-    TF Serving's ExampleListWithContext input does.
-    """
-    context = json_example(body["context"]) if "context" in body else None
-    if "examples" not in body:
-        # TF Serving says "classify" for regress requests too.
-        raise _format_error(
-            body, "When method is classify, key 'examples' is expected and was not found"
-        )
-    examples = body["examples"]
-    if not isinstance(examples, list):
-        raise _format_error(body, "Expecting 'examples' value to be an list/array")
-    if not examples:
-        raise _format_error(body, "'examples' value is an empty array")
-    out = []
-    for obj in examples:
-        example = json_example(obj)
-        if context is not None:
-            merged = tf.train.Example()
-            merged.CopyFrom(context)
-            merged.MergeFrom(example)
-            example = merged
-        out.append(example.SerializeToString())
-    return out
-
+_VERBS = ("predict", "classify", "regress")
+_RESPONSES = {
+    "Predict": rest_codec.predict_response,
+    "Classify": rest_codec.classify_response,
+    "Regress": rest_codec.regress_response,
+}
 
 # Bodies declared up to this many times the limit are read and discarded so that the client
 # gets its 429 rather than a reset; larger ones are answered at once and the connection closed.
@@ -423,7 +80,12 @@ class _Handler(tornado.web.RequestHandler):
         # tornado checks the framing (one non-negative integer Content-Length) only when it
         # reads the body, after this: anything else is left to it (400).
         length = self.request.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > _DISCARD_FACTOR * self._rest.max_request_bytes:
+        # ASCII digits only: str.isdigit() accepts '²', which int() refuses (a 500, issue 17).
+        if (
+            length.isascii()
+            and length.isdigit()
+            and int(length) > _DISCARD_FACTOR * self._rest.max_request_bytes
+        ):
             # Far too large to read: answer now; tornado closes the connection, body unread
             # (raising its cap first, so that it does not also write its own 400).
             self.request.connection.set_max_body_size(int(length))  # type: ignore[union-attr]
@@ -554,8 +216,8 @@ class RestServer:
             family=socket.AF_INET,
             backlog=1024,  # bursts queue, not reset
         )
-        self._inflight = 0
-        self._cond = threading.Condition()
+        self.drain = Drain()
+        self.scope = RequestScope(metrics, self.drain, traced=self.tracing.provider is not None)
         self.draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
@@ -605,14 +267,9 @@ class RestServer:
             return
         self.draining = True  # answers from now on carry `Connection: close`
         loop.call_soon_threadsafe(http.stop)
-        deadline = time.monotonic() + drain_timeout_s
-        with self._cond:
-            while self._inflight > 0 and time.monotonic() < deadline:
-                self._cond.wait(deadline - time.monotonic())
-            if self._inflight:
-                logger.warning(
-                    "REST shutdown: %d requests still running after drain", self._inflight
-                )
+        left = self.drain.close_and_wait(drain_timeout_s)
+        if left:
+            logger.warning("REST shutdown: %d requests still running after drain", left)
         closing = asyncio.run_coroutine_threadsafe(http.close_all_connections(), loop)
         with contextlib.suppress(concurrent.futures.TimeoutError):
             closing.result(timeout=5)
@@ -628,11 +285,20 @@ class RestServer:
         error = ResourceExhaustedError(
             f"Request body of {size} bytes exceeds the limit of {self.max_request_bytes} bytes"
         )
-        return self._json(http_status(error.code), {"error": error.message})
+        return self._error(error)
 
     @staticmethod
     def _json(status: int, obj: object) -> Reply:
-        return Reply(status, "application/json", json.dumps(obj, separators=(",", ":")).encode())
+        return Reply(status, "application/json", rest_codec.encode(obj))
+
+    @staticmethod
+    def _error(error: ServingError) -> Reply:
+        """The error's HTTP status (errors.http_status: the one mapping) and JSON body."""
+        if isinstance(error, RouteError):
+            # http_rest_api_handler.cc returns ParseModelInfo's error before writing a body.
+            return Reply(http_status(error.code), "application/json", b"")
+        body = json.dumps({"error": error.message}, separators=(",", ":")).encode()
+        return Reply(http_status(error.code), "application/json", body)
 
     def traced_handle(
         self,
@@ -666,19 +332,6 @@ class RestServer:
         Returns:
           The reply.
         """
-        with self._cond:
-            self._inflight += 1
-        try:
-            with self._metrics.inflight.labels("rest").track_inprogress():
-                return self._handle(verb, path, body, oversize, origin)
-        finally:
-            with self._cond:
-                self._inflight -= 1
-                self._cond.notify_all()
-
-    def _handle(
-        self, verb: str, path: str, raw: bytes | None, oversize: int | None, origin: str
-    ) -> Reply:
         if verb == "GET" and path in METRICS_PATHS:
             return Reply(200, "text/plain; version=0.0.4", self._metrics.exposition())
         if verb == "GET" and path in ("/healthz", "/livez"):
@@ -689,82 +342,61 @@ class RestServer:
         if verb == "OPTIONS" and path.lower().startswith("/v1/"):
             # http_server.cc: a CORS preflight, answered without a body; FAILED_PRECONDITION
             # (400) without an http(s) Origin.
-            return Reply(200 if _CORS_ORIGIN.search(origin) else 400, "", b"")
-        start = time.perf_counter()
-        route = _POST_ROUTE if verb == "POST" else _GET_ROUTE if verb == "GET" else None
+            return Reply(200 if CORS_ORIGIN.search(origin) else 400, "", b"")
+        route = rest_codec.POST_ROUTE if verb == "POST" else None
+        if verb == "GET":
+            route = rest_codec.GET_ROUTE
         match = route.fullmatch(path) if route is not None else None
-        name = (match.group("name") or "") if match else ""
-        method, version, code = "Malformed", "", Code.OK
+        if match is None or (verb == "POST" and match.group("verb") not in _VERBS):
+            # Unrouted requests are not counted per model (no name to trust); the regex
+            # matches its verbs in any case, the handler only lower case.
+            return self._error(rest_codec.malformed(verb, path))
+        if verb == "GET":
+            method = (
+                "GetModelMetadata"
+                if match.group("subresource") == "metadata"
+                else ("GetModelStatus")
+            )
+        else:
+            method = match.group("verb").capitalize()
+        call = Call("rest", method, match.group("name") or "")
         try:
-            if match is None:
-                raise _malformed(verb, path)
-            name = _decode_arg(name) or ""
-            target = Target(
-                name, _route_version(match.group("version")), _decode_arg(match.group("label"))
+            return self.scope.run(
+                call, lambda call: self._answer(call, match, raw=body, oversize=oversize)
             )
-            body: dict[str, Any]
-            if verb == "GET":
-                # http_rest_api_handler.cc: "metadata" is compared case-sensitively; any other
-                # GET that matched is a status request.
-                metadata = match.group("subresource") == "metadata"
-                method = "GetModelMetadata" if metadata else "GetModelStatus"
-                if not name:
-                    raise InvalidArgumentError("Missing model name in request.")
-                body = self._metadata(target) if metadata else self._status(target)
-                if metadata:
-                    version = body["model_spec"]["version"]
-            elif match.group("verb") in ("predict", "classify", "regress"):
-                route_verb = match.group("verb")
-                method = route_verb.capitalize()
-                if oversize is not None:
-                    raise ResourceExhaustedError(
-                        f"Request body of {oversize} bytes exceeds the limit of "
-                        f"{self.max_request_bytes} bytes"
-                    )
-                request = _parse_json(raw or b"")
-                target = Target(
-                    target.name, target.version, target.label, request.get("signature_name", "")
-                )
-                if route_verb == "predict":
-                    body, version = _predict_json(self._service, target, request)
-                elif route_verb == "classify":
-                    result = self._service.classify_serialized(target, _examples_json(request))
-                    body = {
-                        # tensorflow_serving/util/json_tensor.cc: kClassifyRegressResponseKey.
-                        "results": [
-                            [[label, score] for label, score in zip(labels, scores, strict=True)]
-                            for labels, scores in classification_rows(result.values)
-                        ]
-                    }
-                    version = str(result.version)
-                else:
-                    result = self._service.regress_serialized(target, _examples_json(request))
-                    body = {"results": regression_values(result.values)}
-                    version = str(result.version)
-            else:
-                # The regex matches its verbs in any case, the handler only lower case.
-                raise _malformed(verb, path)
-            return self._json(200, body)
         except ServingError as e:
-            code = e.code
-            # Shortened: TF Serving's texts can quote the whole request body (FormatError).
-            logger.info(
-                "REST %s %s failed: %s %s", verb, path, code.name, e.message[:_LOGGED_CHARS]
+            return self._error(e)
+
+    def _answer(self, call: Call, match: Any, raw: bytes | None, oversize: int | None) -> Reply:
+        name = rest_codec.decode_arg(call.model) or ""
+        call.model = name
+        target = Target(
+            name,
+            rest_codec.route_version(match.group("version")),
+            rest_codec.decode_arg(match.group("label")),
+        )
+        if call.method in ("GetModelMetadata", "GetModelStatus"):
+            # http_rest_api_handler.cc: "metadata" is compared case-sensitively; any other GET
+            # that matched is a status request.
+            if not name:
+                raise InvalidArgumentError("Missing model name in request.")
+            if call.method == "GetModelMetadata":
+                body = self._metadata(target)
+                call.version = body["model_spec"]["version"]
+            else:
+                body = self._status(target)
+            return self._json(200, body)
+        if oversize is not None:
+            raise ResourceExhaustedError(
+                f"Request body of {oversize} bytes exceeds the limit of "
+                f"{self.max_request_bytes} bytes"
             )
-            if isinstance(e, _RouteError):
-                return Reply(http_status(code), "application/json", b"")
-            return self._json(http_status(code), {"error": e.message})
-        except Exception:  # the request boundary: answer 500, keep serving
-            # The Python exception goes to the log only: its text can name paths and code.
-            code = Code.INTERNAL
-            logger.exception("REST %s %s failed unexpectedly", verb, path)
-            return self._json(500, {"error": "Internal error (logged by the server)"})
-        finally:
-            if method != "Malformed":
-                self._metrics.observe(
-                    name, version, method, "rest", code.name, time.perf_counter() - start
-                )
-            annotate(name, version, method, code.name)  # the span of `traced_handle`
+        request = rest_codec.parse_body(raw or b"", self._service.limits)
+        target = Target(
+            target.name, target.version, target.label, request.get("signature_name", "")
+        )
+        body, call.version = _RESPONSES[call.method](self._service, target, request)
+        return self._json(200, body)
 
     # TF Serving renders both responses with protobuf's JSON printer, printing fields left at
     # their defaults (tensorflow_serving/model_servers/http_rest_api_handler.cc,

@@ -27,6 +27,10 @@ class FeatureSpec:
       minimum: Lowest allowed value of an int or float feature (None = unbounded).
       maximum: Highest allowed value (None = unbounded).
       allowed: Allowed string values (None = any).
+      disallow_nan: NaN is a violation (the float domain's `disallow_nan`; also whenever the
+        domain has bounds, as before).
+      disallow_inf: +-Infinity is a violation (the float domain's `disallow_inf`), also
+        values that overflow float32 (1e300 in JSON becomes inf in a float_list).
     """
 
     name: str
@@ -37,6 +41,13 @@ class FeatureSpec:
     minimum: float | None = None
     maximum: float | None = None
     allowed: frozenset[str] | None = None
+    disallow_nan: bool = False
+    disallow_inf: bool = False
+
+    @property
+    def checks_nan(self) -> bool:
+        """NaN is refused: disallowed, or outside any bounded domain."""
+        return self.disallow_nan or self.minimum is not None or self.maximum is not None
 
     def describe_domain(self) -> str:
         """Returns the domain in words, for error messages."""
@@ -44,7 +55,8 @@ class FeatureSpec:
             return "one of " + ", ".join(sorted(self.allowed))
         low = "-inf" if self.minimum is None else f"{self.minimum:g}"
         high = "inf" if self.maximum is None else f"{self.maximum:g}"
-        return f"in [{low}, {high}]"
+        finite = " and finite" if self.disallow_inf else ""
+        return f"in [{low}, {high}]{finite}"
 
 
 def _in_environment(feature: schema_pb2.Feature, schema: schema_pb2.Schema, env: str) -> bool:
@@ -97,6 +109,7 @@ def features_for_environment(
             raise ValueError(f"Feature {feature.name!r} has unsupported type {feature.type}")
         minimum = maximum = None
         allowed = None
+        disallow_nan = disallow_inf = False
         domain = feature.WhichOneof("domain_info")
         if domain == "int_domain":
             d = feature.int_domain
@@ -106,6 +119,8 @@ def features_for_environment(
             fd = feature.float_domain
             minimum = fd.min if fd.HasField("min") and not math.isinf(fd.min) else None
             maximum = fd.max if fd.HasField("max") and not math.isinf(fd.max) else None
+            # The same rules TFDV applies in the pipeline (schema.proto FloatDomain).
+            disallow_nan, disallow_inf = fd.disallow_nan, fd.disallow_inf
         elif domain == "domain":
             if feature.domain not in string_domains:
                 raise ValueError(
@@ -131,6 +146,8 @@ def features_for_environment(
                 minimum=minimum,
                 maximum=maximum,
                 allowed=allowed,
+                disallow_nan=disallow_nan,
+                disallow_inf=disallow_inf,
             )
         )
     return tuple(specs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import ssl
 import threading
@@ -14,9 +15,15 @@ from serving import grpc_service, schema, tracing
 from serving.manager import ModelManager
 from serving.metrics import ServingMetrics
 from serving.request_log import RequestLogger
+from serving.request_scope import Drain, RequestScope
 from serving.rest import RestServer
 from serving.service import InferenceService, RequestLimits
-from serving.settings import ServerSettings, TlsServerSettings
+from serving.settings import (
+    SERVICE_NAME,
+    TRACE_SAMPLING_RATIO,
+    ServerSettings,
+    TlsServerSettings,
+)
 from serving.validation import ExampleValidator
 
 logger = logging.getLogger(__name__)
@@ -47,6 +54,38 @@ def rest_ssl_context(tls: TlsServerSettings) -> ssl.SSLContext:
     return context
 
 
+def grpc_server_options(s: ServerSettings) -> list[tuple[str, int]]:
+    """gRPC core channel arguments of the server (grpc/grpc include/grpc/impl/channel_arg_names.h).
+
+    Besides the message sizes (TF Serving's server.cc sets the same through
+    `builder.SetMaxMessageSize`), these bound what one client can hold (issue 17: 48 stalled
+    streams on one connection took every slot of `grpc_max_concurrent_rpcs`, so health checks
+    too answered RESOURCE_EXHAUSTED):
+      - `grpc.max_concurrent_streams`: HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS, the streams one
+        connection may have open; further calls wait in that client, not in the server.
+      - `grpc.max_connection_age_ms` / `_grace_ms`: a connection is sent GOAWAY after this age
+        (clients open a new one for later calls) and closed after the grace, cancelling the
+        streams still open; a stream whose request never arrives is cut then (age + grace at
+        most), which frees its thread. Python's synchronous server has no per-call receive
+        deadline, and a client that sets no deadline sends none.
+      - `grpc.max_connection_idle_ms`: a connection with no stream for this long is closed.
+      - `grpc.keepalive_time_ms` / `_timeout_ms`: pings find dead peers (gRPC's server
+        default is 2 hours).
+    """
+    ms = 1000
+    return [
+        ("grpc.max_receive_message_length", s.max_request_bytes),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", s.grpc_max_streams_per_connection),
+        ("grpc.max_connection_age_ms", int(s.grpc_max_connection_age_s * ms)),
+        ("grpc.max_connection_age_grace_ms", int(s.grpc_max_connection_age_grace_s * ms)),
+        ("grpc.max_connection_idle_ms", int(s.grpc_max_connection_idle_s * ms)),
+        ("grpc.keepalive_time_ms", 60 * ms),
+        ("grpc.keepalive_timeout_ms", 20 * ms),
+    ]
+
+
 class ModelServer:
     """Serves TF Serving's gRPC and REST APIs for the models in `ServerSettings`.
 
@@ -70,9 +109,16 @@ class ModelServer:
         self.metrics = ServingMetrics()
         # A provider built here is shut down (flushed) by `stop`; a given one is the caller's.
         self._own_provider = tracer_provider is None
-        self.tracing = tracing.ServerTracing(
-            tracer_provider or tracing.build_tracer_provider(settings.tracing, "tfx-taxi-serving")
-        )
+        # New traces are sampled by ServerTracing (cheaply, before OpenTelemetry), so the
+        # provider built here records every trace it is given; a caller's provider samples as
+        # it was built, and then so does the server unless the settings name a ratio.
+        ratio = settings.tracing.sampling_ratio
+        if tracer_provider is None:
+            tracer_provider = tracing.build_tracer_provider(
+                dataclasses.replace(settings.tracing, sampling_ratio=1.0), SERVICE_NAME
+            )
+            ratio = TRACE_SAMPLING_RATIO if ratio is None else ratio
+        self.tracing = tracing.ServerTracing(tracer_provider, 1.0 if ratio is None else ratio)
         validator = None
         if settings.schema_path and settings.input_validation != "off":
             validator = ExampleValidator(schema.load_features(settings.schema_path, "SERVING"))
@@ -96,7 +142,7 @@ class ModelServer:
             request_log=self.request_log,
             limits=RequestLimits(settings.max_request_elements, settings.max_examples_per_request),
         )
-        self._drain = grpc_service.Drain()
+        self._drain = Drain()
         self._grpc: grpc.Server | None = None
         self._rest: RestServer | None = None
         self._stopping = threading.Event()
@@ -113,11 +159,7 @@ class ModelServer:
           OSError: If the REST port cannot be bound.
         """
         s = self.settings
-        options = [
-            ("grpc.max_receive_message_length", s.max_request_bytes),
-            ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),
-        ]
+        options = grpc_server_options(s)
         self._grpc = grpc.server(
             concurrent.futures.ThreadPoolExecutor(
                 max_workers=s.grpc_max_workers, thread_name_prefix="grpc"
@@ -128,7 +170,8 @@ class ModelServer:
             # thread that stalled calls hold; below the thread count, so threads stay free.
             maximum_concurrent_rpcs=s.concurrent_rpc_limit,
         )
-        grpc_service.add_services(self._grpc, self.service, self.metrics, self._drain)
+        scope = RequestScope(self.metrics, self._drain, traced=self.tracing.provider is not None)
+        grpc_service.add_services(self._grpc, self.service, scope)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         address = f"{s.host}:{s.grpc_port}"
         if s.tls is not None:

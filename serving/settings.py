@@ -19,6 +19,13 @@ ALL: VersionPolicyKind = "all"
 SPECIFIC: VersionPolicyKind = "specific"
 InputValidation = typing.Literal["enforce", "log", "off"]
 VALIDATION_MODES: tuple[InputValidation, ...] = typing.get_args(InputValidation)
+# `service.name` of the server's spans when the tracing settings name none.
+SERVICE_NAME = "tfx-taxi-serving"
+# Share of the server's new traces recorded when the tracing settings give none: a recorded
+# span costs the gRPC Predict ~0.3-0.4 ms of server CPU (`make serving-bench`, `--layers`);
+# sampled like the request log (RequestLogSettings.sampling_rate). Callers' sampled
+# traceparents are always followed.
+TRACE_SAMPLING_RATIO = 0.01
 _Port = Annotated[int, Field(ge=0, le=65535)]
 
 
@@ -72,6 +79,17 @@ class ModelSettings(Settings):
     base_path: Annotated[str, Field(min_length=1)]
     version_policy: VersionPolicy = VersionPolicy()
     version_labels: tuple[tuple[str, int], ...] = ()
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        # A name from argv can hold lone surrogates (undecodable bytes); it becomes a metric
+        # label and a log field, which must be valid UTF-8.
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            check_field(False, "", "a model name that is valid UTF-8", name)
+        return name
 
     @property
     def labels(self) -> dict[str, int]:
@@ -164,6 +182,18 @@ class ServerSettings(Settings):
       grpc_max_concurrent_rpcs: gRPC calls in progress (stalled ones included) beyond which
         new calls get RESOURCE_EXHAUSTED at once instead of queueing for a thread; None =
         three quarters of `grpc_max_workers`, so threads stay free for health checks.
+      grpc_max_streams_per_connection: gRPC streams one connection may have open at once
+        (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS), below `grpc_max_concurrent_rpcs` so that
+        one client cannot take every slot. A client that opens more streams on a new
+        connection before it has the server's SETTINGS gets RST_STREAM REFUSED_STREAM
+        (UNAVAILABLE, retryable) for the extra ones: keep it above clients' concurrency per
+        channel (the bench's 32; 16 failed 24 concurrent calls on a fresh channel).
+      grpc_max_connection_age_s: A gRPC connection is asked to close (GOAWAY) after this age;
+        clients reconnect for later calls.
+      grpc_max_connection_age_grace_s: Then its streams still open get this long before the
+        connection is closed and they are cancelled: with the age, the longest a stalled
+        stream (request never sent) holds a thread.
+      grpc_max_connection_idle_s: A gRPC connection without streams this long is closed.
       max_request_elements: Most tensor elements in one request (all inputs, after
         broadcasting a single value to the declared shape), checked before any allocation.
       max_examples_per_request: Most examples (first dimension of the inputs, or serialized
@@ -192,6 +222,10 @@ class ServerSettings(Settings):
     max_request_bytes: Annotated[int, Field(gt=0)] = 64 * 1024 * 1024
     grpc_max_workers: Annotated[int, Field(ge=1)] = 64
     grpc_max_concurrent_rpcs: Annotated[int, Field(ge=1)] | None = None
+    grpc_max_streams_per_connection: Annotated[int, Field(ge=1)] = 32
+    grpc_max_connection_age_s: Annotated[float, Field(gt=0)] = 120.0
+    grpc_max_connection_age_grace_s: Annotated[float, Field(gt=0)] = 30.0
+    grpc_max_connection_idle_s: Annotated[float, Field(gt=0)] = 600.0
     max_request_elements: Annotated[int, Field(ge=1)] = 4_000_000
     max_examples_per_request: Annotated[int, Field(ge=1)] = 10_000
     max_num_load_retries: Annotated[int, Field(ge=0)] = 5

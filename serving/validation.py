@@ -135,11 +135,12 @@ def _example_problem(example: tf.train.Example, features: Sequence[FeatureSpec])
                 text = v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
                 if text not in spec.allowed:
                     return f"feature {spec.name!r} value {text!r} is not {spec.describe_domain()}"
-        elif spec.minimum is not None or spec.maximum is not None:
+        elif spec.checks_nan or spec.disallow_inf:
             for v in values:
                 number = float(v)  # type: ignore[arg-type,unused-ignore]
                 if (
-                    math.isnan(number)
+                    (math.isnan(number) and spec.checks_nan)
+                    or (math.isinf(number) and spec.disallow_inf)
                     or (spec.minimum is not None and number < spec.minimum)
                     or (spec.maximum is not None and number > spec.maximum)
                 ):
@@ -211,12 +212,13 @@ def _build_detector(features: Sequence[FeatureSpec]) -> tf.types.experimental.Co
             high = tf.constant(
                 [inf if f.maximum is None else f.maximum for f in numeric], tf.float64
             )
-            has_domain = tf.constant(
-                [f.minimum is not None or f.maximum is not None for f in numeric]
-            )
+            checks_nan = tf.constant([f.checks_nan for f in numeric])
+            checks_inf = tf.constant([f.disallow_inf for f in numeric])
             required = tf.constant([f.required for f in numeric])
-            outside = tf.logical_or(matrix < low[None, :], matrix > high[None, :]) | tf.logical_and(
-                tf.math.is_nan(matrix), has_domain[None, :]
+            outside = (
+                tf.logical_or(matrix < low[None, :], matrix > high[None, :])
+                | tf.logical_and(tf.math.is_nan(matrix), checks_nan[None, :])
+                | tf.logical_and(tf.math.is_inf(matrix), checks_inf[None, :])
             )
             bad = tf.logical_and(outside, tf.logical_not(missing)) | tf.logical_and(
                 missing, required[None, :]
@@ -249,9 +251,11 @@ def _build_detector(features: Sequence[FeatureSpec]) -> tf.types.experimental.Co
                 allowed = tf.constant(sorted(f.allowed), dtype=tf.string)
                 member = tf.reduce_any(tf.equal(values[:, None], allowed[None, :]), axis=1)
                 bad = bad | tf.reduce_any(tf.logical_not(member))
-            elif f.minimum is not None or f.maximum is not None:
+            elif f.checks_nan or f.disallow_inf:
                 numbers = tf.cast(values, tf.float64)
-                out = tf.math.is_nan(numbers)
+                out = tf.math.is_nan(numbers) if f.checks_nan else tf.zeros_like(numbers, tf.bool)
+                if f.disallow_inf:
+                    out = out | tf.math.is_inf(numbers)
                 if f.minimum is not None:
                     out = out | (numbers < f.minimum)
                 if f.maximum is not None:

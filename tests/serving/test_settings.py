@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import pydantic
@@ -14,6 +15,7 @@ from serving.settings import (
     SPECIFIC,
     BatchingSettings,
     ModelSettings,
+    RequestLogSettings,
     ServerSettings,
     VersionPolicy,
     parse_model_config,
@@ -120,3 +122,35 @@ def test_model_config_file_parses_into_the_same_settings() -> None:
             'model_config_list { config { name: "a" base_path: "/a" } '
             'config { name: "a" base_path: "/b" } }'
         )
+
+
+def test_flag_defaults_are_the_settings_defaults() -> None:
+    # Every default is written once, in the settings classes: a flag left out passes nothing.
+    settings = _settings("--model_base_path=/m", "--request_log_dir=/logs", "--enable_batching")
+    expected = ServerSettings(
+        models=settings.models,
+        schema_path=settings.schema_path,
+        batching=BatchingSettings(),
+        request_log=RequestLogSettings(directory="/logs"),
+    )
+    assert settings == expected
+    own = {
+        action.dest: action.default
+        for action in cli._parser()._actions
+        if action.default not in (None, False, "", argparse.SUPPRESS)
+    }
+    # Only what no settings class defines: flag mode's model name and the logging setup.
+    assert own == {"model_name": "chicago_taxi", "log_level": "INFO", "log_format": "json"}
+
+
+def test_grpc_server_options_bound_what_one_connection_holds() -> None:
+    from serving.server import grpc_server_options
+
+    options = dict(grpc_server_options(ServerSettings(models=(ModelSettings("m", "/m"),))))
+    assert (
+        options["grpc.max_concurrent_streams"]
+        == 16
+        < ServerSettings(models=(ModelSettings("m", "/m"),)).concurrent_rpc_limit
+    )
+    assert options["grpc.max_connection_age_ms"] == 120_000
+    assert options["grpc.max_connection_age_grace_ms"] == 30_000

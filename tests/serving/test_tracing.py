@@ -171,3 +171,25 @@ def test_otlp_exporter_delivers_spans_to_a_collector() -> None:
     assert [s.name for s in resource_spans.scope_spans[0].spans] == ["hello"]
     service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
     assert service["service.name"] == "svc"
+
+
+def test_new_traces_are_sampled_before_opentelemetry_and_callers_are_followed() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    never = tracing.ServerTracing(provider, sampling_ratio=0.0)
+    for _ in range(20):
+        with never.rest_span("POST", "/v1/models/m:predict", {}) as span:
+            assert span is None  # no span object at all: OpenTelemetry is not entered
+    parent = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    with never.rest_span("POST", "/v1/models/m:predict", parent) as span:
+        assert span is not None and span.is_recording()  # a sampled caller is followed
+    (recorded,) = exporter.get_finished_spans()
+    assert recorded.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    always = tracing.ServerTracing(provider, sampling_ratio=1.0)
+    with always.rest_span("GET", "/v1/models/m", {}) as span:
+        assert span is not None
