@@ -27,7 +27,7 @@ class FrontSettings(Settings):
       grpc_max_threads: Threads serving gRPC calls (each waits on one backend call).
       max_request_bytes: Largest REST body the front accepts.
       backend_timeout_s: REST calls to the backend are cut after this (gRPC: the client's deadline).
-      rest_max_backend_connections: REST calls in flight to the backend at once.
+      rest_max_backend_connections: Idle keep-alive connections kept open to the backend.
       drain_s: On SIGTERM, calls in progress get this long to finish.
       request_log: Sampled request logging; None = pure proxy.
     """

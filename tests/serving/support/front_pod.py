@@ -194,5 +194,7 @@ def start_pod(
         except (urllib.error.URLError, OSError, ValueError):
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 started.stop()
-                raise AssertionError(f"the pod did not serve {model}:\n{started.output()}")
+                raise AssertionError(
+                    f"the pod did not serve {model}:\n{started.output()}"
+                ) from None
             time.sleep(0.5)
