@@ -68,12 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         start_http_server(args.metrics_port, args.host, registry=registry)
 
     async def run() -> None:
-        server = serve(pairing, args.host, args.port, args.max_request_bytes)
+        server, port = serve(pairing, args.host, args.port, args.max_request_bytes)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        logger.info("KServe logger sink on %s:%d -> %s", args.host, args.port, settings.directory)
+        logger.info("KServe logger sink on %s:%d -> %s", args.host, port, settings.directory)
         await stop.wait()
         server.stop()
 

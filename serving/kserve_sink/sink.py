@@ -36,6 +36,7 @@ import zlib
 from typing import Any
 
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 from prometheus_client import CollectorRegistry, Counter
 
@@ -170,8 +171,9 @@ def application(pairing: Pairing) -> tornado.web.Application:
 
 def serve(
     pairing: Pairing, host: str, port: int, max_body_bytes: int
-) -> tornado.httpserver.HTTPServer:
-    """Listens on the current event loop; returns the server."""
+) -> tuple[tornado.httpserver.HTTPServer, int]:
+    """Listens on the current event loop; returns the server and its port (0 picks one)."""
     server = tornado.httpserver.HTTPServer(application(pairing), max_body_size=max_body_bytes)
-    server.listen(port, host)
-    return server
+    sockets = tornado.netutil.bind_sockets(port, host)
+    server.add_sockets(sockets)
+    return server, int(sockets[0].getsockname()[1])

@@ -118,9 +118,11 @@ def run_monitor(
     """The CronJob's command on what the front logged; (exit code, summary, metrics.prom)."""
     paths = {"/request-logs": pod.request_logs, "/monitor": out}
     args = front_pod.localize(monitor_args(), {}, paths, **{"window-hours": str(window_hours)})
-    # The CronJob finds the training statistics through ML-Metadata from the push manifest;
-    # here they are given directly.
-    args = [a for a in args if not a.startswith(("--metadata=", "--model-dir="))]
+    # The CronJob finds the training statistics (and the training data's age, for
+    # --max-training-age-days) through ML-Metadata from the push manifest; here the statistics
+    # are given directly, so the age is unknown and that check is left out.
+    lineage = ("--metadata=", "--model-dir=", "--max-training-age-days=")
+    args = [a for a in args if not a.startswith(lineage)]
     args.append(f"--baseline-statistics={baseline}")
     code = cli.main(["monitor", *args])
     with open(os.path.join(out, "summary.json")) as f:
