@@ -201,6 +201,12 @@ class BackendPool:
         if body is not None:
             headers["Content-Length"] = str(len(body))
         collect = _Collect()
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            stream.close()
+
         try:
             # Head and body in one write, without Nagle's delay (the answer is awaited).
             stream.set_nodelay(True)
@@ -208,9 +214,17 @@ class BackendPool:
                 tornado.httputil.RequestStartLine(method, uri, "HTTP/1.1"), headers, body or None
             )
             connection.finish()
-            open_after = await asyncio.wait_for(
-                connection.read_response(collect), timeout=self._timeout_s
-            )
+            # A timer closing the stream, rather than asyncio.wait_for's extra task per call.
+            timer = asyncio.get_running_loop().call_later(self._timeout_s, expire)
+            try:
+                open_after = await connection.read_response(collect)
+            finally:
+                timer.cancel()
+        except tornado.iostream.StreamClosedError:
+            stream.close()
+            if expired:  # Never retried: the backend may still be working on it.
+                raise asyncio.TimeoutError(f"no answer in {self._timeout_s} s") from None
+            raise
         except BaseException:
             stream.close()
             raise

@@ -15,7 +15,8 @@ import json
 import os
 import pathlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -114,7 +115,7 @@ def monitor_args() -> list[str]:
 
 def run_monitor(
     pod: front_pod.Pod, out: str, baseline: str, window_hours: float
-) -> tuple[int, dict[str, object], str]:
+) -> tuple[int, dict[str, Any], str]:
     """The CronJob's command on what the front logged; (exit code, summary, metrics.prom)."""
     paths = {"/request-logs": pod.request_logs, "/monitor": out}
     args = front_pod.localize(monitor_args(), {}, paths, **{"window-hours": str(window_hours)})
@@ -142,7 +143,7 @@ def alert_gauges(prom: str) -> dict[tuple[str, str, str], float]:
 
 
 @pytest.fixture()
-def start(pushed: str, tmp_path: pathlib.Path) -> Iterator[object]:
+def start(pushed: str, tmp_path: pathlib.Path) -> Iterator[Callable[[], front_pod.Pod]]:
     started: list[front_pod.Pod] = []
 
     def run() -> front_pod.Pod:
@@ -158,11 +159,14 @@ def start(pushed: str, tmp_path: pathlib.Path) -> Iterator[object]:
 
 
 def test_a_unit_change_in_served_traffic_alerts_for_that_feature_only(
-    rows: list[dict[str, str]], baseline: str, start: object, tmp_path: pathlib.Path
+    rows: list[dict[str, str]],
+    baseline: str,
+    start: Callable[[], front_pod.Pod],
+    tmp_path: pathlib.Path,
 ) -> None:
     out = str(tmp_path / "monitor")
     # Hour 1: normal traffic.
-    pod = start()  # type: ignore[operator]
+    pod = start()
     calls = send(pod, resample(rows, seed=11))
     pod.wait_written(calls)
     pod.stop()  # closes its log file (the next pod starts new ones)
@@ -175,7 +179,7 @@ def test_a_unit_change_in_served_traffic_alerts_for_that_feature_only(
     hour_ago = time.time() - 2 * 3600
     for name in os.listdir(pod.request_logs):
         os.utime(os.path.join(pod.request_logs, name), (hour_ago, hour_ago))
-    pod = start()  # type: ignore[operator]
+    pod = start()
     rescaled = resample(rows, seed=12)
     for row in rescaled:
         row[RESCALED] = float(str(row[RESCALED])) * FACTOR
@@ -185,9 +189,9 @@ def test_a_unit_change_in_served_traffic_alerts_for_that_feature_only(
     assert code == monitor.EXIT_ALERT
     assert summary["examples"] == COUNT  # this window only
     alerts = summary["alerts"]
-    assert alerts and all(f"feature '{RESCALED}'" in a for a in alerts), alerts  # type: ignore[union-attr]
-    assert any(a.startswith("skew vs training") for a in alerts)  # type: ignore[union-attr]
-    assert any(a.startswith("drift vs previous window") for a in alerts)  # type: ignore[union-attr]
+    assert alerts and all(f"feature '{RESCALED}'" in a for a in alerts), alerts
+    assert any(a.startswith("skew vs training") for a in alerts)
+    assert any(a.startswith("drift vs previous window") for a in alerts)
     gauges = alert_gauges(prom)
     firing = {key for key, value in gauges.items() if value == 1.0}
     assert firing and {feature for _, feature, _ in firing} == {RESCALED}
