@@ -310,6 +310,11 @@ class _Proxy(tornado.web.RequestHandler):
         logger.error("REST front error on %s", self.request.uri, exc_info=(typ, value, tb))
 
 
+def _no_access_log(handler: tornado.web.RequestHandler) -> None:
+    if handler.get_status() >= 500:
+        logger.warning("REST front: %d for %s", handler.get_status(), handler.request.uri)
+
+
 class RestFront:
     """The REST proxy on its own thread and event loop."""
 
@@ -357,7 +362,10 @@ class RestFront:
             self.pool = BackendPool(
                 self.backend_url, self._max_clients, self._max_body_bytes * 4, self.timeout_s
             )
-            app = tornado.web.Application([(r".*", _Proxy, {"front": self})])
+            # No access log line per call (tornado's default at INFO): a proxy's hot path.
+            app = tornado.web.Application(
+                [(r".*", _Proxy, {"front": self})], log_function=_no_access_log
+            )
             server = tornado.httpserver.HTTPServer(
                 app, max_body_size=self._max_body_bytes, idle_connection_timeout=60
             )

@@ -61,16 +61,26 @@ def test_clients_reach_the_front_which_forwards_to_tf_serving_in_the_pod(overlay
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
-def test_the_monitor_reads_what_the_front_writes() -> None:
-    docs = by_name("pvc")
+def monitor_claim(docs: dict[tuple[str, str], dict[str, Any]], overlay: str) -> str:
+    """The claim the overlay's monitor CronJob reads (its --logs mount)."""
+    job = docs[("CronJob", "tf-serving-monitor")]["spec"]["jobTemplate"]["spec"]["template"]
+    (monitor,) = job["spec"]["containers"]
+    args = pipeline_cli.build_parser().parse_args(["monitor", *monitor["args"]])
+    if overlay != "pvc":  # the model comes from the object store the model server reads
+        assert args.model_dir == "gs://tfx-taxi-serving/chicago_taxi"
+        assert ("ServiceAccount", job["spec"]["serviceAccountName"]) in docs
+    kubernetes_validate.validate(docs[("CronJob", "tf-serving-monitor")], K8S_VERSION, strict=True)
+    return claim_of(job["spec"], monitor, args.logs)
+
+
+@pytest.mark.parametrize("overlay", ["pvc", "gcs"])
+def test_the_monitor_reads_what_the_front_writes(overlay: str) -> None:
+    docs = by_name(overlay)
     deployment = docs[("Deployment", "tf-serving")]["spec"]["template"]["spec"]
     front = containers(deployment)["request-log-front"]
     log_dir = front_cli.settings_from_args(front_cli.parser().parse_args(front["args"]))
     assert log_dir.request_log is not None
-    job = docs[("CronJob", "tf-serving-monitor")]["spec"]["jobTemplate"]["spec"]["template"]
-    (monitor,) = job["spec"]["containers"]
-    args = pipeline_cli.build_parser().parse_args(["monitor", *monitor["args"]])
-    assert claim_of(job["spec"], monitor, args.logs) == CLAIM
+    assert monitor_claim(docs, overlay) == CLAIM
     assert claim_of(deployment, front, log_dir.request_log.directory) == CLAIM
     # Nothing in the manifests runs this project's model server as the request logger.
     for doc in docs.values():
@@ -99,6 +109,7 @@ def test_kserve_logger_sends_to_the_sink_which_writes_the_claim() -> None:
     assert service["spec"]["selector"].items() <= pod_labels(sink).items()
     assert claim_of(pod, container, args.request_log_dir) == CLAIM
     assert ("PersistentVolumeClaim", CLAIM) in docs
+    assert monitor_claim(docs, "kserve") == CLAIM
     for name in ("tf-serving-request-log-sink",):
         kubernetes_validate.validate(docs[("Deployment", name)], K8S_VERSION, strict=True)
         kubernetes_validate.validate(docs[("Service", name)], K8S_VERSION, strict=True)
