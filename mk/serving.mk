@@ -21,9 +21,12 @@ serve-predict: $(STAMP)
 test-serving: $(STAMP)
 	$(PY) -m pytest -q tests/serving $(PYTEST_ARGS)
 
-## Latency/throughput of gRPC and REST vs the in-process SavedModel (writes out/bench/serving-*.md).
+## Latency/throughput of gRPC and REST vs the in-process SavedModel (writes out/bench/serving-*.md),
+## then what the request-log front adds over calling TF Serving's ports directly (out/bench/front.md;
+## FRONT_ARGS="--sampling_rate 1.0" for every call logged).
 serving-bench: $(STAMP)
 	$(PY) -m bench.serving_bench $(ARGS)
+	$(PY) -m bench.front_bench $(FRONT_ARGS)
 
 ## Print the rendered Kubernetes manifests of an overlay (pvc, gcs, kserve; needs kubectl): make serving-manifests OVERLAY=gcs
 serving-manifests:

@@ -100,12 +100,13 @@ def test_deployment_is_production_ready(rendered) -> None:  # type: ignore[no-un
     overlay, docs = rendered
     deployment = docs[("Deployment", "tf-serving")]
     pod = deployment["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    # TF Serving beside the request-log front (tests/serving/test_front_manifests.py).
+    container = next(c for c in pod["containers"] if c["name"] == "tf-serving")
     assert container["image"] == "tensorflow/serving:2.16.1"
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
+    assert {p["containerPort"] for p in container["ports"]} == {8510, 8511}
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert "privileged" not in container["securityContext"]
@@ -114,7 +115,7 @@ def test_deployment_is_production_ready(rendered) -> None:  # type: ignore[no-un
     # Liveness is an RPC on TF Serving's grpc.health.v1 service (TF Serving 2.16 server.cc
     # registers "PredictionService" when --enable_grpc_healthcheck_service is set), not TCP.
     for probe in ("livenessProbe", "startupProbe"):
-        assert container[probe]["grpc"] == {"port": 8500, "service": "PredictionService"}
+        assert container[probe]["grpc"] == {"port": 8510, "service": "PredictionService"}
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/chicago_taxi/metadata"
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind])
@@ -139,7 +140,7 @@ def test_deployment_is_production_ready(rendered) -> None:  # type: ignore[no-un
     # The same flags start this repository's server (`python -m serving`).
     parsed = cli._parser().parse_args(container["args"])
     assert parsed.enable_grpc_healthcheck_service
-    assert parsed.port == 8500 and parsed.rest_api_port == 8501 and parsed.enable_model_warmup
+    assert parsed.port == 8510 and parsed.rest_api_port == 8511 and parsed.enable_model_warmup
 
 
 def test_service_pdb_hpa_point_at_the_pods(rendered) -> None:  # type: ignore[no-untyped-def]
@@ -173,7 +174,7 @@ def test_only_clients_and_the_scraper_reach_the_model_server(rendered) -> None: 
         allowed[key] = {p["port"] for p in rule["ports"]}
     assert allowed == {
         (("tfx-taxi.example.com/model-client", "true"),): {8500, 8501},
-        (("kubernetes.io/metadata.name", "monitoring"),): {8501},
+        (("kubernetes.io/metadata.name", "monitoring"),): {8501, 8502},
     }
     if overlay == "gcs":
         namespace = docs[("Namespace", "tf-serving")]["metadata"]["labels"]
@@ -235,6 +236,8 @@ KSERVE_FIELDS: dict[str, set[str]] = {
         "securityContext",
     },
     "spec.predictor.model.modelFormat": {"name", "version"},
+    # LoggerSpec (inference_service.go, kserve/kserve at aaac4e294dae)
+    "spec.predictor.logger": {"url", "mode"},
 }
 # protocolVersion values (pkg/constants: InferenceServiceProtocol) KServe's TF Serving runtime
 # lists in config/runtimes/kserve-tensorflow-serving.yaml.

@@ -1,0 +1,1 @@
+"""Sink for KServe's payload logger (`python -m serving.kserve_sink`)."""

@@ -1,0 +1,7 @@
+"""Runs the sink: `python -m serving.kserve_sink --request_log_dir=...`."""
+
+import sys
+
+from serving.kserve_sink.cli import main
+
+sys.exit(main())
