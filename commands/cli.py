@@ -120,6 +120,7 @@ def _lineage(args: argparse.Namespace) -> int:
 
     from absl import logging
 
+    from metadata import store as mlmd
     from metadata.lineage_graph import LineageError
     from operations import lineage
 
@@ -128,14 +129,14 @@ def _lineage(args: argparse.Namespace) -> int:
 
     model_dir = os.path.abspath(args.model_dir or config.model_dir)
     try:
-        store = lineage.sqlite_store(os.path.abspath(config.metadata_path))
+        store = mlmd.open_store(os.path.abspath(config.metadata_path))
         if args.data:
             found = lineage.data_lineage(store, model_dir, args.data)
             text = lineage.format_data_lineage(found)
         else:
             found = lineage.version_lineage(store, model_dir, args.version)
             text = lineage.format_version_lineage(found)
-    except (lineage.LineageNotFoundError, LineageError) as e:
+    except (lineage.LineageNotFoundError, LineageError, mlmd.StoreNotFoundError) as e:
         print(f"lineage error: {e}", file=sys.stderr)
         return EXIT_RUN_FAILED
     print(json.dumps(found, indent=2, sort_keys=True) if args.json else text)

@@ -17,6 +17,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 import model_contract
+from components.reports.markdown import Document
 
 PUSH_REPORT_KEY = "push_report"
 PROVENANCE_KEY = "provenance"
@@ -103,10 +104,6 @@ def keep_versions_of(custom_config: Mapping[str, Any] | None) -> int | None:
     return keep
 
 
-def _cell(value: Any) -> str:
-    return "unknown" if value in (None, "") else str(value).replace("|", "\\|")
-
-
 def render_push_report(
     outcome: str, model_dir: str, manifest: Mapping[str, Any], version: int | None
 ) -> str:
@@ -147,9 +144,13 @@ def render_push_report(
     known |= {"infra_blessing_uri"}
     known |= {"data_version", "pushed_at", "version", "model_name"}
     rows += [(name, value) for name, value in sorted(manifest.items()) if name not in known]
-    lines = [f"# {headline}", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
-    return "\n".join(lines) + "\n"
+    return str(
+        Document()
+        .heading(headline)
+        .table(
+            ["", ""], [(name, "unknown" if value in (None, "") else value) for name, value in rows]
+        )
+    )
 
 
 class Executor(tfx_pusher_executor.Executor):

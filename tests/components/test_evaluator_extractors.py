@@ -22,6 +22,7 @@ import model_contract
 from components import ui_artifacts
 from components.evaluator import executor as evaluator
 from components.evaluator import extractors
+from metadata import store as mlmd
 from pipeline.config import EvaluationSettings
 from pipeline.evaluation import build_eval_config
 from tests.support.scored_examples import write_scored_examples
@@ -206,9 +207,8 @@ def _baseline_artifact(production, out_dir: str) -> str:
 
 def _training_examples_uri(production, model_uri: str) -> str:
     from metadata import lineage_graph
-    from operations import lineage
 
-    store = lineage.sqlite_store(os.path.abspath(production.config.metadata_path))
+    store = mlmd.open_store(os.path.abspath(production.config.metadata_path))
     [model] = [a for a in store.get_artifacts_by_type("Model") if a.uri == model_uri]
     return lineage_graph.training_chain(store, model).examples.uri
 
