@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from runners.kubeflow import kfp_client
 from runners.kubeflow import spec as spec_lib
 
 TOKEN_ENV = "KFP_AUTH_TOKEN"
@@ -370,4 +371,4 @@ def _send(
             raise _api_error(request, redacting.api_error, token) from None
         message = redact(str(e), token)
         raise SubmitError(f"cannot reach KFP at {request.host}: {message}") from None
-    return Submitted(f"{client._get_url_prefix()}/{path}", pipeline_id, version_id)
+    return Submitted(kfp_client.ui_url(client, path), pipeline_id, version_id)

@@ -24,6 +24,8 @@ from typing import Any
 
 from absl import logging
 
+from runners.kubeflow.pod import tfx_executor
+
 # Where the launcher mounts each object-store scheme.
 MOUNT_DIRS = {"gs://": "gcs", "s3://": "s3", "minio://": "minio"}
 # The output the KFP driver adds to every step when log publishing is on (the default): the
@@ -187,7 +189,6 @@ def run(argv: Sequence[str]) -> None:
     # Imported here: TFX is heavy and only needed when a step actually runs.
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
-    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
     from tfx.orchestration.kubeflow.v2.file_based_example_gen import driver
 
     args, beam_args = _parse_args(argv)
@@ -228,7 +229,7 @@ def run(argv: Sequence[str]) -> None:
         with open(output_file) as f:
             driver_artifacts = json.load(f).get("artifacts", {})
 
-    kubeflow_v2_run_executor._run_executor(args, beam_args)
+    tfx_executor.run_executor(args, beam_args)
 
     with open(output_file) as f:
         executor_output = json.load(f)
