@@ -29,7 +29,11 @@ from metadata import tfma_results
 from pipeline.config import EvaluationSettings
 from pipeline.evaluation import build_eval_config
 from tests.support.markdown_render import render_text
-from tests.support.scored_examples import write_scored_examples
+from tests.support.scored_examples import (
+    model_agnostic_run_config,
+    scored_eval_config,
+    write_scored_examples,
+)
 
 _COMPANIES = ("Flash Cab", "Taxi Affiliation Services", "Yellow Cab")
 
@@ -41,35 +45,12 @@ def _write_examples(path: str, count: int = 240) -> None:
 
 def _evaluate(tmp: str, *, with_baseline: bool) -> tuple[str, tfma.EvalConfig]:
     """Runs TFMA with the project's EvalConfig, scores read from the examples (no model)."""
-    # A Credit Card bar the tiny data cannot reach, so the verdict has a reason to report.
-    settings = EvaluationSettings(min_auc=0.7, min_auc_credit_card=0.99, max_auc_drop=0.0)
-    config = build_eval_config(settings)
-    specs = []
-    for spec in config.model_specs:
-        specs.append(
-            tfma.ModelSpec(
-                name=spec.name,
-                is_baseline=spec.is_baseline,
-                label_key=spec.label_key,
-                prediction_key="p_baseline" if spec.is_baseline else "p_candidate",
-            )
-        )
-    del config.model_specs[:]
-    config.model_specs.extend(specs)
+    config = scored_eval_config()
     data = os.path.join(tmp, "examples.tfrecord")
     _write_examples(data)
     out = os.path.join(tmp, "evaluation")
-    # Without a baseline, TFX's Evaluator drops its spec and every change threshold
-    # ("rubber stamp"). With one, TFMA's model-agnostic run_model_analysis cannot judge
-    # change thresholds (it sees no baseline *model*), so they go; the diff metrics stay.
     # The reports get the config as configured, as the executor passes it.
-    run_config = tfma.utils.update_eval_config_with_defaults(
-        config, has_baseline=with_baseline, rubber_stamp=True
-    )
-    for metrics_spec in run_config.metrics_specs:
-        for metric in metrics_spec.metrics:
-            for per_slice in metric.per_slice_thresholds:
-                per_slice.threshold.ClearField("change_threshold")
+    run_config = model_agnostic_run_config(config, has_baseline=with_baseline)
     tfma.run_model_analysis(eval_config=run_config, data_location=data, output_path=out)
     return out, config
 
