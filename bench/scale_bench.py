@@ -168,9 +168,9 @@ class RunResult:
 
 def step_windows(metadata_path: str) -> list[tuple[str, float, float]]:
     """(node id, start, end) in Unix seconds of every execution of the newest run, in order."""
-    from operations import lineage
+    from metadata import store as mlmd
 
-    store = lineage.sqlite_store(metadata_path)
+    store = mlmd.open_store(metadata_path)
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
         raise RuntimeError(f"{metadata_path}: no pipeline run recorded")
@@ -192,9 +192,9 @@ def step_windows(metadata_path: str) -> list[tuple[str, float, float]]:
 
 def run_rows(metadata_path: str) -> dict[str, int]:
     """Rows per split DataPrep recorded in the newest run ("train", "eval")."""
-    from operations import lineage
+    from metadata import store as mlmd
 
-    store = lineage.sqlite_store(metadata_path)
+    store = mlmd.open_store(metadata_path)
     # The DataPrep component's own artifact type (components/data_prep/artifacts.py).
     artifacts = store.get_artifacts_by_type("data_prep.PreparedData")
     newest = max(artifacts, key=lambda a: a.create_time_since_epoch)

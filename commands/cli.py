@@ -254,6 +254,7 @@ def _lineage(args: argparse.Namespace) -> int:
     config = config_lib.load_local_config(args.config, args.set)
     from absl import logging
 
+    from metadata import store as mlmd
     from metadata.lineage_graph import LineageError
     from operations import lineage
 
@@ -269,7 +270,7 @@ def _lineage(args: argparse.Namespace) -> int:
         else:
             found = lineage.version_lineage(store, model_dir, args.version)
             text = lineage.format_version_lineage(found)
-    except (lineage.LineageNotFoundError, LineageError) as e:
+    except (lineage.LineageNotFoundError, LineageError, mlmd.StoreNotFoundError) as e:
         print(f"lineage error: {e}", file=sys.stderr)
         return EXIT_RUN_FAILED
     print(json.dumps(found, indent=2, sort_keys=True) if args.json else text)

@@ -14,11 +14,26 @@ the container entrypoint maps those titles back to these classes.
 
 from tfx.types import artifact, value_artifact
 
+# TFX tags every output artifact with this custom property after the executor ran
+# (tfx/orchestration/portable/outputs_utils.py, tag_output_artifacts_with_version, called by
+# the launcher, the publisher and kubeflow_v2_run_executor).
+TFX_VERSION_PROPERTY = "tfx_version"
+
 
 class Metrics(artifact.Artifact):
-    """Scalar metrics, one custom property each (numbers only: KFP stores them as doubles)."""
+    """Scalar metrics, one custom property each (numbers only: KFP stores them as doubles).
+
+    Every custom property is a row in the KFP UI, so TFX's `tfx_version` tag is not kept: it
+    is not a metric, and the version stays on the step's other outputs.
+    """
 
     TYPE_NAME = "system.Metrics"
+
+    def set_string_custom_property(self, key: str, value: str) -> None:
+        """Sets a string row, except TFX's version tag (not a metric)."""
+        if key == TFX_VERSION_PROPERTY:
+            return
+        super().set_string_custom_property(key, value)
 
 
 class ClassificationMetrics(artifact.Artifact):

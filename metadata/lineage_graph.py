@@ -14,11 +14,13 @@ and `PublishExecution` for OUTPUT events).
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeAlias
+from typing import Any
 
 from google.protobuf import json_format
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+
+from metadata.store import MetadataConfig, StoreNotFoundError, open_store
 
 _OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
 _INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
@@ -26,17 +28,10 @@ _INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLAR
 # (kubeflow/pipelines backend/src/v2/objectstore/object_store.go): a step sees `/gcs/b/x` for
 # `gs://b/x`, and MLMD records the object-store URI.
 _MOUNTS = {"/gcs/": "gs://", "/s3/": "s3://", "/minio/": "minio://"}
-CLIENT_TIMEOUT_S = 30
 
 
 class LineageError(LookupError):
     """The chain from a pushed model to its data cannot be followed; the message says where."""
-
-
-# A direct connection (local SQLite) or a gRPC client config (KFP's metadata-grpc-service).
-MetadataConfig: TypeAlias = (
-    metadata_store_pb2.ConnectionConfig | metadata_store_pb2.MetadataStoreClientConfig
-)
 
 
 def encode_connection(config: MetadataConfig | None) -> str:
@@ -63,7 +58,8 @@ def connect(encoded: str) -> metadata_store.MetadataStore:
     """Opens the store named by `encode_connection`'s output (read-only for SQLite).
 
     Raises:
-      LineageError: If no connection is configured or the value is not one.
+      LineageError: If no connection is configured, the value is not one, or the SQLite file
+        does not exist.
     """
     if not encoded:
         raise LineageError("no ML-Metadata connection is configured for this step")
@@ -71,21 +67,31 @@ def connect(encoded: str) -> metadata_store.MetadataStore:
         value = json.loads(encoded)
     except json.JSONDecodeError as e:
         raise LineageError(f"ML-Metadata connection is not JSON: {encoded!r}") from e
+    config: MetadataConfig
     if "connection_config" in value:
         config = json_format.ParseDict(
             value["connection_config"], metadata_store_pb2.ConnectionConfig()
         )
         if config.HasField("sqlite"):
             config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-        return metadata_store.MetadataStore(config)
-    if "client_config" in value:
-        client = json_format.ParseDict(
+    elif "client_config" in value:
+        config = json_format.ParseDict(
             value["client_config"], metadata_store_pb2.MetadataStoreClientConfig()
         )
-        if not client.client_timeout_sec:
-            client.client_timeout_sec = CLIENT_TIMEOUT_S
-        return metadata_store.MetadataStore(client)
-    raise LineageError(f"ML-Metadata connection names neither config kind: {encoded!r}")
+    else:
+        raise LineageError(f"ML-Metadata connection names neither config kind: {encoded!r}")
+    try:
+        return open_store(config)
+    except StoreNotFoundError as e:
+        raise LineageError(str(e)) from e
+
+
+def node_id(store: metadata_store.MetadataStore, execution_id: int) -> str | None:
+    """The pipeline node an execution ran (its TFX `node` context, `<pipeline>.<node>`), or None."""
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.type == "node":
+            return context.name.split(".", 1)[-1]
+    return None
 
 
 def _events(store: metadata_store.MetadataStore, artifact_id: int) -> list[Any]:

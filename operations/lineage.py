@@ -27,17 +27,12 @@ import model_contract
 from components.data_prep import executor as data_prep_executor
 from components.drift_gate import executor as drift_executor
 from metadata import lineage_graph
+from metadata import store as mlmd
 
 PACKAGE = "tfx-taxi-kfp"
 SERVED = "served"
 NOT_SERVED = "not served (an older version)"
 ROLLED_BACK = "rolled back"
-_STATES = {
-    metadata_store_pb2.Execution.COMPLETE: "complete",
-    metadata_store_pb2.Execution.CACHED: "cached",
-    metadata_store_pb2.Execution.FAILED: "failed",
-    metadata_store_pb2.Execution.RUNNING: "running",
-}
 
 
 class LineageNotFoundError(LookupError):
@@ -100,11 +95,8 @@ def sqlite_store(metadata_path: str) -> metadata_store.MetadataStore:
         raise lineage_graph.LineageError(
             f"{metadata_path} is not an SQLite database (ML-Metadata's store)"
         )
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     try:
-        store = metadata_store.MetadataStore(config)
+        store = mlmd.open_store(mlmd.sqlite_config(metadata_path))
         # Opening is lazy about the schema: one read proves the tables are ML-Metadata's.
         store.get_artifact_types()
     except (mlmd_errors.StatusError, RuntimeError) as e:  # RuntimeError: MLMD's C++ open
@@ -133,29 +125,12 @@ def _manifest(version_dir: str) -> dict[str, Any]:
         ) from None
 
 
-def _value(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
-    for props in (artifact.custom_properties, artifact.properties):
-        if name in props:
-            value = props[name]
-            kind = value.WhichOneof("value")
-            return getattr(value, kind) if kind else None
-    return None
-
-
 def _execution(store: metadata_store.MetadataStore, execution_id: int) -> dict[str, Any]:
     [execution] = store.get_executions_by_id([execution_id])
-    node = next(
-        (
-            c.name.split(".", 1)[-1]
-            for c in store.get_contexts_by_execution(execution_id)
-            if c.type == "node"
-        ),
-        execution.type,
-    )
     return {
         "execution_id": execution_id,
-        "node": node,
-        "state": _STATES.get(execution.last_known_state, "unknown"),
+        "node": lineage_graph.node_id(store, execution_id) or execution.type,
+        "state": mlmd.execution_state(execution),
         "started": _iso(execution.create_time_since_epoch / 1000),
         "finished": _iso(execution.last_update_time_since_epoch / 1000),
     }
@@ -205,20 +180,25 @@ def data_metadata(
     if not prepared:
         return {}
     artifact = prepared[0]
-    train_end = _value(artifact, "train_end_time")
-    files = _value(artifact, data_prep_executor.SOURCE_FILES_PROPERTY)
+    train_end = mlmd.property_value(artifact, "train_end_time")
+    files = mlmd.property_value(artifact, data_prep_executor.SOURCE_FILES_PROPERTY)
     return {
-        "data_version": _value(artifact, data_prep_executor.DATA_VERSION_PROPERTY),
+        "data_version": mlmd.property_value(artifact, data_prep_executor.DATA_VERSION_PROPERTY),
         "prepared_data_uri": artifact.uri,
-        "source_uri": _value(artifact, data_prep_executor.SOURCE_URI_PROPERTY),
-        "source_fingerprint": _value(artifact, data_prep_executor.SOURCE_FINGERPRINT_PROPERTY),
+        "source_uri": mlmd.property_value(artifact, data_prep_executor.SOURCE_URI_PROPERTY),
+        "source_fingerprint": mlmd.property_value(
+            artifact, data_prep_executor.SOURCE_FINGERPRINT_PROPERTY
+        ),
         "source_files": json.loads(files) if files else [],
-        "train_rows": _value(artifact, data_prep_executor.TRAIN_ROWS_PROPERTY),
-        "eval_rows": _value(artifact, data_prep_executor.EVAL_ROWS_PROPERTY),
-        "train_time_range": [_iso(_value(artifact, "train_start_time")), _iso(train_end)],
+        "train_rows": mlmd.property_value(artifact, data_prep_executor.TRAIN_ROWS_PROPERTY),
+        "eval_rows": mlmd.property_value(artifact, data_prep_executor.EVAL_ROWS_PROPERTY),
+        "train_time_range": [
+            _iso(mlmd.property_value(artifact, "train_start_time")),
+            _iso(train_end),
+        ],
         "eval_time_range": [
-            _iso(_value(artifact, "eval_start_time")),
-            _iso(_value(artifact, "eval_end_time")),
+            _iso(mlmd.property_value(artifact, "eval_start_time")),
+            _iso(mlmd.property_value(artifact, "eval_end_time")),
         ],
         "newest_training_row_age_days": round((now - train_end) / 86400, 1) if train_end else None,
     }
@@ -233,15 +213,17 @@ def _evaluation(
     if not blessings:
         return {"uri": blessing_uri, "blessed": None}, {}
     blessing = max(blessings, key=lambda a: a.id)
-    found: dict[str, Any] = {"uri": blessing.uri, "blessed": bool(_value(blessing, "blessed"))}
+    found: dict[str, Any] = {
+        "uri": blessing.uri,
+        "blessed": bool(mlmd.property_value(blessing, "blessed")),
+    }
     metrics: dict[str, dict[str, float]] = {}
     evaluator = lineage_graph.producer(store, blessing.id)
     if evaluator is not None:
         found["evaluator"] = _execution(store, evaluator)
         for evaluation in lineage_graph.outputs(store, evaluator).get("evaluation", []):
             found["evaluation_uri"] = evaluation.uri
-            overall, credit_card = summary._slice_metrics(evaluation.uri)
-            metrics = {"overall": overall, "payment_type=Credit Card": credit_card}
+            metrics = summary.headline_metrics(evaluation.uri)
     return found, metrics
 
 
@@ -293,8 +275,10 @@ def version_lineage(
             "sha256": _file_sha256(os.path.join(chain.schema.uri, "schema.pbtxt")),
         }
         drift = {
-            "outcome": _value(chain.schema, drift_executor.OUTCOME_PROPERTY),
-            "baseline_version": _value(chain.schema, drift_executor.BASELINE_VERSION_PROPERTY),
+            "outcome": mlmd.property_value(chain.schema, drift_executor.OUTCOME_PROPERTY),
+            "baseline_version": mlmd.property_value(
+                chain.schema, drift_executor.BASELINE_VERSION_PROPERTY
+            ),
         }
     code = {
         key: manifest[key]
@@ -346,12 +330,12 @@ def data_lineage(
     prepared = [
         a
         for a in store.get_artifacts_by_type("data_prep.PreparedData")
-        if _value(a, data_prep_executor.DATA_VERSION_PROPERTY) == data_version
+        if mlmd.property_value(a, data_prep_executor.DATA_VERSION_PROPERTY) == data_version
     ]
     if not prepared:
         known = sorted(
             {
-                str(_value(a, data_prep_executor.DATA_VERSION_PROPERTY))
+                str(mlmd.property_value(a, data_prep_executor.DATA_VERSION_PROPERTY))
                 for a in store.get_artifacts_by_type("data_prep.PreparedData")
             }
         )
@@ -390,11 +374,10 @@ def format_version_lineage(found: dict[str, Any]) -> str:
     """Renders `version_lineage` for the terminal."""
     data, code, blessing = found["data"], found["code"], found["blessing"]
 
-    from operations.summary import HEADLINE_METRICS
+    from operations.summary import CREDIT_CARD, metrics_line
 
     def metrics(name: str) -> str:
-        values = found["metrics"].get(name) or {}
-        return ", ".join(f"{k}={values[k]:.4g}" for k in HEADLINE_METRICS if k in values) or "n/a"
+        return metrics_line(found["metrics"].get(name) or {})
 
     def span(key: str) -> str:
         return " to ".join(str(stamp) for stamp in data.get(key, []))
@@ -416,7 +399,7 @@ def format_version_lineage(found: dict[str, Any]) -> str:
         f"  blessing: {'blessed' if blessing.get('blessed') else blessing.get('blessed')} "
         f"({blessing.get('uri')})",
         f"  metrics overall:     {metrics('overall')}",
-        f"  metrics Credit Card: {metrics('payment_type=Credit Card')}",
+        f"  metrics Credit Card: {metrics(CREDIT_CARD)}",
         f"  trainer: {execution(found['trainer'])}",
         f"  transform: {execution(found['transform'])}",
         f"  schema: sha256 {found['schema'].get('sha256')} ({found['schema'].get('uri')})",

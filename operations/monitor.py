@@ -281,18 +281,11 @@ def compare(
     ]
 
 
-def _connection(metadata: str) -> str:
-    from ml_metadata.proto import metadata_store_pb2
-
+def _connection(target: str) -> str:
     from metadata import lineage_graph
+    from metadata import store as mlmd
 
-    host, sep, port = metadata.rpartition(":")
-    if sep and port.isdigit() and not os.path.exists(metadata):
-        client = metadata_store_pb2.MetadataStoreClientConfig(host=host, port=int(port))
-        return lineage_graph.encode_connection(client)
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = os.path.abspath(metadata)
-    return lineage_graph.encode_connection(config)
+    return lineage_graph.encode_connection(mlmd.parse_target(target))
 
 
 def served_baseline(
@@ -581,7 +574,7 @@ def render_report(
         else "<p class='muted'>none</p>"
     )
     features = sorted({c.feature for c in result.skew} | set(result.schema_anomalies))
-    legend = html_report._legend(
+    legend = html_report.legend(
         [("this window", _COLORS["current"]), ("training", _COLORS[SKEW])]
         + ([("previous window", _COLORS[DRIFT])] if previous is not None else [])
     )
@@ -589,7 +582,7 @@ def render_report(
     age = result.training_data_age_days
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Serving monitor</title>"
-        f"<style>{html_report._STYLE}</style></head><body><h1>Serving monitor</h1>"
+        f"<style>{html_report.STYLE}</style></head><body><h1>Serving monitor</h1>"
         f"<p class='muted'>{result.requests} logged requests, {result.examples} examples, "
         f"{len(result.files)} files; served version {result.served_version or 'n/a'}; "
         f"newest training row: {'age unknown' if age is None else f'{age:g} days old'}</p>"

@@ -4,17 +4,21 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any
 
 import tensorflow_data_validation as tfdv
-import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import artifact_utils
 
-from pipeline.evaluation import CREDIT_CARD_SLICE
+from metadata import lineage_graph, tfma_results
+from metadata import store as mlmd
+from metadata.store import property_value
+from metadata.tfma_results import HEADLINE_METRICS
+from pipeline.config import EvaluationSettings
+from pipeline.evaluation import CREDIT_CARD_SLICE, build_eval_config
 
-HEADLINE_METRICS = ("auc", "precision", "recall", "binary_accuracy", "calibration", "example_count")
+# The headline slice the thresholds hold on beside the whole data set, as SliceResult names it.
+CREDIT_CARD = "{}={}".format(*next(iter(CREDIT_CARD_SLICE.items())))
 
 
 @dataclasses.dataclass
@@ -64,103 +68,38 @@ class RunSummary:
     reports: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-_STATE_NAMES = {
-    metadata_store_pb2.Execution.COMPLETE: "complete",
-    metadata_store_pb2.Execution.CACHED: "cached",
-    metadata_store_pb2.Execution.FAILED: "failed",
-    metadata_store_pb2.Execution.RUNNING: "running",
-    metadata_store_pb2.Execution.CANCELED: "canceled",
-}
-
-
-def _outputs_by_node(store: metadata_store.MetadataStore, run_context_id: int) -> tuple[dict, dict]:
-    executions = store.get_executions_by_context(run_context_id)
+def _outputs_by_node(
+    store: metadata_store.MetadataStore, run_context_id: int
+) -> tuple[dict[str, str], dict[str, dict[str, list[metadata_store_pb2.Artifact]]]]:
     states: dict[str, str] = {}
     outputs: dict[str, dict[str, list[metadata_store_pb2.Artifact]]] = {}
-    for execution in sorted(executions, key=lambda e: e.id):
-        node_contexts = [
-            c for c in store.get_contexts_by_execution(execution.id) if c.type == "node"
-        ]
-        if not node_contexts:
+    for execution in sorted(store.get_executions_by_context(run_context_id), key=lambda e: e.id):
+        node = lineage_graph.node_id(store, execution.id)
+        if node is None:
             continue
-        node_id = node_contexts[0].name.split(".", 1)[-1]
-        states[node_id] = _STATE_NAMES.get(execution.last_known_state, "unknown")
-        events = store.get_events_by_execution_ids([execution.id])
-        by_key: dict[str, list[int]] = {}
-        for event in events:
-            if event.type in (
-                metadata_store_pb2.Event.OUTPUT,
-                metadata_store_pb2.Event.DECLARED_OUTPUT,
-            ):
-                by_key.setdefault(event.path.steps[0].key, []).append(event.artifact_id)
-        outputs[node_id] = {
-            key: list(store.get_artifacts_by_id(ids)) for key, ids in by_key.items()
-        }
+        states[node] = mlmd.execution_state(execution)
+        outputs[node] = lineage_graph.outputs(store, execution.id)
     return states, outputs
 
 
-def _prop(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
-    for props in (artifact.custom_properties, artifact.properties):
-        if name in props:
-            value = props[name]
-            return getattr(value, value.WhichOneof("value"))
-    return None
+def read_run_evaluation(evaluation_uri: str) -> tfma_results.EvaluationResult:
+    """An Evaluator output of this pipeline, read with its EvalConfig's model names and slices.
+
+    Raises:
+      ValueError: If the directory holds no metrics of the candidate.
+    """
+    # Reading needs only the model names and headline slices, which the thresholds leave alone.
+    return tfma_results.read_evaluation(evaluation_uri, build_eval_config(EvaluationSettings()))
 
 
-def _headline(metrics: dict[str, Any]) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for output in metrics.values():
-        for sub in output.values():
-            for name, value in sub.items():
-                if name in HEADLINE_METRICS and "doubleValue" in value:
-                    found[name] = float(value["doubleValue"])
-    return found
+def headline_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
+    """Headline slice name (`overall`, `payment_type=Credit Card`) -> the candidate's metrics."""
+    return {s.name: s.candidate for s in read_run_evaluation(evaluation_uri).headline}
 
 
-def _slice_metrics(evaluation_uri: str) -> tuple[dict[str, float], dict[str, float]]:
-    # TFMA names metrics by model only when two models were evaluated (with a baseline).
-    result = tfma.load_eval_result(evaluation_uri, model_name="candidate")
-    if not result.slicing_metrics:
-        result = tfma.load_eval_result(evaluation_uri)
-    overall: dict[str, float] = {}
-    credit_card: dict[str, float] = {}
-    wanted = tuple(CREDIT_CARD_SLICE.items())
-    for slice_key, metrics in result.slicing_metrics:
-        if slice_key == ():
-            overall = _headline(metrics)
-        elif tuple((k, v.decode() if isinstance(v, bytes) else v) for k, v in slice_key) == wanted:
-            credit_card = _headline(metrics)
-    return overall, credit_card
-
-
-def _failed_thresholds(evaluation_uri: str) -> list[str]:
-    validation = tfma.load_validation_result(evaluation_uri)
-    lines = []
-    for per_slice in validation.metric_validations_per_slice:
-        where = (
-            ", ".join(
-                f"{k.column}={_slice_value(k)}" for k in per_slice.slice_key.single_slice_keys
-            )
-            or "overall"
-        )
-        for failure in per_slice.failures:
-            kind = "change vs baseline" if failure.metric_key.is_diff else "value"
-            lines.append(
-                f"{failure.metric_key.name} {kind} on {where} = "
-                f"{failure.metric_value.double_value.value:.4f} "
-                f"fails {json.dumps(_threshold_text(failure.metric_threshold))}"
-            )
-    return lines
-
-
-def _slice_value(key: Any) -> Any:
-    return key.bytes_value.decode() if key.HasField("bytes_value") else key.int64_value
-
-
-def _threshold_text(threshold: Any) -> dict[str, Any]:
-    from google.protobuf import json_format
-
-    return json_format.MessageToDict(threshold)
+def metrics_line(metrics: dict[str, float]) -> str:
+    """`auc=0.81, precision=0.7, ...` in the reports' order, or `n/a`."""
+    return ", ".join(f"{k}={metrics[k]:.4g}" for k in HEADLINE_METRICS if k in metrics) or "n/a"
 
 
 # (node id, output key, what it is) of the reports written for people and the KFP UI.
@@ -201,19 +140,22 @@ def load_test_line(outputs: dict[str, dict[str, list[metadata_store_pb2.Artifact
       E.g. `blessed (300 requests, 0 failed, p50 1.9 ms, p99 6.2 ms, loaded in 8.4 s): ...`.
     """
     for artifact in outputs.get("LoadTest", {}).get("blessing", []):
-        verdict = "blessed" if _prop(artifact, "blessed") == 1 else "NOT blessed"
-        load_time = _prop(artifact, "load_time_s")
+        verdict = "blessed" if property_value(artifact, "blessed") == 1 else "NOT blessed"
+        load_time = property_value(artifact, "load_time_s")
         loaded = (
             "did not load" if load_time is None or load_time < 0 else f"loaded in {load_time:.1f} s"
         )
         requests, failures = (
-            int(_prop(artifact, "requests") or 0),
-            int(_prop(artifact, "failures") or 0),
+            int(property_value(artifact, "requests") or 0),
+            int(property_value(artifact, "failures") or 0),
         )
-        p50, p99 = _prop(artifact, "p50_ms") or 0.0, _prop(artifact, "p99_ms") or 0.0
+        p50, p99 = (
+            property_value(artifact, "p50_ms") or 0.0,
+            property_value(artifact, "p99_ms") or 0.0,
+        )
         return (
             f"{verdict} ({requests} requests, {failures} failed, p50 {p50:.1f} ms, "
-            f"p99 {p99:.1f} ms, {loaded}): {_prop(artifact, 'reason')}"
+            f"p99 {p99:.1f} ms, {loaded}): {property_value(artifact, 'reason')}"
         )
     return None
 
@@ -236,12 +178,9 @@ def summarize_latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
       The summary of the newest `pipeline_run` context of that pipeline.
 
     Raises:
-      LookupError: If the store has no run of the pipeline.
+      LookupError: If the store has no run of the pipeline (or does not exist).
     """
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = metadata_path
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(connection)
+    store = mlmd.open_store(mlmd.sqlite_config(metadata_path))
     runs = store.get_contexts_by_type("pipeline_run")
     pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_ctx is not None:
@@ -254,39 +193,44 @@ def summarize_latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
     summary = RunSummary(run_id=run.name, node_states=states)
 
     for artifact in outputs.get("DataPrep", {}).get("prepared_data", []):
-        summary.data_version = _prop(artifact, "data_version")
+        summary.data_version = property_value(artifact, "data_version")
         summary.data_uri = artifact.uri
-        summary.source_uri = _prop(artifact, "source_uri")
+        summary.source_uri = property_value(artifact, "source_uri")
         for split in ("train", "eval"):
-            summary.data_rows[split] = int(_prop(artifact, f"{split}_rows") or 0)
+            summary.data_rows[split] = int(property_value(artifact, f"{split}_rows") or 0)
             summary.data_time_ranges[split] = (
-                int(_prop(artifact, f"{split}_start_time") or 0),
-                int(_prop(artifact, f"{split}_end_time") or 0),
+                int(property_value(artifact, f"{split}_start_time") or 0),
+                int(property_value(artifact, f"{split}_end_time") or 0),
             )
 
     for artifact in outputs.get("StatisticsGen", {}).get("statistics", []):
-        for split in artifact_utils.decode_split_names(_prop(artifact, "split_names") or "[]"):
+        for split in artifact_utils.decode_split_names(
+            property_value(artifact, "split_names") or "[]"
+        ):
             stats = tfdv.load_stats_binary(
                 os.path.join(artifact.uri, f"Split-{split}", "FeatureStats.pb")
             )
             summary.rows_per_split[split] = int(stats.datasets[0].num_examples)
     for artifact in outputs.get("AnomaliesGate", {}).get("validated_schema", []):
-        summary.anomalies = json.loads(_prop(artifact, "anomalies_report") or "[]")
+        summary.anomalies = json.loads(property_value(artifact, "anomalies_report") or "[]")
     for artifact in outputs.get("LatestPushedModel", {}).get("baseline_model", []):
-        version = _prop(artifact, "baseline_version")
+        version = property_value(artifact, "baseline_version")
         summary.baseline = (
             f"version {version}" if version else "none (first push: absolute thresholds only)"
         )
     for artifact in outputs.get("Evaluator", {}).get("evaluation", []):
-        summary.metrics_overall, summary.metrics_credit_card = _slice_metrics(artifact.uri)
-        summary.failed_thresholds = _failed_thresholds(artifact.uri)
+        evaluation = read_run_evaluation(artifact.uri)
+        by_name = {s.name: s.candidate for s in evaluation.headline}
+        summary.metrics_overall = by_name.get(tfma_results.OVERALL, {})
+        summary.metrics_credit_card = by_name.get(CREDIT_CARD, {})
+        summary.failed_thresholds = evaluation.failures
     for artifact in outputs.get("Evaluator", {}).get("blessing", []):
-        summary.blessed = bool(_prop(artifact, "blessed"))
+        summary.blessed = bool(property_value(artifact, "blessed"))
     for artifact in outputs.get("Pusher", {}).get("pushed_model", []):
-        summary.push_outcome = _prop(artifact, "push_outcome")
-        if _prop(artifact, "pushed"):
-            summary.pushed_version = _prop(artifact, "pushed_version")
-            summary.pushed_path = _prop(artifact, "pushed_destination")
+        summary.push_outcome = property_value(artifact, "push_outcome")
+        if property_value(artifact, "pushed"):
+            summary.pushed_version = property_value(artifact, "pushed_version")
+            summary.pushed_path = property_value(artifact, "pushed_destination")
     summary.load_test = load_test_line(outputs)
     summary.reports = report_paths(outputs)
     return summary
@@ -294,9 +238,6 @@ def summarize_latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
 
 def format_summary(summary: RunSummary) -> str:
     """Renders a RunSummary as a short report for the terminal."""
-
-    def metrics_line(metrics: dict[str, float]) -> str:
-        return ", ".join(f"{k}={metrics[k]:.4g}" for k in HEADLINE_METRICS if k in metrics) or "n/a"
 
     cached = sorted(n for n, s in summary.node_states.items() if s == "cached")
 

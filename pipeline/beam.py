@@ -5,6 +5,7 @@ TFX hands every Beam component (StatisticsGen, Transform, Evaluator, ...). Light
 only, so a config can be built and checked without importing Beam or TFX.
 """
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -41,6 +42,30 @@ EnvironmentType = Literal["", "EXTERNAL", "DOCKER", "PROCESS", "LOOPBACK"]
 # worth of parallelism. Past 1 GiB (~8 M rows) the parallelism is worth a larger machine's
 # cores; on 2 cores set `mode=in_memory`.
 DEFAULT_LARGE_DATA_BYTES = 1024 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeArg:
+    """One extra Beam argument for one step: `NodeId:--name=value` in a config."""
+
+    node: str
+    arg: str
+
+    @classmethod
+    def parse(cls, entry: str) -> "NodeArg":
+        """Parses `NodeId:--name=value`.
+
+        Raises:
+          ConfigError: On an entry without a node id or whose argument is not `--...`.
+        """
+        node, sep, arg = entry.strip().partition(":")
+        check_field(
+            bool(sep) and bool(node) and arg.startswith("--"), "", "NodeId:--name=value", entry
+        )
+        return cls(node, arg)
+
+    def __str__(self) -> str:
+        return f"{self.node}:{self.arg}"
 
 
 @pydantic.dataclasses.dataclass(frozen=True, config=CONFIG)
@@ -93,7 +118,7 @@ class BeamSettings(Settings):
     region: str = ""
     setup_file: str = ""
     sdk_container_image: str = ""
-    node_args: tuple[str, ...] = ()
+    node_args: tuple[NodeArg, ...] = ()
 
     @pydantic.field_validator("runner")
     @classmethod
@@ -103,11 +128,13 @@ class BeamSettings(Settings):
         check_field(value in RUNNERS, "", f"one of {sorted(RUNNERS)}", value)
         return value
 
-    @pydantic.field_validator("node_args")
+    @pydantic.field_validator("node_args", mode="before")
     @classmethod
-    def _check_node_args(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_node_args(value, "")
-        return value
+    def _parse_node_args(cls, value: Any) -> Any:
+        entries = value.split(",") if isinstance(value, str) else value
+        if not isinstance(entries, list | tuple):
+            return value
+        return tuple(NodeArg.parse(e) if isinstance(e, str) else e for e in entries)
 
     @pydantic.model_validator(mode="after")
     def _check_runner_options(self) -> "BeamSettings":
@@ -151,22 +178,6 @@ class BeamSettings(Settings):
                 self.setup_file,
             )
         return self
-
-
-def parse_node_args(entries: tuple[str, ...], field: str) -> dict[str, list[str]]:
-    """Parses `NodeId:--name=value` entries into node id -> arguments (in order).
-
-    Raises:
-      ConfigError: On an entry without a node id or whose argument is not `--...`.
-    """
-    result: dict[str, list[str]] = {}
-    for entry in entries:
-        node, sep, arg = entry.partition(":")
-        check_field(
-            bool(sep) and bool(node) and arg.startswith("--"), field, "NodeId:--name=value", entry
-        )
-        result.setdefault(node, []).append(arg)
-    return result
 
 
 def direct_mode(settings: BeamSettings, data_bytes: int | None) -> str:
@@ -275,7 +286,9 @@ def node_beam_args(settings: BeamSettings, node_ids: Sequence[str]) -> dict[str,
     Raises:
       ConfigError: If `node_args` names a node the pipeline does not have.
     """
-    by_node = parse_node_args(settings.node_args, "beam.node_args")
+    by_node: dict[str, list[str]] = {}
+    for entry in settings.node_args:
+        by_node.setdefault(entry.node, []).append(entry.arg)
     for node in by_node:
         check_field(node in node_ids, "beam.node_args", f"node ids from {list(node_ids)}", node)
     return by_node

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from components.anomalies_gate import policies
 from components.load_test.settings import LoadTestSettings
+from components.pusher import retention
 from model.trainer.hyperparameters import Hyperparameters
 from pipeline.beam import BeamSettings, beam_pipeline_args
 from serving.tracing import TracingSettings
@@ -87,8 +88,9 @@ class PipelineSettings(Settings):
       hyperparameters: Model and training settings.
       evaluation: Blessing thresholds and slices.
       keep_versions: Versions the Pusher keeps in the model directory after a push (older
-        ones are deleted; the served one always stays); None keeps every version. At least 2,
-        so `make rollback` has a version to go back to.
+        ones are deleted; the served one always stays); None keeps every version. At least
+        `components.pusher.retention.MIN_KEEP_VERSIONS` (2), so rollback has a version to go
+        back to.
       load_test: The pre-push load test the Pusher requires (`LoadTest`).
     """
 
@@ -101,7 +103,7 @@ class PipelineSettings(Settings):
     anomalies_policy: policies.Policy = policies.FAIL
     hyperparameters: Hyperparameters = dataclasses.field(default_factory=Hyperparameters)
     evaluation: EvaluationSettings = dataclasses.field(default_factory=EvaluationSettings)
-    keep_versions: Annotated[int, Field(ge=2)] | None = None
+    keep_versions: Annotated[int, Field(ge=retention.MIN_KEEP_VERSIONS)] | None = None
     load_test: LoadTestSettings = dataclasses.field(default_factory=LoadTestSettings)
 
 

@@ -6,21 +6,23 @@ import logging as pylogging
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 from absl import logging
 from tfx import v1 as tfx
 from tfx.orchestration import metadata
-from tfx.orchestration.beam import beam_dag_runner
 
 import schemas
 from components.data_prep import source as source_lib
 from components.latest_pushed_model import served as served_lib
+from metadata import lineage_graph
 from operations import lineage, telemetry
 from pipeline import beam as beam_lib
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
+from runners import tfx_beam
 from runners.kubeflow.pod import writable
 
 if TYPE_CHECKING:
@@ -29,67 +31,61 @@ if TYPE_CHECKING:
 progress = pylogging.getLogger("pipeline.progress")
 
 
-class _ProgressNodeDoFn(beam_dag_runner.PipelineNodeAsDoFn):
+class _ProgressNodeDoFn(tfx_beam.NodeDoFn):
     """Runs one node like TFX's DoFn, reporting `[i/N] node started/finished (elapsed)`."""
 
-    def _run_node(self) -> None:
-        assert self._pipeline is not None  # BeamDagRunner always passes the pipeline.
-        node_ids = [n.pipeline_node.node_info.id for n in self._pipeline.nodes]
-        position = f"[{node_ids.index(self._node_id) + 1}/{len(node_ids)}]"
-        progress.info("%s %s started", position, self._node_id)
+    def run_node(self, node: tfx_beam.NodeRun, run: Callable[[], None]) -> None:
+        """Runs the node inside a telemetry span, logging its progress."""
+        position = f"[{node.position}/{node.total}]"
+        progress.info("%s %s started", position, node.node_id)
         start = time.monotonic()
         try:
-            with telemetry.step_span(self._node_id) as outcome:
-                super()._run_node()
-                outcome.cached = self._was_cached()
+            with telemetry.step_span(node.node_id) as outcome:
+                run()
+                outcome.cached = _was_cached(node)
                 if outcome.recording:
-                    outcome.rows = self._output_rows()
+                    outcome.rows = _output_rows(node)
         except Exception as e:
             progress.error(
-                "%s %s FAILED after %.1fs: %s", position, self._node_id, time.monotonic() - start, e
+                "%s %s FAILED after %.1fs: %s", position, node.node_id, time.monotonic() - start, e
             )
             raise
         progress.info(
             "%s %s finished in %.1fs%s",
             position,
-            self._node_id,
+            node.node_id,
             time.monotonic() - start,
             " (cached)" if outcome.cached else "",
         )
 
-    def _output_rows(self) -> dict[str, int]:
-        """Rows per split recorded by the node's latest outputs (for its span), where known."""
-        with metadata.Metadata(self._mlmd_connection_config) as m:
-            context = m.store.get_context_by_type_and_name(
-                "node", f"{self._pipeline_info.id}.{self._node_id}"
-            )
-            executions = m.store.get_executions_by_context(context.id) if context else []
-            if not executions:
-                return {}
-            latest = max(executions, key=lambda e: e.id)
-            events = m.store.get_events_by_execution_ids([latest.id])
-            ids = [e.artifact_id for e in events if e.type == e.OUTPUT]
-            return telemetry.output_rows(list(m.store.get_artifacts_by_id(ids)) if ids else [])
 
-    def _was_cached(self) -> bool:
-        """True when the node's latest execution in MLMD reused an earlier result."""
-        with metadata.Metadata(self._mlmd_connection_config) as m:
-            context = m.store.get_context_by_type_and_name(
-                "node", f"{self._pipeline_info.id}.{self._node_id}"
-            )
-            if context is None:
-                return False
-            executions = m.store.get_executions_by_context(context.id)
-        if not executions:
-            return False
-        latest = max(executions, key=lambda e: e.id)
-        return latest.last_known_state == latest.CACHED
+def _latest_execution(node: tfx_beam.NodeRun) -> Any:
+    with metadata.Metadata(node.mlmd_connection_config) as m:
+        context = m.store.get_context_by_type_and_name("node", f"{node.pipeline_id}.{node.node_id}")
+        executions = m.store.get_executions_by_context(context.id) if context else []
+    return max(executions, key=lambda e: e.id) if executions else None
 
 
-class ProgressBeamDagRunner(beam_dag_runner.BeamDagRunner):
+def _output_rows(node: tfx_beam.NodeRun) -> dict[str, int]:
+    """Rows per split recorded by the node's latest outputs (for its span), where known."""
+    latest = _latest_execution(node)
+    if latest is None:
+        return {}
+    with metadata.Metadata(node.mlmd_connection_config) as m:
+        outputs = lineage_graph.outputs(m.store, latest.id)
+    return telemetry.output_rows([a for artifacts in outputs.values() for a in artifacts])
+
+
+def _was_cached(node: tfx_beam.NodeRun) -> bool:
+    """True when the node's latest execution in MLMD reused an earlier result."""
+    latest = _latest_execution(node)
+    return latest is not None and latest.last_known_state == latest.CACHED
+
+
+class ProgressBeamDagRunner(tfx_beam.HookedBeamDagRunner):
     """BeamDagRunner whose nodes report progress as they start and finish."""
 
-    _PIPELINE_NODE_DO_FN_CLS = _ProgressNodeDoFn
+    node_do_fn = _ProgressNodeDoFn
 
 
 @dataclasses.dataclass(frozen=True)

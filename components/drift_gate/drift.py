@@ -13,6 +13,8 @@ import numpy as np
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
+from components.reports import markdown
+
 L_INFINITY = "L-infinity distance"
 JENSEN_SHANNON = "Jensen-Shannon divergence"
 PRESENCE = "fraction present"
@@ -366,18 +368,32 @@ def compare_statistics(
     return sorted(checks, key=lambda c: (c.feature, c.measure))
 
 
-def markdown_table(checks: list[FeatureCheck]) -> str:
-    """The checks as a Markdown table (failed ones first), for the KFP UI's Markdown viewer."""
+def add_checks_table(doc: markdown.Document, checks: list[FeatureCheck]) -> markdown.Document:
+    """Adds the checks as a table (failed ones first) to a report for the KFP UI."""
     rows = sorted(checks, key=lambda c: (c.passed, c.feature, c.measure))
-    lines = [
-        "| feature | measure | value | threshold | served model's data | result |",
-        "|---|---|---:|---:|---:|---|",
-    ]
-    for c in rows:
-        baseline = "" if c.baseline is None else f"{c.baseline:.4g}"
-        bound = f"≥ {c.threshold:g}" if c.measure == PRESENCE else f"≤ {c.threshold:g}"
-        lines.append(
-            f"| {c.feature} | {c.measure} | {c.value:.4g} | {bound} | {baseline} | "
-            f"{'ok' if c.passed else '**STOP**'} |"
-        )
-    return "\n".join(lines)
+    return doc.table(
+        [
+            "feature",
+            "measure",
+            markdown.Column("value", numeric=True),
+            markdown.Column("threshold", numeric=True),
+            markdown.Column("served model's data", numeric=True),
+            "result",
+        ],
+        [
+            (
+                c.feature,
+                c.measure,
+                f"{c.value:.4g}",
+                f"≥ {c.threshold:g}" if c.measure == PRESENCE else f"≤ {c.threshold:g}",
+                "" if c.baseline is None else f"{c.baseline:.4g}",
+                "ok" if c.passed else markdown.bold("STOP"),
+            )
+            for c in rows
+        ],
+    )
+
+
+def markdown_table(checks: list[FeatureCheck]) -> str:
+    """The checks as a Markdown table alone (failed ones first)."""
+    return str(add_checks_table(markdown.Document(), checks)).rstrip("\n")

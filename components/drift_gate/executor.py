@@ -19,6 +19,7 @@ from tfx.utils import io_utils
 import model_contract
 from components.drift_gate import drift, retention
 from components.latest_pushed_model import served
+from components.reports import markdown
 from metadata import lineage_graph
 
 STATISTICS_KEY = "statistics"
@@ -175,19 +176,39 @@ def report_markdown(
 ) -> str:
     """The gate's report for people (the KFP UI renders it)."""
     failed = [c for c in checks if not c.passed]
-    headline = {
-        PASSED: "Passed: no feature drifted beyond its threshold.",
-        DRIFTED: f"**{len(failed)} check(s) failed** (policy `{policy}`).",
-        NO_BASELINE: "No model is served yet: nothing to compare with; presence floors only.",
-        BASELINE_UNAVAILABLE: f"**Baseline unavailable** (policy `{policy}`): {baseline}",
+    headline: tuple[markdown.Part, ...] = {
+        PASSED: ("Passed: no feature drifted beyond its threshold.",),
+        DRIFTED: (
+            markdown.bold(f"{len(failed)} check(s) failed"),
+            " (policy ",
+            markdown.code(policy),
+            ").",
+        ),
+        NO_BASELINE: ("No model is served yet: nothing to compare with; presence floors only.",),
+        BASELINE_UNAVAILABLE: (
+            markdown.bold("Baseline unavailable"),
+            " (policy ",
+            markdown.code(policy),
+            f"): {baseline}",
+        ),
     }[outcome]
-    return (
-        f"# Drift and presence gate\n\n{headline}\n\n"
-        f"Baseline: {baseline}\n\n"
-        "New training data (StatisticsGen, train split) against the training data of the "
-        "served model. Thresholds: `schemas/taxi/schema.pbtxt` (`drift_comparator`, "
-        "`presence.min_fraction`).\n\n" + drift.markdown_table(checks) + "\n"
+    doc = (
+        markdown.Document()
+        .heading("Drift and presence gate")
+        .paragraph(*headline)
+        .paragraph(f"Baseline: {baseline}")
+        .paragraph(
+            "New training data (StatisticsGen, train split) against the training data of the "
+            "served model. Thresholds: ",
+            markdown.code("schemas/taxi/schema.pbtxt"),
+            " (",
+            markdown.code("drift_comparator"),
+            ", ",
+            markdown.code("presence.min_fraction"),
+            ").",
+        )
     )
+    return str(drift.add_checks_table(doc, checks))
 
 
 class Executor(base_executor.BaseExecutor):

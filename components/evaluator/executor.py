@@ -16,7 +16,8 @@ from components.latest_pushed_model.executor import (
     VERSION_PROPERTY,
 )
 from components.reports import html_report, kfp_metrics
-from components.reports.evaluation import describe_blessing, read_evaluation
+from components.reports.evaluation import describe_blessing
+from metadata.tfma_results import read_evaluation
 
 METRICS_KEY = "metrics"
 CLASSIFICATION_METRICS_KEY = "classification_metrics"
@@ -82,8 +83,8 @@ def write_ui_outputs(
 
     metrics = artifact_utils.get_single_instance(output_dict[METRICS_KEY])
     metrics.set_string_custom_property(kfp_metrics.DISPLAY_NAME, "evaluation")
-    for name, value in kfp_metrics.scalar_metrics(
-        evaluation, blessed=blessed, reason=reason, baseline=baseline
+    for name, value in kfp_metrics.ui_rows(
+        kfp_metrics.scalar_metrics(evaluation, blessed=blessed, reason=reason, baseline=baseline)
     ).items():
         if isinstance(value, str):
             metrics.set_string_custom_property(name, value)

@@ -3,6 +3,7 @@
 import dataclasses
 
 from components.load_test.load import LoadResult
+from components.reports.markdown import Document
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,17 +49,12 @@ class Outcome:
         return values
 
 
-def _cell(value: object) -> str:
-    return " ".join(str(value).replace("|", "\\|").split())
-
-
 def render_markdown(outcome: Outcome, model_uri: str) -> str:
     """The Markdown report: verdict, reason, measurements against the bounds, first errors."""
     verdict = "Blessed for push" if outcome.blessed else "NOT blessed: the Pusher will not push"
-    lines = [f"# Pre-push load test: {verdict}", "", _cell(outcome.reason), ""]
     scalars = outcome.scalars()
     load = "did not load" if outcome.load_time_s is None else f"{outcome.load_time_s:.2f} s"
-    rows = [
+    rows: list[tuple[object, object]] = [
         ("model", model_uri),
         ("load time (start to AVAILABLE)", f"{load} (bound {outcome.load_timeout_s:g} s)"),
         ("requests", scalars["requests"]),
@@ -68,8 +64,12 @@ def render_markdown(outcome: Outcome, model_uri: str) -> str:
     ]
     if outcome.result:
         rows += [(f"sent: {k}", v) for k, v in sorted(outcome.result.by_method.items())]
-    lines += ["| | |", "|---|---|"] + [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows]
+    doc = (
+        Document()
+        .heading(f"Pre-push load test: {verdict}")
+        .paragraph(outcome.reason)
+        .table(["", ""], [(str(k), str(v)) for k, v in rows])
+    )
     if outcome.result and outcome.result.errors:
-        lines += ["", "First errors:", ""] + [f"- {_cell(e)}" for e in outcome.result.errors]
-    lines.append("")
-    return "\n".join(lines)
+        doc.paragraph("First errors:").bullets(outcome.result.errors)
+    return str(doc)

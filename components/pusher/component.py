@@ -11,7 +11,7 @@ from tfx.types.system_executions import Deploy
 from tfx.utils import json_utils
 
 from components import ui_artifacts
-from components.pusher import executor
+from components.pusher import executor, retention
 
 
 class AtomicPusherSpec(ComponentSpec):
@@ -82,7 +82,7 @@ class AtomicPusher(base_component.BaseComponent):
         """
         executor.model_dir_of(push_destination)
         executor.provenance_of(custom_config)
-        executor.keep_versions_of(custom_config)
+        retention.keep_versions_of(custom_config)
         super().__init__(
             spec=AtomicPusherSpec(
                 model=model,

@@ -17,11 +17,11 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 import model_contract
+from components.pusher.retention import KEEP_VERSIONS_KEY, keep_versions_of
+from components.reports.markdown import Document
 
 PUSH_REPORT_KEY = "push_report"
 PROVENANCE_KEY = "provenance"
-# custom_config key: how many of the newest versions to keep after a push (None: keep all).
-KEEP_VERSIONS_KEY = "keep_versions"
 CUSTOM_CONFIG_KEYS = (PROVENANCE_KEY, KEEP_VERSIONS_KEY)
 OUTCOME_PROPERTY = "push_outcome"
 PUSHED = model_contract.PUSHED
@@ -85,28 +85,6 @@ def provenance_of(custom_config: Mapping[str, Any] | None) -> dict[str, str]:
     return dict(provenance)
 
 
-def keep_versions_of(custom_config: Mapping[str, Any] | None) -> int | None:
-    """Returns custom_config's retention: versions to keep after a push, None to keep all.
-
-    Raises:
-      ValueError: If `keep_versions` is not an integer >= 1, saying what to set.
-    """
-    keep = dict(custom_config or {}).get(KEEP_VERSIONS_KEY)
-    if keep is None:
-        return None
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(
-            f"custom_config['{KEEP_VERSIONS_KEY}'] must be an integer >= 1 (the newest versions "
-            "to keep; the served one is always kept) or left out to keep every version; got "
-            f"{keep!r}. Keep at least 2 so `make rollback` has a version to go back to."
-        )
-    return keep
-
-
-def _cell(value: Any) -> str:
-    return "unknown" if value in (None, "") else str(value).replace("|", "\\|")
-
-
 def render_push_report(
     outcome: str, model_dir: str, manifest: Mapping[str, Any], version: int | None
 ) -> str:
@@ -147,9 +125,13 @@ def render_push_report(
     known |= {"infra_blessing_uri"}
     known |= {"data_version", "pushed_at", "version", "model_name"}
     rows += [(name, value) for name, value in sorted(manifest.items()) if name not in known]
-    lines = [f"# {headline}", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
-    return "\n".join(lines) + "\n"
+    return str(
+        Document()
+        .heading(headline)
+        .table(
+            ["", ""], [(name, "unknown" if value in (None, "") else value) for name, value in rows]
+        )
+    )
 
 
 class Executor(tfx_pusher_executor.Executor):

@@ -2,10 +2,7 @@
 
 from collections.abc import Sequence
 
-
-def _cell(text: str) -> str:
-    # A pipe would end the cell and a newline the row in a Markdown table.
-    return " ".join(text.replace("|", "\\|").split())
+from components.reports.markdown import Column, Document, bold, code
 
 
 def anomalies_markdown(found: Sequence[dict[str, str]], splits: Sequence[str], policy: str) -> str:
@@ -21,30 +18,37 @@ def anomalies_markdown(found: Sequence[dict[str, str]], splits: Sequence[str], p
       A Markdown document: a per-split count table, then one row per anomaly, or a plain
       sentence saying that no split has anomalies.
     """
-    lines = ["# Data validation", ""]
+    doc = Document().heading("Data validation")
     if found:
         outcome = (
-            "the run stops before Transform and Trainer"
+            ("the run stops before Transform and Trainer",)
             if policy == "fail"
-            else "the run goes on (`anomalies_policy=warn`)"
+            else ("the run goes on (", code("anomalies_policy=warn"), ")")
         )
-        lines += [f"**{len(found)} anomalies** against the curated schema: {outcome}.", ""]
+        doc.paragraph(
+            bold(f"{len(found)} anomalies"), " against the curated schema: ", *outcome, "."
+        )
     else:
-        lines += [
-            f"**No anomalies**: every split ({', '.join(splits)}) matches the curated schema.",
-            "",
-        ]
-    lines += ["| split | anomalies |", "|---|---:|"]
-    for split in splits:
-        lines.append(f"| {_cell(split)} | {sum(1 for a in found if a['split'] == split)} |")
+        doc.paragraph(
+            bold("No anomalies"),
+            f": every split ({', '.join(splits)}) matches the curated schema.",
+        )
+    doc.table(
+        ["split", Column("anomalies", numeric=True)],
+        [(split, sum(1 for a in found if a["split"] == split)) for split in splits],
+    )
     if found:
-        lines += [
-            "",
-            "| split | feature | severity | anomaly | description |",
-            "|---|---|---|---|---|",
-        ]
-        for a in found:
-            row = (a["split"], a["feature"] or "(data set)", a["severity"], a["short"])
-            lines.append("| " + " | ".join(_cell(v) for v in (*row, a["description"])) + " |")
-    lines.append("")
-    return "\n".join(lines)
+        doc.table(
+            ["split", "feature", "severity", "anomaly", "description"],
+            [
+                (
+                    a["split"],
+                    a["feature"] or "(data set)",
+                    a["severity"],
+                    a["short"],
+                    a["description"],
+                )
+                for a in found
+            ],
+        )
+    return str(doc)

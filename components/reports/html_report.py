@@ -7,7 +7,8 @@ nothing (no script, stylesheet, font or image from elsewhere), so it also render
 import html
 from collections.abc import Mapping, Sequence
 
-from components.reports.evaluation import (
+from metadata.tfma_results import (
+    COMPARED_METRICS,
     HEADLINE_METRICS,
     CalibrationBucket,
     EvaluationResult,
@@ -18,11 +19,10 @@ from components.reports.evaluation import (
 CANDIDATE_COLOR = "#1f6feb"
 BASELINE_COLOR = "#9aa4b2"
 _SERIES_COLORS = ("#1f6feb", "#d9480f", "#2b8a3e", "#862e9c")
-COMPARED_METRICS = ("auc", "precision", "recall", "binary_accuracy")
 # Slices per feature drawn in the per-slice charts (largest first): company has dozens.
 MAX_SLICES_PER_FEATURE = 12
 
-_STYLE = """
+STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:24px;
 color:#1b1f24;max-width:1100px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid
@@ -50,7 +50,8 @@ def _fmt(value: float | None, name: str = "") -> str:
     return f"{value:.4f}"
 
 
-def _legend(items: Sequence[tuple[str, str]]) -> str:
+def legend(items: Sequence[tuple[str, str]]) -> str:
+    """A colour key: one swatch and name per (name, colour)."""
     return (
         '<div class="legend muted">'
         + "".join(f'<span style="background:{c}"></span>{_e(n)}' for n, c in items)
@@ -278,9 +279,9 @@ def render_html(
     """
     verdict = "Blessed" if blessed else "Not blessed"
     reason_html = "<br>".join(_e(line) for line in reason.splitlines())
-    legend = [("candidate", CANDIDATE_COLOR)]
+    series = [("candidate", CANDIDATE_COLOR)]
     if evaluation.has_baseline:
-        legend.append(("baseline (served model)", BASELINE_COLOR))
+        series.append(("baseline (served model)", BASELINE_COLOR))
     compare_rows = [
         (
             f"{r.name}: {metric}",
@@ -310,16 +311,16 @@ def render_html(
         + "Precision, recall and binary accuracy at the operating threshold.</div>",
         "<h2>Candidate against baseline</h2>",
         f'<div class="muted">{_e(compare_note)}</div>',
-        _legend(legend),
+        legend(series),
         bars_svg(compare_rows, width=640),
         '<div class="row">',
         "<div><h2>ROC curve (whole eval split)</h2>",
-        _legend([*legend, ("operating threshold", "#d9480f")]),
+        legend([*series, ("operating threshold", "#d9480f")]),
         roc_svg(evaluation.roc, evaluation.baseline_roc, _operating_point(evaluation)),
         _confusion_table(evaluation),
         "</div>",
         "<div><h2>Calibration</h2>",
-        _legend(calibration_legend),
+        legend(calibration_legend),
         calibration_svg(calibration),
         '<div class="muted">Dots on the diagonal: predicted probabilities match observed '
         "rates.<br>Dot area: examples in the bucket.</div></div>",
@@ -329,7 +330,7 @@ def render_html(
     ]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>"
         + "\n".join(sections)
         + "</body></html>\n"
     )

@@ -11,8 +11,10 @@ into ints and rejects nulls, so every value here is a finite number or a string.
 """
 
 import re
+from collections.abc import Mapping, Sequence
 
-from components.reports.evaluation import (
+from metadata.tfma_results import (
+    COMPARED_METRICS,
     HEADLINE_METRICS,
     OVERALL,
     ConfusionMatrix,
@@ -24,6 +26,7 @@ from components.reports.evaluation import (
 CONFIDENCE_METRICS = "confidenceMetrics"
 CONFUSION_MATRIX = "confusionMatrix"
 DISPLAY_NAME = "display_name"
+_MAX_ROWS = 99
 
 
 def slice_prefix(result: SliceResult) -> str:
@@ -36,7 +39,7 @@ def slice_prefix(result: SliceResult) -> str:
 def scalar_metrics(
     evaluation: EvaluationResult, *, blessed: bool, reason: str, baseline: str
 ) -> dict[str, float | str]:
-    """Headline metrics and the blessing decision as flat, UI-readable scalars.
+    """Headline metrics and the blessing decision as flat, UI-readable scalars, in reading order.
 
     Args:
       evaluation: The evaluation read from TFMA's output.
@@ -45,24 +48,45 @@ def scalar_metrics(
       baseline: What the candidate was compared with (`version N` or `none (...)`).
 
     Returns:
-      `<slice>_<metric>` for the whole data set and each headline slice (e.g. `overall_auc`,
-      `credit_card_auc`), `baseline_<slice>_<metric>` when a baseline was evaluated, the
-      operating threshold, `blessed` (1 or 0), `blessing_reason` and `baseline`.
+      `blessed` (1 or 0) and `blessing_reason`; then `<slice>_<metric>` for the whole data set
+      and each headline slice (e.g. `overall_auc`, `credit_card_auc`), the metrics the
+      thresholds judge (`COMPARED_METRICS`) first; `baseline`, the operating threshold, the
+      other headline metrics; then `baseline_<slice>_<metric>` when a baseline was evaluated.
     """
-    values: dict[str, float | str] = {"blessed": 1 if blessed else 0}
-    for result in evaluation.headline:
-        prefix = slice_prefix(result)
-        for name in HEADLINE_METRICS:
-            if name in result.candidate:
-                values[f"{prefix}_{name}"] = result.candidate[name]
-        for name in HEADLINE_METRICS:
-            if name in result.baseline:
-                values[f"baseline_{prefix}_{name}"] = result.baseline[name]
+    rest = [m for m in HEADLINE_METRICS if m not in COMPARED_METRICS]
+
+    def of(baseline_model: bool, names: Sequence[str]) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for result in evaluation.headline:
+            measured = result.baseline if baseline_model else result.candidate
+            prefix = ("baseline_" if baseline_model else "") + slice_prefix(result)
+            found |= {f"{prefix}_{name}": measured[name] for name in names if name in measured}
+        return found
+
+    values: dict[str, float | str] = {"blessed": 1 if blessed else 0, "blessing_reason": reason}
+    values |= of(False, COMPARED_METRICS)
+    values["baseline"] = baseline
     if evaluation.confusion is not None:
         values["operating_threshold"] = evaluation.confusion.threshold
-    values["blessing_reason"] = reason
-    values["baseline"] = baseline
+    values |= of(False, rest)
+    values |= of(True, COMPARED_METRICS) | of(True, rest)
     return values
+
+
+def ui_rows(values: Mapping[str, float | str]) -> dict[str, float | str]:
+    """Names the values so that the KFP UI lists them in the given order.
+
+    The UI lists a `system.Metrics` artifact's custom properties sorted by name, 10 rows a page
+    (kubeflow/pipelines `frontend/src/components/viewers/MetricsVisualizations.tsx`,
+    ScalarMetricsSection over protobuf's sorted map entries): a two-digit rank in front of each
+    name (`01_blessed`, `03_overall_auc`) makes that sort the reading order.
+
+    Raises:
+      ValueError: If there are more values than two digits can rank.
+    """
+    if len(values) > _MAX_ROWS:
+        raise ValueError(f"{len(values)} metrics rows; at most {_MAX_ROWS} can be ranked")
+    return {f"{rank:02d}_{name}": value for rank, (name, value) in enumerate(values.items(), 1)}
 
 
 def confidence_metrics(points: list[RocPoint]) -> list[dict[str, float]]:

@@ -6,13 +6,13 @@ goes in and out through KFP's converter (`backend/src/v2/metadata/converter.go`)
 """
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf import json_format
-from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+
+from metadata import store as mlmd
 
 # client.go: context and execution type names.
 PIPELINE_CONTEXT_TYPE = "system.Pipeline"
@@ -84,16 +84,7 @@ class MetadataStore:
     def __init__(self, path: str, *, readonly: bool = False):
         """Opens (or creates) the SQLite store at `path`."""
         self.path = path
-        config = metadata_store_pb2.ConnectionConfig()
-        config.sqlite.filename_uri = path
-        if readonly:
-            config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-        else:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            config.sqlite.connection_mode = (
-                metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-            )
-        self.store = metadata_store.MetadataStore(config)
+        self.store = mlmd.open_store(mlmd.sqlite_config(path, writable=not readonly))
         self._type_ids: dict[tuple[str, str], int] = {}
 
     def _type_id(self, kind: str, name: str) -> int:

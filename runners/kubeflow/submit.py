@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from runners.kubeflow import kfp_client
 from runners.kubeflow import spec as spec_lib
 
 TOKEN_ENV = "KFP_AUTH_TOKEN"
@@ -558,4 +559,4 @@ def _send(
             f"KFP at {_host_of(request.host)} answered without a run id: is --host the KFP API "
             "endpoint (e.g. https://<host>/pipeline)?"
         )
-    return Submitted(f"{redact_url(client._get_url_prefix())}/{path}", pipeline_id, version_id)
+    return Submitted(redact_url(kfp_client.ui_url(client, path)), pipeline_id, version_id)

@@ -23,6 +23,7 @@ from components import ui_artifacts
 from components.data_prep import source as source_lib
 from components.drift_gate import drift, executor
 from metadata import lineage_graph
+from metadata import store as mlmd
 from model import features
 from operations import summary
 from runners import local as local_runner
@@ -191,7 +192,9 @@ def test_markdown_table_lists_failed_checks_first(schema, baseline) -> None:
     assert results == sorted(results, reverse=True)  # Every stop above every pass.
     fare = next(row for row in rows if row.startswith("| fare | Jensen-Shannon divergence |"))
     assert "| ≤ 0.5 |" in fare and "**STOP**" in fare
-    assert any(row.startswith("| trip_miles | Jensen-Shannon") and "| ok |" in row for row in rows)
+    assert any(
+        row.startswith("| trip\\_miles | Jensen-Shannon") and "| ok |" in row for row in rows
+    )
 
 
 def _gate_artifacts(tmp_path, frame: pd.DataFrame):
@@ -251,9 +254,8 @@ def test_gate_with_policy_warn_records_an_unavailable_baseline_and_passes(tmp_pa
     inputs, outputs = _gate_artifacts(tmp_path, _sample())
     model_dir = _served_version_without_lineage(tmp_path)
     store_path = str(tmp_path / "empty.sqlite")
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = store_path
-    metadata_store.MetadataStore(config)  # An empty but real store.
+    mlmd.open_store(mlmd.sqlite_config(store_path, writable=True))  # An empty but real store.
+    config = mlmd.sqlite_config(store_path)
     executor.Executor().Do(
         inputs,
         outputs,
@@ -287,9 +289,7 @@ def test_on_kfp_the_gate_reads_kfp_metadata_grpc_service_from_the_config() -> No
 
 
 def _kfp_like_store(path: str) -> metadata_store.MetadataStore:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = path
-    return metadata_store.MetadataStore(config)
+    return mlmd.open_store(mlmd.sqlite_config(path, writable=True))
 
 
 @pytest.mark.parametrize("materialized", [False, True], ids=["trainer-reads-examples", "older"])
@@ -361,8 +361,7 @@ def test_the_walk_reads_a_store_written_the_way_kfps_launcher_writes_it(
     os.makedirs(os.path.dirname(copy))
     with open(copy, "wb") as f:
         f.write(_stats(_sample()).SerializeToString())
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = str(tmp_path / "kfp-mlmd.sqlite")
+    connection = mlmd.sqlite_config(str(tmp_path / "kfp-mlmd.sqlite"))
     found, uri = executor.baseline_statistics(
         lineage_graph.encode_connection(connection), model_dir, 1795000000
     )
@@ -391,9 +390,7 @@ def test_kfp_mount_paths_map_back_to_object_store_uris() -> None:
 
 def _drift_outcomes(metadata_path: str) -> list[str]:
     """DriftGate outcomes recorded in MLMD, oldest first."""
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    store = metadata_store.MetadataStore(config)
+    store = mlmd.open_store(metadata_path)
     return [
         a.custom_properties[executor.OUTCOME_PROPERTY].string_value
         for a in sorted(store.get_artifacts_by_type("Schema"), key=lambda a: a.id)

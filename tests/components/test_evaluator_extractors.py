@@ -22,9 +22,14 @@ import model_contract
 from components import ui_artifacts
 from components.evaluator import executor as evaluator
 from components.evaluator import extractors
+from metadata import store as mlmd
 from pipeline.config import EvaluationSettings
 from pipeline.evaluation import build_eval_config
-from tests.support.scored_examples import write_scored_examples
+from tests.support.scored_examples import (
+    model_agnostic_run_config,
+    scored_eval_config,
+    write_scored_examples,
+)
 
 _COMPANIES = ("Flash Cab", "Taxi Affiliation Services", "Yellow Cab", "")
 
@@ -38,21 +43,11 @@ def _write_examples(path: str, count: int = 400) -> None:
 def _model_agnostic_config() -> tfma.EvalConfig:
     """The project's EvalConfig with scores read from the examples, change thresholds off
     (a model-agnostic run has no baseline *model* to judge them against)."""
-    config = build_eval_config(
-        EvaluationSettings(min_auc=0.7, min_auc_credit_card=0.99, max_auc_drop=0.0)
-    )
+    config = scored_eval_config()
     for spec in config.model_specs:
-        spec.prediction_key = "p_baseline" if spec.is_baseline else "p_candidate"
         spec.ClearField("signature_name")
         spec.ClearField("preprocessing_function_names")
-    config = tfma.utils.update_eval_config_with_defaults(
-        config, has_baseline=True, rubber_stamp=True
-    )
-    for metrics_spec in config.metrics_specs:
-        for metric in metrics_spec.metrics:
-            for per_slice in metric.per_slice_thresholds:
-                per_slice.threshold.ClearField("change_threshold")
-    return config
+    return model_agnostic_run_config(config, has_baseline=True)
 
 
 def _results(output_dir: str) -> dict:
@@ -206,9 +201,8 @@ def _baseline_artifact(production, out_dir: str) -> str:
 
 def _training_examples_uri(production, model_uri: str) -> str:
     from metadata import lineage_graph
-    from operations import lineage
 
-    store = lineage.sqlite_store(os.path.abspath(production.config.metadata_path))
+    store = mlmd.open_store(os.path.abspath(production.config.metadata_path))
     [model] = [a for a in store.get_artifacts_by_type("Model") if a.uri == model_uri]
     return lineage_graph.training_chain(store, model).examples.uri
 

@@ -25,6 +25,7 @@ from components.load_test import executor as load_test
 from components.load_test import server_process
 from components.load_test.settings import PYTHON_SERVER, TF_SERVING, LoadTestSettings
 from components.pusher import executor as pusher
+from components.reports import markdown
 from serving import schema
 from serving.examples import ExampleBuilder
 from tests.serving.support import fixture
@@ -166,7 +167,7 @@ def test_a_good_model_is_blessed_with_measurements_and_pushed(
     (version,) = model_contract.list_versions(tf.io.gfile, model_dir)
     manifest = model_contract.read_manifest(tf.io.gfile, os.path.join(model_dir, str(version)))
     assert manifest["infra_blessing_uri"] == blessing.uri
-    assert f"| load test | {blessing.uri} |" in push_report
+    assert f"| load test | {markdown.text(blessing.uri).markdown} |" in push_report
 
 
 def test_a_model_whose_signature_fails_on_the_sample_is_not_blessed_nor_pushed(

@@ -28,9 +28,9 @@ def _tiny_saved_model(path: str) -> None:
     tf.saved_model.save(module, path, signatures={"serving_default": module.f})
 
 
-@pytest.mark.parametrize("keep", [0, -1, 1.5, "2", True])
+@pytest.mark.parametrize("keep", [0, -1, 1, 1.5, "2", True])
 def test_bad_keep_versions_is_refused_when_the_pipeline_is_built(keep) -> None:
-    with pytest.raises(ValueError, match=r"keep_versions'\] must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"keep_versions'\] must be an integer >= 2"):
         pusher_component.AtomicPusher(
             model=types.Channel(type=standard_artifacts.Model),
             model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import model_contract
 from commands import cli
+from metadata import store as mlmd
 from operations import lineage, summary
 
 
@@ -18,7 +19,7 @@ def _cli(production, capsys, *args: str) -> tuple[int, str]:
 
 
 def _store(production):
-    return lineage.sqlite_store(os.path.abspath(production.config.metadata_path))
+    return mlmd.open_store(os.path.abspath(production.config.metadata_path))
 
 
 @pytest.mark.slow
@@ -130,15 +131,10 @@ def test_version_dirs_tell_served_older_and_rolled_back_versions(tmp_path) -> No
         300: lineage.ROLLED_BACK,
     }
     with pytest.raises(lineage.LineageNotFoundError, match=r"300 \(rolled back\)"):
-        lineage.version_lineage(lineage.sqlite_store(_empty_store(tmp_path)), str(tmp_path), 5)
+        lineage.version_lineage(mlmd.open_store(_empty_store(tmp_path)), str(tmp_path), 5)
 
 
 def _empty_store(tmp_path) -> str:
-    from ml_metadata.metadata_store import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
     path = str(tmp_path / "mlmd.sqlite")
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = path
-    metadata_store.MetadataStore(config)
+    mlmd.open_store(mlmd.sqlite_config(path, writable=True))
     return path

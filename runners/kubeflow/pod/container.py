@@ -21,6 +21,8 @@ from typing import Any
 
 from absl import logging
 
+from runners.kubeflow.pod import tfx_executor
+
 # Where the launcher mounts each object-store scheme.
 MOUNT_DIRS = {"gs://": "gcs", "s3://": "s3", "minio://": "minio"}
 # The output the KFP driver adds to every step when log publishing is on (the default): the
@@ -178,9 +180,6 @@ def run(argv: Sequence[str]) -> None:
     Raises:
       ValueError: If the executor input is not valid ExecutorInput JSON.
     """
-    # Imported here: TFX is heavy and only needed when a step actually runs.
-    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
-
     args, beam_args = _parse_args(argv)
     try:
         executor_input = json.loads(args.json_serialized_invocation_args)
@@ -206,7 +205,7 @@ def run(argv: Sequence[str]) -> None:
     args.json_serialized_invocation_args = json.dumps(executor_input)
     output_file = executor_input["outputs"]["outputFile"]
 
-    kubeflow_v2_run_executor._run_executor(args, beam_args)
+    tfx_executor.run_executor(args, beam_args)
 
     with open(output_file) as f:
         executor_output = json.load(f)

@@ -4,7 +4,6 @@ import json
 import os
 
 import pytest
-from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from devtools.kfp_backend import backend as backend_lib
@@ -12,6 +11,7 @@ from devtools.kfp_backend import cache as cache_lib
 from devtools.kfp_backend.mlmd import MetadataConversionError, from_mlmd_value, to_mlmd_value
 from devtools.kfp_backend.objectstore import ObjectStore
 from metadata import lineage_graph
+from metadata import store as mlmd
 from runners.kubeflow import compiler
 from runners.kubeflow import spec as spec_lib
 from runners.kubeflow.config import load_kubeflow_config
@@ -452,10 +452,7 @@ def test_mlmd_records_what_kfps_driver_and_launcher_record(tmp_path):
     first = backend.run(_spec(), run_id="r1")
     second = backend.run(_spec(), run_id="r2")
     # A real MLMD store, opened read-only as a step opens it.
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = backend.metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(config)
+    store = mlmd.open_store(backend.metadata_path)
     # client.go GetPipeline: a pipeline context, a run context per run, its child.
     (pipeline,) = store.get_contexts_by_type("system.Pipeline")
     assert pipeline.name == "tiny"
@@ -517,9 +514,7 @@ def test_failed_step_is_published_failed(tmp_path):
     backend = backend_lib.Backend(str(tmp_path))
     with pytest.raises(backend_lib.StepFailedError):
         backend.run(_spec(produce="import sys; sys.exit(3)"), run_id="r1")
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = backend.metadata_path
-    (execution,) = metadata_store.MetadataStore(config).get_executions()
+    (execution,) = mlmd.open_store(backend.metadata_path).get_executions()
     assert execution.last_known_state == metadata_store_pb2.Execution.FAILED
     assert execution.custom_properties["task_name"].string_value == "produce"
 
