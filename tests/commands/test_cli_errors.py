@@ -251,7 +251,10 @@ def test_run_checks_the_source_header_before_building_the_pipeline(tmp_path, cap
     data.write_text("fare,tips,fare\n1.0,2.0,999.0\n")
     argv = ["run", "--set", f"source_data={data}", "--set", f"output_dir={tmp_path / 'out'}"]
     assert cli.main(argv) == cli.EXIT_RUN_FAILED
-    _one_line_error(capsys, f"data error: {data}: line 1: repeated column names ['fare']")
+    _one_line_error(
+        capsys,
+        f"data error: {data}: column 'fare' appears 2 times in the header (columns 1, 3)",
+    )
     assert not (tmp_path / "out").exists()  # Nothing was built or run.
 
 
