@@ -142,6 +142,34 @@ def _iso(stamp: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
 
 
+def _drift_verdict(
+    store: metadata_store.MetadataStore,
+    schema: metadata_store_pb2.Artifact,
+    model: metadata_store_pb2.Artifact,
+) -> metadata_store_pb2.Artifact | None:
+    """DriftGate's output that let the model train, or None.
+
+    Transform runs after DriftGate but reads the AnomaliesGate's schema (DriftGate is cached on
+    the served model; see `pipeline.create_components`), so the verdict is the newest DriftGate
+    output from that same schema recorded before the model's first Trainer execution.
+    """
+    trained = [
+        e.execution_id
+        for e in store.get_events_by_artifact_ids([model.id])
+        if e.type == metadata_store_pb2.Event.OUTPUT
+    ]
+    if not trained:
+        return None
+    verdicts = [
+        artifact
+        for execution_id in lineage_graph.consumers(store, schema.id)
+        if execution_id < min(trained)
+        for artifact in lineage_graph.outputs(store, execution_id).get("validated_schema", [])
+        if drift_executor.OUTCOME_PROPERTY in artifact.custom_properties
+    ]
+    return max(verdicts, key=lambda a: a.id) if verdicts else None
+
+
 def _file_sha256(path: str) -> str | None:
     if not tf.io.gfile.exists(path):
         return None
@@ -274,12 +302,14 @@ def version_lineage(
             "uri": chain.schema.uri,
             "sha256": _file_sha256(os.path.join(chain.schema.uri, "schema.pbtxt")),
         }
-        drift = {
-            "outcome": mlmd.property_value(chain.schema, drift_executor.OUTCOME_PROPERTY),
-            "baseline_version": mlmd.property_value(
-                chain.schema, drift_executor.BASELINE_VERSION_PROPERTY
-            ),
-        }
+        verdict = _drift_verdict(store, chain.schema, model)
+        if verdict is not None:
+            drift = {
+                "outcome": mlmd.property_value(verdict, drift_executor.OUTCOME_PROPERTY),
+                "baseline_version": mlmd.property_value(
+                    verdict, drift_executor.BASELINE_VERSION_PROPERTY
+                ),
+            }
     code = {
         key: manifest[key]
         for key in ("package_version", "git_commit", "image", "orchestrator")

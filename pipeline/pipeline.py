@@ -118,7 +118,7 @@ def create_components(
     ).with_id("DriftGate")
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
-        schema=drift_gate.outputs["validated_schema"],
+        schema=gate.outputs["validated_schema"],
         preprocessing_fn=PREPROCESSING_FN,
         # StatisticsGen already profiled the raw data; Transform's own stats would double it.
         disable_statistics=True,
@@ -127,11 +127,15 @@ def create_components(
         # both splits (measured at 150 k rows: most of this step's time).
         materialize=False,
     ).with_id("Transform")
+    # Transform (and so the Trainer) runs only after DriftGate passed, but does not take its
+    # output: DriftGate is cached on the served model too, and a new artifact from it after
+    # every push or rollback would retrain on unchanged data, and push the new model again.
+    transform.add_upstream_node(drift_gate)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
-        schema=drift_gate.outputs["validated_schema"],
+        schema=gate.outputs["validated_schema"],
         train_args=tfx.proto.TrainArgs(num_steps=settings.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=settings.eval_steps),
         custom_config=settings.hyperparameters.to_custom_config(),

@@ -212,7 +212,9 @@ def test_every_pipeline_node_is_named_and_user_code_is_a_dotted_path(tmp_path) -
     )
     assert by_id["Trainer"].exec_properties["run_fn"] == "model.trainer.run.run_fn"
     assert not by_id["Trainer"].exec_properties.get("module_file")
-    # Transform and Trainer only see the schema both gates passed on, chained.
+    # Transform and Trainer run only after both gates passed: the AnomaliesGate's schema, and
+    # after DriftGate without its output (cached on the served model, it must not retrain).
     assert by_id["DriftGate"].inputs["schema"].producer_component_id == "AnomaliesGate"
-    assert by_id["Transform"].inputs["schema"].producer_component_id == "DriftGate"
-    assert by_id["Trainer"].inputs["schema"].producer_component_id == "DriftGate"
+    assert by_id["Transform"].inputs["schema"].producer_component_id == "AnomaliesGate"
+    assert by_id["Trainer"].inputs["schema"].producer_component_id == "AnomaliesGate"
+    assert by_id["DriftGate"] in by_id["Transform"].upstream_nodes

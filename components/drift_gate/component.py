@@ -41,9 +41,10 @@ class DriftGate(base_component.BaseComponent):
     (L-infinity for categorical features, Jensen-Shannon divergence for numeric ones), the
     `drift:wasserstein_iqr<=X` annotation tag (scale and shift of a numeric feature: a unit
     change such as miles to km) and `presence.min_fraction`. Before the first push there is
-    nothing to compare: outcome `no_baseline`, and the run goes on. Transform and Trainer
-    consume this gate's `validated_schema`, so on every orchestrator nothing trains on data
-    that failed it.
+    nothing to compare: outcome `no_baseline`, and the run goes on. Transform runs after this
+    gate (an upstream node, see `pipeline.create_components`), so on every orchestrator nothing
+    trains on data that failed it; it does not take the gate's output, which changes with the
+    served model.
     """
 
     SPEC_CLASS = DriftGateSpec
