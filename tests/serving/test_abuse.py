@@ -86,7 +86,7 @@ def test_unknown_model_names_share_one_label_and_percent_ff_keeps_metrics_up(
 def test_one_client_with_48_stalled_streams_does_not_shut_out_others(
     serve_model: Callable[..., Served],
 ) -> None:
-    # Defaults: 64 threads, 48 concurrent RPCs, 32 streams per connection. Before, 48 stalled
+    # Defaults: 64 threads, 48 concurrent RPCs, 16 streams per connection. Before, 48 stalled
     # streams on one connection took all 48 slots: health checks answered RESOURCE_EXHAUSTED.
     served = serve_model(grpc_max_connection_age_s=2.0, grpc_max_connection_age_grace_s=1.0)
     address = f"127.0.0.1:{served.server.grpc_port}"
@@ -113,7 +113,7 @@ def test_one_client_with_48_stalled_streams_does_not_shut_out_others(
             assert status.model_version_status[0].state == 30  # AVAILABLE
         # The connection's age (2 s) and grace (1 s) bound how long a stream may stall: the
         # server closes the connection and cancels its streams (the client's queued calls then
-        # stall on a new connection, 32 at a time, and are cut the same way).
+        # stall on a new connection, 16 at a time, and are cut the same way).
         wait_for(lambda: all(f.done() for f in stalled), 40)
         codes = {f.code() for f in stalled}
         assert codes <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, codes
