@@ -280,13 +280,17 @@ def _redacted_logs(token: str | None, secrets: list[str]) -> Iterator[_Redacting
     for logger in loggers:
         logger.addFilter(redacting)
     # urllib3 warns once per retried request, with the URL: the one-line error says it all.
-    pool_logger = logging.getLogger("urllib3")
-    pool_level = pool_logger.level
-    pool_logger.setLevel(logging.ERROR)
+    # Its connection-pool logger is set too: a library may have given it a level of its own,
+    # which would win over its parent's.
+    pool_loggers = [logging.getLogger("urllib3"), logging.getLogger("urllib3.connectionpool")]
+    pool_levels = [logger.level for logger in pool_loggers]
+    for logger in pool_loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield redacting
     finally:
-        pool_logger.setLevel(pool_level)
+        for logger, level in zip(pool_loggers, pool_levels, strict=True):
+            logger.setLevel(level)
         for logger in loggers:
             logger.removeFilter(redacting)
 

@@ -19,6 +19,7 @@ from components.drift_gate import executor as drift_executor
 from components.evaluator import component as evaluator_component
 from components.evaluator import executor as evaluator
 from components.load_test import report as load_report
+from components.load_test import settings as load_test_settings
 from components.load_test.load import LoadResult
 from components.load_test.report import Outcome
 from components.pusher import executor as pusher_executor
@@ -203,6 +204,7 @@ def _markdown_reports() -> dict[str, tuple[str, list[str]]]:
         load_time_s=3.2,
         max_p99_ms=50.0,
         load_timeout_s=120.0,
+        server=load_test_settings.PYTHON_SERVER,
     )
     model_uri = f"/pipelines/{_PIPELINE}/Trainer/model/7"
     manifest = {
