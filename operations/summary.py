@@ -3,11 +3,13 @@
 import dataclasses
 import json
 import os
+import platform
 import time
 from typing import Any
 
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
+import tfx
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import artifact_utils
@@ -315,6 +317,7 @@ def format_summary(summary: RunSummary) -> str:
         ).rstrip("\n")
     lines = [
         f"Run {summary.run_id}",
+        f"  stack: TFX {tfx.__version__}, Python {platform.python_version()}",
         data_line,
         *freshness_lines(summary),
         "  rows per split: "

@@ -7,6 +7,7 @@ import re
 import pytest
 import tensorflow_model_analysis as tfma
 from google.protobuf import struct_pb2
+from tensorflow_model_analysis.proto import config_pb2
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.types import standard_artifacts
 
@@ -28,7 +29,7 @@ def _write_examples(path: str, count: int = 240) -> None:
     write_scored_examples(path, count, seed=7, companies=_COMPANIES, noise=(0.2, 0.3))
 
 
-def _evaluate(tmp: str, *, with_baseline: bool) -> tuple[str, tfma.EvalConfig]:
+def _evaluate(tmp: str, *, with_baseline: bool) -> tuple[str, config_pb2.EvalConfig]:
     """Runs TFMA with the project's EvalConfig, scores read from the examples (no model)."""
     # A Credit Card bar the tiny data cannot reach, so the verdict has a reason to report.
     settings = EvaluationSettings(min_auc=0.7, min_auc_credit_card=0.99, max_auc_drop=0.0)
@@ -36,7 +37,7 @@ def _evaluate(tmp: str, *, with_baseline: bool) -> tuple[str, tfma.EvalConfig]:
     specs = []
     for spec in config.model_specs:
         specs.append(
-            tfma.ModelSpec(
+            config_pb2.ModelSpec(
                 name=spec.name,
                 is_baseline=spec.is_baseline,
                 label_key=spec.label_key,
