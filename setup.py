@@ -34,6 +34,8 @@ setup(
         "tensorflow-serving-api>=2.16,<2.22",
         # TFT and TFMA need Keras 2; the trainer imports tf_keras explicitly.
         "tf-keras>=2.16,<2.22",
+        # The trainer's TensorBoard callback: TF 2.21 no longer depends on tensorboard.
+        "tensorboard>=2.16,<2.22",
         "pydantic>=2,<3",
         # The REST front end and the JSON logs of serving/ (versions pinned in constraints.txt).
         "tornado",
