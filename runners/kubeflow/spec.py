@@ -7,6 +7,7 @@ dict because its message (`kfp-kubernetes`) cannot be installed beside protobuf 
 
 import copy
 import dataclasses
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -609,6 +610,14 @@ def normalise(docs: PipelineDocs) -> PipelineDocs:
     for _, executor in iter_executors(spec):
         if "container" in executor:
             executor["container"]["image"] = "<image>"
+    # TFDV's StatsOptions JSON lists its unset (null) options, and which exist depends on the TFDV
+    # release (1.21 dropped `_slice_sqls`): an absent option and a null one load the same.
+    for task in spec.get("root", {}).get("dag", {}).get("tasks", {}).values():
+        parameters = task.get("inputs", {}).get("parameters", {})
+        stats = parameters.get("stats_options_json", {}).get("runtimeValue", {})
+        if isinstance(stats.get("constant"), str):
+            options = json.loads(stats["constant"])
+            stats["constant"] = json.dumps({k: v for k, v in options.items() if v is not None})
     return PipelineDocs(spec, copy.deepcopy(docs.platform_spec))
 
 
