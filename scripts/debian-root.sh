@@ -70,6 +70,9 @@ in_namespace() {
   mkdir -p "$cache/pip"
   PROJECT="$project" GITDIR="$gitdir" PIPCACHE="$cache/pip" R="$target" \
     unshare --mount --propagation private -- bash -euo pipefail -c '
+      # The root a mount point of its own: inside it `unshare --mount` (the emulated KFP backend
+      # gives each step a namespace) needs / to be one to make its propagation private.
+      mount --bind "$R" "$R"
       mount --rbind /dev "$R/dev"
       mount -t proc proc "$R/proc"
       mount --rbind /sys "$R/sys"
