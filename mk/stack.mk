@@ -9,6 +9,9 @@ ifeq ($(origin STACK),undefined)
   STACKS := $(shell $(STACK_SH) all)
 else
   STACKS := $(STACK)
+  ifeq ($(filter $(STACK),tfx-1.21 tfx-1.16),)
+    $(error STACK=$(STACK) is not a stack this project has: use STACK=tfx-1.21 or STACK=tfx-1.16)
+  endif
 endif
 STACK_MODE := $(shell $(STACK_SH) mode $(STACK) 2>/dev/null || echo unknown)
 
