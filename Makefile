@@ -1,8 +1,7 @@
-# Two commands matter: `make run` and `make test`. Both create .venv on first use.
+# Two commands matter: `make run` and `make test`. Both create the stack's venv on first use.
+# STACK=tfx-1.21 | tfx-1.16 picks the stack for any target (mk/stack.mk, docs/stack.md).
 SHELL := /bin/bash
-VENV := .venv
-PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+include mk/stack.mk
 # Reproducible, quiet TF: no oneDNN nondeterminism, no CUDA probing noise on CPU machines.
 # 3: the CUDA plugin-registration messages TF prints on CPU-only machines are noise.
 export TF_CPP_MIN_LOG_LEVEL ?= 3
@@ -10,20 +9,26 @@ export PYTHONWARNINGS ?= ignore::FutureWarning
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv run test test-fast lint schema-diff bench bench-scale rollback clean
+.PHONY: venv run test test-stack test-fast lint schema-diff bench bench-scale rollback clean
 
+## Create (or check) the selected stack's environment and say which stack it is.
 venv: $(STAMP)
-
-$(STAMP): setup.py constraints.txt scripts/bootstrap-venv.sh
-	@bash scripts/bootstrap-venv.sh $(VENV)
-	@touch $@
+	@$(PY) -c 'import platform, tfx; print(f"stack $(STACK) ($(STACK_MODE)): TFX {tfx.__version__}, Python {platform.python_version()}")'
 
 ## Run the whole pipeline locally (BeamDagRunner) on the taxi sample shipped in the tfx wheel.
 run: $(STAMP)
 	$(PY) -m commands run $(ARGS)
 
-## Every test, end-to-end included.
-test: $(STAMP)
+## Every test, end-to-end included, on every stack this host runs (or only STACK=...).
+test:
+	@rc=0; for s in $(STACKS); do \
+	  start=$$(date +%s); echo "== make test on stack $$s"; \
+	  if $(MAKE) --no-print-directory STACK=$$s test-stack; then r=passed; else r=FAILED; rc=1; fi; \
+	  echo "== stack $$s: $$r in $$(( $$(date +%s) - start ))s"; \
+	done; exit $$rc
+
+## Every test on the selected stack only.
+test-stack: $(STAMP)
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 ## Unit tests only (no pipeline runs).
@@ -31,7 +36,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" tests $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+	$(RUN) $(VENV)/bin/ruff check . && $(RUN) $(VENV)/bin/ruff format --check . && $(RUN) $(VENV)/bin/mypy
 
 ## Infer a schema from new data and print its diff against the curated one: make schema-diff DATA=dir
 schema-diff: $(STAMP)
@@ -53,4 +58,4 @@ clean:
 	rm -rf out
 
 # Targets owned by the serving and Kubeflow parts of the repository.
--include $(wildcard mk/*.mk)
+-include $(filter-out mk/stack.mk,$(wildcard mk/*.mk))

@@ -6,7 +6,9 @@ setup(
     name="tfx-taxi-kfp",
     version="0.1.0",
     description="One TFX pipeline: local Beam runs, Kubeflow Pipelines v2, TF Serving.",
-    python_requires=">=3.10,<3.11",
+    # Two stacks (docs/stack.md): tfx-1.21 on Python 3.11-3.13 (primary) and tfx-1.16 on Python 3.10
+    # (compat). The ranges below admit both; constraints/<stack>.txt pins every version.
+    python_requires=">=3.10,<3.14",
     # The top-level folder `kubeflow/` holds manifests and the Dockerfile only: the import
     # name `kubeflow` belongs to the official Kubeflow SDK, so it is never a package here.
     packages=find_packages(
@@ -26,8 +28,14 @@ setup(
     ),
     package_data={"schemas": ["*/*.pbtxt"]},
     install_requires=[
-        "tfx[kfp]==1.16.0",
-        "tensorflow-serving-api==2.16.1",
+        "tfx[kfp]>=1.16,<1.22",
+        # TFX 1.21's kfp extra is empty on Python >= 3.12: name the SDK itself.
+        "kfp>=2.5,<3",
+        "tensorflow-serving-api>=2.16,<2.22",
+        # TFT and TFMA need Keras 2; the trainer imports tf_keras explicitly.
+        "tf-keras>=2.16,<2.22",
+        # The trainer's TensorBoard callback: TF 2.21 no longer depends on tensorboard.
+        "tensorboard>=2.16,<2.22",
         "pydantic>=2,<3",
         # The REST front end and the JSON logs of serving/ (versions pinned in constraints.txt).
         "tornado",
@@ -44,5 +52,10 @@ setup(
     ],
     # The one command: `taxi run|compile|check|submit|serve|predict|lineage|monitor|...`.
     entry_points={"console_scripts": ["taxi=commands.cli:main"]},
-    extras_require={"dev": ["pytest", "ruff", "mypy", "kubernetes-validate"]},
+    extras_require={
+        "dev": ["pytest", "ruff", "mypy", "kubernetes-validate"],
+        # The spec's platform section checked against kfp-kubernetes' protos in the same env. Needs
+        # protobuf >= 4.21: tfx-1.21 only (tfx-1.16 uses the .venv-kfp-kubernetes tool venv).
+        "kfp-kubernetes": ["kfp-kubernetes"],
+    },
 )

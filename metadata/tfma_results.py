@@ -10,6 +10,7 @@ from typing import Any
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
+from tensorflow_model_analysis.proto import config_pb2
 
 # Scalar metrics the reports show, in this order, when the EvalConfig computes them.
 HEADLINE_METRICS = (
@@ -161,13 +162,13 @@ def _load(uri: str, model_name: str) -> Any:
     return result if result.slicing_metrics else None
 
 
-def _models(eval_config: tfma.EvalConfig) -> tuple[str, str | None]:
+def _models(eval_config: config_pb2.EvalConfig) -> tuple[str, str | None]:
     candidate = next((m.name for m in eval_config.model_specs if not m.is_baseline), "")
     baseline = next((m.name for m in eval_config.model_specs if m.is_baseline), None)
     return candidate, baseline
 
 
-def _headline_keys(eval_config: tfma.EvalConfig) -> list[tuple[tuple[str, str], ...]]:
+def _headline_keys(eval_config: config_pb2.EvalConfig) -> list[tuple[tuple[str, str], ...]]:
     keys: list[tuple[tuple[str, str], ...]] = []
     for spec in eval_config.slicing_specs:
         if not spec.feature_keys and not spec.feature_values and not spec.slice_keys_sql:
@@ -255,7 +256,7 @@ def _failures(uri: str) -> list[str]:
     return sorted(lines)
 
 
-def read_evaluation(uri: str, eval_config: tfma.EvalConfig) -> EvaluationResult:
+def read_evaluation(uri: str, eval_config: config_pb2.EvalConfig) -> EvaluationResult:
     """Reads the Evaluator's output directory.
 
     Args:

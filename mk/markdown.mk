@@ -12,4 +12,4 @@ $(MARKDOWN_RENDER)/%/node_modules/.package-lock.json: $(MARKDOWN_RENDER)/%/packa
 	cd $(MARKDOWN_RENDER)/$* && npm ci --no-audit --no-fund
 	@touch $@
 
-test test-fast: markdown-render
+test test-stack test-fast: markdown-render

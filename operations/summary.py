@@ -3,9 +3,11 @@
 import dataclasses
 import json
 import os
+import platform
 import time
 
 import tensorflow_data_validation as tfdv
+import tfx
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import artifact_utils
@@ -256,6 +258,7 @@ def format_summary(summary: RunSummary) -> str:
         ).rstrip("\n")
     lines = [
         f"Run {summary.run_id}",
+        f"  stack: TFX {tfx.__version__}, Python {platform.python_version()}",
         data_line,
         *freshness_lines(summary),
         "  rows per split: "

@@ -2,7 +2,7 @@
 
 import json
 
-import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
 
 from model import features
 from pipeline.config import EvaluationSettings
@@ -15,34 +15,34 @@ ROC_THRESHOLDS = 50
 CALIBRATION_BUCKETS = 10
 
 
-def _auc_thresholds(settings: EvaluationSettings) -> tfma.MetricConfig:
-    def threshold(lower_bound: float) -> tfma.MetricThreshold:
-        return tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}),
+def _auc_thresholds(settings: EvaluationSettings) -> config_pb2.MetricConfig:
+    def threshold(lower_bound: float) -> config_pb2.MetricThreshold:
+        return config_pb2.MetricThreshold(
+            value_threshold=config_pb2.GenericValueThreshold(lower_bound={"value": lower_bound}),
             # Relative to the pushed baseline: the candidate may not lose more than the drop.
-            change_threshold=tfma.GenericChangeThreshold(
-                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            change_threshold=config_pb2.GenericChangeThreshold(
+                direction=config_pb2.MetricDirection.HIGHER_IS_BETTER,
                 absolute={"value": -settings.max_auc_drop},
             ),
         )
 
     # Per-slice thresholds only: a plain `threshold` would apply to every slice, including
     # tiny company/hour slices whose AUC is noise (or undefined with one class).
-    return tfma.MetricConfig(
+    return config_pb2.MetricConfig(
         class_name="AUC",
         per_slice_thresholds=[
-            tfma.PerSliceMetricThreshold(
-                slicing_specs=[tfma.SlicingSpec()], threshold=threshold(settings.min_auc)
+            config_pb2.PerSliceMetricThreshold(
+                slicing_specs=[config_pb2.SlicingSpec()], threshold=threshold(settings.min_auc)
             ),
-            tfma.PerSliceMetricThreshold(
-                slicing_specs=[tfma.SlicingSpec(feature_values=CREDIT_CARD_SLICE)],
+            config_pb2.PerSliceMetricThreshold(
+                slicing_specs=[config_pb2.SlicingSpec(feature_values=CREDIT_CARD_SLICE)],
                 threshold=threshold(settings.min_auc_credit_card),
             ),
         ],
     )
 
 
-def build_eval_config(settings: EvaluationSettings) -> tfma.EvalConfig:
+def build_eval_config(settings: EvaluationSettings) -> config_pb2.EvalConfig:
     """Builds the Evaluator's config for the candidate and the pushed baseline.
 
     Args:
@@ -56,25 +56,25 @@ def build_eval_config(settings: EvaluationSettings) -> tfma.EvalConfig:
     """
     at_threshold = json.dumps({"thresholds": [settings.operating_threshold]})
     metrics = [
-        tfma.MetricConfig(class_name="ExampleCount"),
+        config_pb2.MetricConfig(class_name="ExampleCount"),
         _auc_thresholds(settings),
-        tfma.MetricConfig(class_name="Precision", config=at_threshold),
-        tfma.MetricConfig(class_name="Recall", config=at_threshold),
-        tfma.MetricConfig(
+        config_pb2.MetricConfig(class_name="Precision", config=at_threshold),
+        config_pb2.MetricConfig(class_name="Recall", config=at_threshold),
+        config_pb2.MetricConfig(
             class_name="BinaryAccuracy",
             config=json.dumps({"threshold": settings.operating_threshold}),
         ),
-        tfma.MetricConfig(class_name="Calibration"),
-        tfma.MetricConfig(class_name="MeanLabel"),
-        tfma.MetricConfig(class_name="MeanPrediction"),
+        config_pb2.MetricConfig(class_name="Calibration"),
+        config_pb2.MetricConfig(class_name="MeanLabel"),
+        config_pb2.MetricConfig(class_name="MeanPrediction"),
         # For the reports only (no thresholds, so blessing is unchanged): the confusion matrix
         # at the operating threshold, the ROC curve and the calibration plot.
-        tfma.MetricConfig(class_name="ConfusionMatrixAtThresholds", config=at_threshold),
-        tfma.MetricConfig(
+        config_pb2.MetricConfig(class_name="ConfusionMatrixAtThresholds", config=at_threshold),
+        config_pb2.MetricConfig(
             class_name="ConfusionMatrixPlot",
             config=json.dumps({"num_thresholds": ROC_THRESHOLDS}),
         ),
-        tfma.MetricConfig(
+        config_pb2.MetricConfig(
             class_name="CalibrationPlot", config=json.dumps({"num_buckets": CALIBRATION_BUCKETS})
         ),
     ]
@@ -84,15 +84,15 @@ def build_eval_config(settings: EvaluationSettings) -> tfma.EvalConfig:
         label_key=features.LABEL_KEY,
         preprocessing_function_names=["transform_features"],
     )
-    return tfma.EvalConfig(
+    return config_pb2.EvalConfig(
         model_specs=[
-            tfma.ModelSpec(name="candidate", **model_spec),
-            tfma.ModelSpec(name="baseline", is_baseline=True, **model_spec),
+            config_pb2.ModelSpec(name="candidate", **model_spec),
+            config_pb2.ModelSpec(name="baseline", is_baseline=True, **model_spec),
         ],
         slicing_specs=[
-            tfma.SlicingSpec(),
-            tfma.SlicingSpec(feature_values=CREDIT_CARD_SLICE),
-            *(tfma.SlicingSpec(feature_keys=[key]) for key in settings.slice_features),
+            config_pb2.SlicingSpec(),
+            config_pb2.SlicingSpec(feature_values=CREDIT_CARD_SLICE),
+            *(config_pb2.SlicingSpec(feature_keys=[key]) for key in settings.slice_features),
         ],
-        metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        metrics_specs=[config_pb2.MetricsSpec(metrics=metrics)],
     )

@@ -17,7 +17,6 @@ from typing import Any
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from serving import rest_codec
@@ -28,6 +27,7 @@ from serving.errors import (
     http_status,
 )
 from serving.metrics import ServingMetrics
+from serving.protocompat import message_to_dict_with_defaults
 from serving.request_scope import Call, Drain, RequestScope
 from serving.rest_codec import CORS_ORIGIN, METRICS_PATHS, RouteError, json_example
 from serving.service import InferenceService, Target
@@ -408,7 +408,7 @@ class RestServer:
     def _status(self, target: Target) -> dict[str, Any]:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=target.to_spec())
         response = self._service.status(request)
-        return json_format.MessageToDict(response, including_default_value_fields=True)
+        return message_to_dict_with_defaults(response)
 
     def _metadata(self, target: Target) -> dict[str, Any]:
         request = get_model_metadata_pb2.GetModelMetadataRequest(
@@ -417,8 +417,13 @@ class RestServer:
         response = self._service.metadata(request)
         sig_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(sig_map)
-        options = {"including_default_value_fields": True, "preserving_proto_field_name": True}
         return {
-            "model_spec": json_format.MessageToDict(response.model_spec, **options),
-            "metadata": {"signature_def": json_format.MessageToDict(sig_map, **options)},
+            "model_spec": message_to_dict_with_defaults(
+                response.model_spec, preserving_proto_field_name=True
+            ),
+            "metadata": {
+                "signature_def": message_to_dict_with_defaults(
+                    sig_map, preserving_proto_field_name=True
+                )
+            },
         }

@@ -30,6 +30,7 @@ The semantics kept from TFX (files named are in the installed tfx / tfx_bsl 1.16
 
 import csv
 import dataclasses
+import functools
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -59,9 +60,10 @@ _STRICT_INT = r"^-?[0-9]{1,18}$"
 _STRICT_FLOAT = r"^-?([0-9]+\.[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,2})?$|^-?[0-9]+[eE][-+]?[0-9]{1,2}$"
 _INT64_MIN = int(np.iinfo(np.int64).min)
 _INT64_MAX = int(np.iinfo(np.int64).max)
-# protobuf's C++ float setter (what `tf.train.FloatList(value=[x])` uses) maps the one double
-# halfway between FLT_MAX and the next float32 step to FLT_MAX; a plain float32 cast rounds it to
-# infinity. Every other double converts the same way both ways (probed on protobuf 3.20).
+# protobuf 3.20's C++ float setter (what `tf.train.FloatList(value=[x])` uses on tfx-1.16) maps the
+# one double halfway between FLT_MAX and the next float32 step to FLT_MAX; a plain float32 cast, and
+# protobuf 6's upb (tfx-1.21), round it to infinity. Every other double converts the same way both
+# ways (probed on protobuf 3.20). _halfway_over_max_becomes_max() asks the installed protobuf.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _FLOAT32_HALFWAY_OVER_MAX = 3.4028235677973366e38
 # Bytes with which Arrow's CSV reader could split text differently from Python's `csv` module
@@ -260,6 +262,12 @@ def _int_values(values: pa.Array) -> pa.Array:
     return pa.array([int(cell.encode()) for cell in values.to_pylist()], pa.int64())
 
 
+@functools.cache
+def _halfway_over_max_becomes_max() -> bool:
+    """Whether protobuf's float setter gives FLT_MAX (3.20, C++) or infinity (6, upb) there."""
+    return tf.train.FloatList(value=[_FLOAT32_HALFWAY_OVER_MAX]).value[0] == _FLOAT32_MAX
+
+
 def _float_values(values: pa.Array) -> pa.Array:
     strict = _strict_matches(values, _STRICT_INT) | _strict_matches(values, _STRICT_FLOAT)
     if strict.all():
@@ -267,7 +275,7 @@ def _float_values(values: pa.Array) -> pa.Array:
     else:
         doubles = np.array([float(cell.encode()) for cell in values.to_pylist()], np.float64)
     halfway = np.abs(doubles) == _FLOAT32_HALFWAY_OVER_MAX
-    if halfway.any():
+    if halfway.any() and _halfway_over_max_becomes_max():
         doubles = np.where(halfway, np.copysign(_FLOAT32_MAX, doubles), doubles)
     with np.errstate(over="ignore"):  # Too large for float32 is infinity, as in protobuf.
         return pa.array(doubles.astype(np.float32), pa.float32())

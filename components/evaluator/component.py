@@ -1,6 +1,6 @@
 """BaselineAwareEvaluator component: TFX's Evaluator with the executor above and UI outputs."""
 
-import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
 from tfx import types
 from tfx.components import Evaluator
 from tfx.dsl.components.base import base_component, executor_spec
@@ -41,7 +41,7 @@ class BaselineAwareEvaluator(Evaluator):
         self,
         examples: types.BaseChannel,
         model: types.BaseChannel,
-        eval_config: tfma.EvalConfig,
+        eval_config: config_pb2.EvalConfig,
         baseline_model: types.BaseChannel | None = None,
         example_splits: list[str] | None = None,
         schema: types.BaseChannel | None = None,

@@ -3,8 +3,8 @@ writes the reports the Kubeflow Pipelines UI shows."""
 
 from typing import Any
 
-import tensorflow_model_analysis as tfma
 from absl import logging
+from tensorflow_model_analysis.proto import config_pb2
 from tfx import types
 from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.types import artifact_utils, standard_component_specs
@@ -60,7 +60,7 @@ def describe_baseline(baselines: list[types.Artifact]) -> str:
 
 def write_ui_outputs(
     output_dict: dict[str, list[types.Artifact]],
-    eval_config: tfma.EvalConfig,
+    eval_config: config_pb2.EvalConfig,
     baseline: str,
 ) -> None:
     """Writes `metrics`, `classification_metrics` and `report` from the Evaluator's outputs.
@@ -158,6 +158,6 @@ class Executor(tfx_evaluator_executor.Executor):
         tfx_outputs = {k: v for k, v in output_dict.items() if k not in UI_OUTPUT_KEYS}
         super().Do(input_dict, tfx_outputs, with_pruned_extracts(exec_properties))
         eval_config = proto_utils.json_to_proto(
-            exec_properties[standard_component_specs.EVAL_CONFIG_KEY], tfma.EvalConfig()
+            exec_properties[standard_component_specs.EVAL_CONFIG_KEY], config_pb2.EvalConfig()
         )
         write_ui_outputs(output_dict, eval_config, describe_baseline(baselines))

@@ -7,6 +7,7 @@ import apache_beam as beam
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.extractors import unbatch_extractor
+from tensorflow_model_analysis.proto import config_pb2
 
 PRUNE_STAGE_NAME = "PruneUnreadExtracts"
 # Dropped whole: the serialized examples and their Arrow batch, read only by the feature,
@@ -16,7 +17,7 @@ PRUNE_STAGE_NAME = "PruneUnreadExtracts"
 _DROPPED_KEYS = (constants.INPUT_KEY, constants.ARROW_RECORD_BATCH_KEY)
 
 
-def slicing_feature_keys(eval_config: tfma.EvalConfig) -> set[str]:
+def slicing_feature_keys(eval_config: config_pb2.EvalConfig) -> set[str]:
     """Feature names any slicing or cross-slicing spec of the EvalConfig slices on."""
     specs = list(eval_config.slicing_specs)
     for cross in eval_config.cross_slicing_specs:
@@ -29,7 +30,7 @@ def slicing_feature_keys(eval_config: tfma.EvalConfig) -> set[str]:
     return keys
 
 
-def check_prunable(eval_config: tfma.EvalConfig) -> None:
+def check_prunable(eval_config: config_pb2.EvalConfig) -> None:
     """Raises if the EvalConfig reads features after unbatching in a way pruning would break.
 
     Raises:
@@ -74,7 +75,7 @@ def _PruneExtracts(  # noqa: N802 (Beam's PTransform naming)
 
 def custom_extractors(
     eval_shared_model: Any,
-    eval_config: tfma.EvalConfig,
+    eval_config: config_pb2.EvalConfig,
     tensor_adapter_config: Any,
 ) -> list[tfma.extractors.Extractor]:
     """TFMA's default extractors plus a pruning stage right before the unbatching.

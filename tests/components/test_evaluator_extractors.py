@@ -11,7 +11,7 @@ import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.extractors import labels_extractor, unbatch_extractor
-from tensorflow_model_analysis.proto import metrics_for_slice_pb2, validation_result_pb2
+from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2, validation_result_pb2
 from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.components.util import udf_utils
 from tfx.dsl.components.base import base_beam_executor
@@ -40,7 +40,7 @@ def _write_examples(path: str, count: int = 400) -> None:
     write_scored_examples(path, count, seed=11, companies=_COMPANIES, noise=(0.25, 0.25), fare=True)
 
 
-def _model_agnostic_config() -> tfma.EvalConfig:
+def _model_agnostic_config() -> config_pb2.EvalConfig:
     """The project's EvalConfig with scores read from the examples, change thresholds off
     (a model-agnostic run has no baseline *model* to judge them against)."""
     config = scored_eval_config()
@@ -121,8 +121,8 @@ def test_prune_keeps_what_metrics_and_slicing_read_and_drops_the_rest() -> None:
 def test_slicing_feature_keys_cover_slicing_and_cross_slicing_specs() -> None:
     config = build_eval_config(EvaluationSettings())
     config.cross_slicing_specs.add(
-        baseline_spec=tfma.SlicingSpec(feature_keys=["pickup_community_area"]),
-        slicing_specs=[tfma.SlicingSpec(feature_values={"dropoff_community_area": "8"})],
+        baseline_spec=config_pb2.SlicingSpec(feature_keys=["pickup_community_area"]),
+        slicing_specs=[config_pb2.SlicingSpec(feature_values={"dropoff_community_area": "8"})],
     )
     assert extractors.slicing_feature_keys(config) == {
         "payment_type",

@@ -7,6 +7,7 @@ import os
 import struct
 
 import apache_beam as beam
+import pyarrow as pa
 import pytest
 import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor
@@ -207,6 +208,18 @@ def test_small_batches_infer_the_split_type_and_join_records_across_batches(tmp_
             _canonical(e) for e in _batched_examples([path, plain], EDGE_HEADER, batch_bytes)
         )
         assert got == expected, batch_bytes
+
+
+def test_halfway_over_float32_max_converts_as_the_installed_protobuf_does() -> None:
+    # The one double whose float32 value depends on protobuf: tfx-1.16 pins 3.20.3 (C++ setter:
+    # FLT_MAX), tfx-1.21 pins 6.33 (upb: infinity). CsvExampleGen writes what protobuf gives.
+    from google.protobuf import __version__ as protobuf_version
+
+    expected = struct.unpack("<f", struct.pack("<f", 3.4028234663852886e38))[0]
+    if int(protobuf_version.split(".")[0]) >= 6:
+        expected = float("inf")
+    cells = pa.array(["3.4028235677973366e38", "-3.4028235677973366e38"])
+    assert csv_batches._float_values(cells).to_pylist() == [expected, -expected], protobuf_version
 
 
 @pytest.mark.parametrize(

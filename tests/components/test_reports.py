@@ -8,6 +8,7 @@ import pytest
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from google.protobuf import struct_pb2
+from tensorflow_model_analysis.proto import config_pb2
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.orchestration.portable import outputs_utils
 from tfx.types import standard_artifacts
@@ -44,7 +45,7 @@ def _write_examples(path: str, count: int = 240) -> None:
     write_scored_examples(path, count, seed=7, companies=_COMPANIES, noise=(0.2, 0.3))
 
 
-def _evaluate(tmp: str, *, with_baseline: bool) -> tuple[str, tfma.EvalConfig]:
+def _evaluate(tmp: str, *, with_baseline: bool) -> tuple[str, config_pb2.EvalConfig]:
     """Runs TFMA with the project's EvalConfig, scores read from the examples (no model)."""
     config = scored_eval_config()
     data = os.path.join(tmp, "examples.tfrecord")

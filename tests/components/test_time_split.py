@@ -7,6 +7,7 @@ import io
 import os
 import random
 import re
+import sys
 
 import pytest
 import tensorflow as tf
@@ -273,7 +274,14 @@ def test_spill_files_go_to_tmpdir_and_are_removed(tmp_path, monkeypatch) -> None
     ("content", "message"),
     [
         (b"trip_start_timestamp,x\n1,\xff\n", "a.csv is not UTF-8 text"),
-        (b"trip_start_timestamp,x\n1,a\x00b\n", "a.csv:2: line contains NUL"),
+        # Python 3.10's csv module (tfx-1.16) rejects NUL; 3.11+ (tfx-1.21) reads it as data, so
+        # there the one row is counted and the split is what fails.
+        (
+            b"trip_start_timestamp,x\n1,a\x00b\n",
+            "a.csv:2: line contains NUL"
+            if sys.version_info < (3, 11)
+            else "Cannot split 1 rows of ",
+        ),
         (
             b"trip_start_timestamp,x\n1,v\n99999999999999999999,v\n",
             "a.csv:3: trip_start_timestamp '99999999999999999999' is outside the 64-bit",

@@ -143,7 +143,29 @@ def _certificates(directory: Path) -> dict[str, str]:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            # Key identifiers and a CA's key usage: what Python 3.13's default
+            # VERIFY_X509_STRICT requires of a chain (RFC 5280, 4.2.1.1-4.2.1.3).
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+        if issuer:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), False
+            )
         if san:
             import ipaddress
 

@@ -107,7 +107,7 @@ def test_typed_fields_decode_as_tensorflow_does(dtype: int, field: str) -> None:
     values = (
         [True, False, True, True, False, True]
         if dtype == types_pb2.DT_BOOL
-        else [np.array(v, numpy_type).item() for v in (1, -2, 3, 0, 5, 7)]
+        else [np.array(v).astype(numpy_type).item() for v in (1, -2, 3, 0, 5, 7)]
     )
     if dtype == types_pb2.DT_HALF:
         values = np.array(values, np.float16).view(np.uint16).tolist()

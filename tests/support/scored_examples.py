@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
 
 from model import features
 from pipeline.config import EvaluationSettings
@@ -56,7 +57,7 @@ def write_scored_examples(
             writer.write(example.SerializeToString())
 
 
-def scored_eval_config() -> tfma.EvalConfig:
+def scored_eval_config() -> config_pb2.EvalConfig:
     """The project's EvalConfig reading each model's score from the examples (no model).
 
     The candidate's score is `p_candidate`, the baseline's `p_baseline` (as
@@ -67,7 +68,7 @@ def scored_eval_config() -> tfma.EvalConfig:
         EvaluationSettings(min_auc=0.7, min_auc_credit_card=0.99, max_auc_drop=0.0)
     )
     specs = [
-        tfma.ModelSpec(
+        config_pb2.ModelSpec(
             name=spec.name,
             is_baseline=spec.is_baseline,
             label_key=spec.label_key,
@@ -80,7 +81,9 @@ def scored_eval_config() -> tfma.EvalConfig:
     return config
 
 
-def model_agnostic_run_config(config: tfma.EvalConfig, *, has_baseline: bool) -> tfma.EvalConfig:
+def model_agnostic_run_config(
+    config: config_pb2.EvalConfig, *, has_baseline: bool
+) -> config_pb2.EvalConfig:
     """The config TFMA's model-agnostic `run_model_analysis` can run.
 
     Without a baseline, TFX's Evaluator drops its spec and every change threshold ("rubber

@@ -1,6 +1,7 @@
 """Golden-file helpers for the compiled spec: fixed markers for volatile fields, a two-way diff."""
 
 import copy
+import json
 from typing import Any
 
 from runners.kubeflow import spec as spec_lib
@@ -13,6 +14,14 @@ def normalise(docs: spec_lib.PipelineDocs) -> spec_lib.PipelineDocs:
     for _, executor in spec_lib.iter_executors(spec):
         if "container" in executor:
             executor["container"]["image"] = "<image>"
+    # TFDV's StatsOptions JSON lists its unset (null) options, and which exist depends on the TFDV
+    # release (1.21 dropped `_slice_sqls`): an absent option and a null one load the same.
+    for task in spec.get("root", {}).get("dag", {}).get("tasks", {}).values():
+        parameters = task.get("inputs", {}).get("parameters", {})
+        stats = parameters.get("stats_options_json", {}).get("runtimeValue", {})
+        if isinstance(stats.get("constant"), str):
+            options = json.loads(stats["constant"])
+            stats["constant"] = json.dumps({k: v for k, v in options.items() if v is not None})
     return spec_lib.PipelineDocs(spec, copy.deepcopy(docs.platform_spec))
 
 

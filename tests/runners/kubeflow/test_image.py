@@ -17,10 +17,16 @@ def _read(path: str) -> str:
 
 def test_the_image_carries_tensorflow_model_server_of_the_pinned_serving_api() -> None:
     dockerfile = _read(DOCKERFILE)
-    (pinned,) = re.findall(
-        r"^tensorflow-serving-api==(\S+)$", _read(os.path.join(REPO, "constraints.txt")), re.M
-    )
-    assert f"ARG TF_SERVING_VERSION={pinned}\n" in dockerfile
+
+    def pinned(stack: str) -> str:
+        constraints = _read(os.path.join(REPO, "constraints", f"{stack}.txt"))
+        (version,) = re.findall(r"^tensorflow-serving-api==(\S+)$", constraints, re.M)
+        return version
+
+    # The default build is the primary stack; the compat build's arguments are documented.
+    assert "ARG STACK=tfx-1.21\n" in dockerfile
+    assert f"ARG TF_SERVING_VERSION={pinned('tfx-1.21')}\n" in dockerfile
+    assert f"--build-arg TF_SERVING_VERSION={pinned('tfx-1.16')}" in dockerfile
     assert "FROM tensorflow/serving:${TF_SERVING_VERSION} AS tf_serving" in dockerfile
     # On PATH in the final stage, where LoadTest looks it up.
     assert (
