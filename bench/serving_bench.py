@@ -429,7 +429,7 @@ def layers() -> dict[str, float]:
             ),
             "request wrapper (drain, in-flight, metrics)": _per_call_us(scope_call),
             "request log offer (sampling 0.01)": _per_call_us(
-                lambda: request_log.offer(MODEL, 1, "serving_default", None, arrays, outputs)
+                lambda: request_log.offer_answer(MODEL, 1, "serving_default", None, arrays, outputs)
             ),
             **{
                 f"request wrapper + span (sampling {ratio:g}, batch export)": _per_call_us(

@@ -22,7 +22,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import numpy as np
@@ -190,8 +190,19 @@ def to_prediction_log(entry: Entry, sampling_rate: float) -> prediction_log_pb2.
     return log
 
 
-class RequestLogger:
-    """Samples answered requests and writes them from one thread through a bounded queue."""
+# What `RecordLog.offer` enqueues: builds the record later, in the writer thread.
+Builder = Callable[[], prediction_log_pb2.PredictionLog]
+
+
+class RecordLog:
+    """Samples calls, and writes the sampled ones from one thread through a bounded queue.
+
+    The one writer behind both the server's own request log (`RequestLogger`) and the
+    request-logging front and KServe sink (`serving.front`, `serving.kserve_sink`): the request
+    thread only draws the sample and enqueues a builder over what it already holds; the writer
+    thread builds the `PredictionLog` and writes it. A full queue, a failing disk or a record
+    that cannot be built never delays or fails a request: it is dropped and counted.
+    """
 
     def __init__(
         self,
@@ -200,20 +211,21 @@ class RequestLogger:
         sink: RecordSink | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        """Creates the logger; `start` starts the writer thread.
+        """Creates the log; `start` starts the writer thread.
 
         Args:
-          settings: Request logging settings.
-          registry: The server's metrics registry (the counters are added to it).
+          settings: Where and how much to log.
+          registry: Metrics registry the counters join.
           sink: Where records go (default: rotating TFRecord files in `settings.directory`).
           rng: Sampling source (tests pass a seeded one).
         """
-        self._settings = settings
+        self.settings = settings
         self._sink = sink if sink is not None else RotatingTFRecordSink(settings)
-        self._rng = rng if rng is not None else random.Random()
-        self._queue: queue.Queue[Entry | None] = queue.Queue(maxsize=settings.queue_size)
+        self._random = (rng if rng is not None else random.Random()).random
+        self._rate = settings.sampling_rate
+        self._queue: queue.Queue[Builder | None] = queue.Queue(maxsize=settings.queue_size)
         self._thread: threading.Thread | None = None
-        self._closed = threading.Event()
+        self._closed = False
         self.sampled = Counter(
             "serving_request_log_sampled",
             "Requests sampled for the request log.",
@@ -230,15 +242,63 @@ class RequestLogger:
             ["reason"],
             registry=registry,
         )
-        for reason in (QUEUE_FULL, WRITE_ERROR, CLOSED):
-            self.dropped.labels(reason)
+        self._dropped = {r: self.dropped.labels(r) for r in (QUEUE_FULL, WRITE_ERROR, CLOSED)}
+
+    def sample(self) -> bool:
+        """Draws whether this call is logged (the only cost an unsampled call pays)."""
+        return self._random() < self._rate
+
+    def offer(self, build: Builder) -> None:
+        """Enqueues a sampled call without waiting; drops it (counted) when the queue is full."""
+        self.sampled.inc()
+        if self._closed:
+            self._dropped[CLOSED].inc()
+            return
+        try:
+            self._queue.put_nowait(build)
+        except queue.Full:
+            self._dropped[QUEUE_FULL].inc()
 
     def start(self) -> None:
         """Starts the writer thread."""
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
-    def offer(
+    def _run(self) -> None:
+        while True:
+            build = self._queue.get()
+            if build is None:
+                break
+            try:
+                self._sink.write(build().SerializeToString())
+                self.written.inc()
+            except Exception:  # Thread boundary: a bad record or a full disk must not stop it.
+                self._dropped[WRITE_ERROR].inc()
+                logger.warning("Request log: dropped a record", exc_info=True)
+        try:
+            self._sink.close()
+        except OSError:
+            logger.warning("Request log: closing the sink failed", exc_info=True)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stops accepting, writes what is queued (up to `timeout_s`), and closes the sink."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is None:
+            return
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            logger.warning("Request log: writer did not drain in %.1fs", timeout_s)
+            return
+        self._thread.join(timeout_s)
+
+
+class RequestLogger(RecordLog):
+    """The server's request log: answered requests as TF Serving's `PredictionLog`s."""
+
+    def offer_answer(
         self,
         model: str,
         version: int,
@@ -248,50 +308,8 @@ class RequestLogger:
         outputs: Mapping[str, np.ndarray],
     ) -> None:
         """Called by the request thread once answered: samples, then enqueues without waiting."""
-        if self._rng.random() >= self._settings.sampling_rate:
-            return
-        self.sampled.inc()
-        if self._closed.is_set():
-            self.dropped.labels(CLOSED).inc()
+        if not self.sample():
             return
         entry = Entry(model, version, signature, method, inputs, outputs, time.time())
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
-            self.dropped.labels(QUEUE_FULL).inc()
-
-    def _run(self) -> None:
-        while True:
-            entry = self._queue.get()
-            if entry is None:
-                break
-            try:
-                log = to_prediction_log(entry, self._settings.sampling_rate)
-                self._sink.write(log.SerializeToString())
-                self.written.inc()
-            except Exception:  # Thread boundary: a bad record or a full disk must not stop it.
-                self.dropped.labels(WRITE_ERROR).inc()
-                logger.warning(
-                    "Request log: dropped a record of %s version %d",
-                    entry.model,
-                    entry.version,
-                    exc_info=True,
-                )
-        try:
-            self._sink.close()
-        except OSError:
-            logger.warning("Request log: closing the sink failed", exc_info=True)
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stops accepting, writes what is queued (up to `timeout_s`), and closes the sink."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        if self._thread is None:
-            return
-        try:
-            self._queue.put(None, timeout=timeout_s)
-        except queue.Full:
-            logger.warning("Request log: writer did not drain in %.1fs", timeout_s)
-            return
-        self._thread.join(timeout_s)
+        rate = self._rate
+        self.offer(lambda: to_prediction_log(entry, rate))

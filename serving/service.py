@@ -231,7 +231,7 @@ class InferenceService:
             if output_filter:
                 values = {k: v for k, v in values.items() if k in output_filter}
             if self._request_log is not None:  # Samples and enqueues; never blocks or raises.
-                self._request_log.offer(
+                self._request_log.offer_answer(
                     servable.name, servable.version, key, method, arrays, values
                 )
             return Outputs(servable.version, key, values)

@@ -38,7 +38,7 @@ def dropped(registry: CollectorRegistry, reason: str) -> float:
 
 
 def offer_predict(log: RequestLogger, rows: int = 1) -> None:
-    log.offer(
+    log.offer_answer(
         MODEL,
         1,
         "serving_default",
