@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     supply the default; the help texts print those defaults.
     """
     p = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
-    S, R, B = ServerSettings, RequestLogSettings, BatchingSettings  # noqa: N806
+    S, B = ServerSettings, BatchingSettings  # noqa: N806
     p.add_argument("--port", type=int, help=f"gRPC port ({_shown(S, 'grpc_port')})")
     p.add_argument(
         "--rest_api_port", type=int, help=f"REST port, -1 = off ({_shown(S, 'rest_port')})"
@@ -140,14 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     # Request logging: TF Serving sets it per model in --model_config_file's `logging_config`
     # (`log_collector_config { filename_prefix }`, `sampling_config { sampling_rate }`); here
     # it is one server-wide setting, named after those fields.
-    p.add_argument(
-        "--request_log_dir", default="", help="log sampled requests here ('' = request log off)"
-    )
-    p.add_argument("--request_log_sampling_rate", type=float, help=_shown(R, "sampling_rate"))
-    p.add_argument("--request_log_filename_prefix", help=_shown(R, "filename_prefix"))
-    p.add_argument("--request_log_max_file_bytes", type=int, help=_shown(R, "max_file_bytes"))
-    p.add_argument("--request_log_max_total_bytes", type=int, help=_shown(R, "max_total_bytes"))
-    p.add_argument("--request_log_queue_size", type=int, help=_shown(R, "queue_size"))
+    add_request_log_flags(p)
     p.add_argument("--drain_seconds", type=float, help=_shown(S, "drain_timeout_s"))
     p.add_argument("--ssl_cert", help="PEM server certificate (enables TLS on gRPC and REST)")
     p.add_argument("--ssl_key", help="PEM server key")
@@ -169,6 +162,40 @@ def _parser() -> argparse.ArgumentParser:
 def _given(**values: object) -> dict[str, object]:
     """The values whose flags were given: the settings' defaults apply to the others."""
     return {k: v for k, v in values.items() if v is not None}
+
+
+def add_request_log_flags(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """The request-log flags of every serving process (server, front, KServe sink).
+
+    Defaults come from `RequestLogSettings` (written once there); `--request_log_dir` empty
+    turns the log off unless `required`.
+    """
+    R = RequestLogSettings  # noqa: N806
+    if required:
+        p.add_argument("--request_log_dir", required=True, help="where sampled requests go")
+    else:
+        p.add_argument(
+            "--request_log_dir", default="", help="log sampled requests here ('' = log off)"
+        )
+    p.add_argument("--request_log_sampling_rate", type=float, help=_shown(R, "sampling_rate"))
+    p.add_argument("--request_log_filename_prefix", help=_shown(R, "filename_prefix"))
+    p.add_argument("--request_log_max_file_bytes", type=int, help=_shown(R, "max_file_bytes"))
+    p.add_argument("--request_log_max_total_bytes", type=int, help=_shown(R, "max_total_bytes"))
+    p.add_argument("--request_log_queue_size", type=int, help=_shown(R, "queue_size"))
+
+
+def request_log_values(args: argparse.Namespace) -> dict[str, object] | None:
+    """The given request-log flags as `RequestLogSettings` values (None: the log is off)."""
+    if not args.request_log_dir:
+        return None
+    return _given(
+        directory=args.request_log_dir,
+        sampling_rate=args.request_log_sampling_rate,
+        filename_prefix=args.request_log_filename_prefix,
+        max_file_bytes=args.request_log_max_file_bytes,
+        max_total_bytes=args.request_log_max_total_bytes,
+        queue_size=args.request_log_queue_size,
+    )
 
 
 def _scaled(value: float | None, factor: float) -> float | None:
@@ -212,16 +239,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             "key_file": args.ssl_key,
             "client_ca_file": args.ssl_client_ca,
         }
-    request_log = None
-    if args.request_log_dir:
-        request_log = _given(
-            directory=args.request_log_dir,
-            sampling_rate=args.request_log_sampling_rate,
-            filename_prefix=args.request_log_filename_prefix,
-            max_file_bytes=args.request_log_max_file_bytes,
-            max_total_bytes=args.request_log_max_total_bytes,
-            queue_size=args.request_log_queue_size,
-        )
+    request_log = request_log_values(args)
     batching = _given(
         max_batch_size=args.max_batch_size,
         batch_timeout_s=_scaled(args.batch_timeout_micros, 1e-6),

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 
 import typed_config
+from serving import cli as serving_cli
 from serving import logs
 from serving.front.settings import FrontSettings
 
@@ -33,12 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024)
     p.add_argument("--backend_timeout_seconds", type=float, default=300.0)
     p.add_argument("--drain_seconds", type=float, default=10.0)
-    p.add_argument("--request_log_dir", default="", help="'' = request log off")
-    p.add_argument("--request_log_sampling_rate", type=float, default=0.01)
-    p.add_argument("--request_log_filename_prefix", default="prediction_log")
-    p.add_argument("--request_log_max_file_bytes", type=int, default=64 * 1024 * 1024)
-    p.add_argument("--request_log_max_total_bytes", type=int, default=1024 * 1024 * 1024)
-    p.add_argument("--request_log_queue_size", type=int, default=1000)
+    serving_cli.add_request_log_flags(p)
     p.add_argument("--log_level", default="INFO")
     p.add_argument("--log_format", choices=("json", "text"), default="json")
     return p
@@ -46,16 +42,7 @@ def parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> FrontSettings:
     """Validated settings (typed_config.ConfigError names the field that is wrong)."""
-    request_log = None
-    if args.request_log_dir:
-        request_log = {
-            "directory": args.request_log_dir,
-            "sampling_rate": args.request_log_sampling_rate,
-            "filename_prefix": args.request_log_filename_prefix,
-            "max_file_bytes": args.request_log_max_file_bytes,
-            "max_total_bytes": args.request_log_max_total_bytes,
-            "queue_size": args.request_log_queue_size,
-        }
+    request_log = serving_cli.request_log_values(args)
     return typed_config.build(
         FrontSettings,
         {

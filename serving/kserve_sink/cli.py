@@ -9,6 +9,7 @@ import signal
 from collections.abc import Sequence
 
 import typed_config
+from serving import cli as serving_cli
 from serving import logs
 from serving.settings import RequestLogSettings
 
@@ -25,12 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max_pending", type=int, default=10_000, help="halves waiting for a pair")
     p.add_argument("--max_pending_seconds", type=float, default=120.0)
     p.add_argument("--max_request_bytes", type=int, default=64 * 1024 * 1024)
-    p.add_argument("--request_log_dir", required=True)
-    p.add_argument("--request_log_sampling_rate", type=float, default=0.01)
-    p.add_argument("--request_log_filename_prefix", default="prediction_log")
-    p.add_argument("--request_log_max_file_bytes", type=int, default=64 * 1024 * 1024)
-    p.add_argument("--request_log_max_total_bytes", type=int, default=1024 * 1024 * 1024)
-    p.add_argument("--request_log_queue_size", type=int, default=1000)
+    serving_cli.add_request_log_flags(p, required=True)
     p.add_argument("--log_level", default="INFO")
     p.add_argument("--log_format", choices=("json", "text"), default="json")
     return p
@@ -42,15 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level, args.log_format)
     try:
         settings = typed_config.build(
-            RequestLogSettings,
-            {
-                "directory": args.request_log_dir,
-                "sampling_rate": args.request_log_sampling_rate,
-                "filename_prefix": args.request_log_filename_prefix,
-                "max_file_bytes": args.request_log_max_file_bytes,
-                "max_total_bytes": args.request_log_max_total_bytes,
-                "queue_size": args.request_log_queue_size,
-            },
+            RequestLogSettings, serving_cli.request_log_values(args) or {}
         )
     except typed_config.ConfigError as e:
         logger.error("config error: %s", e)
