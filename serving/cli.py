@@ -311,6 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as e:
         logger.error("Cannot start the server: %s", e)
         return 2
+    wait_for_signal()
+    server.stop()
+    return 0
+
+
+def wait_for_signal() -> None:
+    """Blocks until SIGTERM or SIGINT (a serving process then stops and drains)."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -320,8 +327,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stop.wait()
-    server.stop()
-    return 0
 
 
 if __name__ == "__main__":

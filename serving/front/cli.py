@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from collections.abc import Sequence
 
 import typed_config
@@ -79,14 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("Cannot start the front: %s", e)
         front.stop()
         return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        logger.info("Received signal %d: draining", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
+    serving_cli.wait_for_signal()
     front.stop()
     return 0
