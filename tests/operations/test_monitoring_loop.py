@@ -109,7 +109,7 @@ def monitor_args() -> list[str]:
     docs = {(d["kind"], d["metadata"]["name"]): d for d in kustomize.render(overlay)}
     pod = docs[("CronJob", "tf-serving-monitor")]["spec"]["jobTemplate"]["spec"]["template"]
     [container] = pod["spec"]["containers"]
-    assert container["command"] == ["python", "-m", "commands.cli", "monitor"]
+    assert container["command"] == ["taxi", "monitor"]  # the console script (setup.py)
     return list(container["args"])
 
 
