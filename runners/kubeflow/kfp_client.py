@@ -8,7 +8,7 @@ offers it only as `_get_url_prefix()` (sdk/python/kfp/client/client.py, identica
 from typing import Any
 
 # kfp SDK releases whose `Client._get_url_prefix` this module was checked against.
-TESTED_KFP_VERSIONS = ("2.5.0", "2.14.6", "2.15.2", "2.16.1")
+TESTED_KFP_VERSIONS = ("2.5.0", "2.14.6", "2.15.2", "2.16.1", "2.17.3")
 
 
 def ui_url(client: Any, path: str) -> str:
