@@ -80,6 +80,11 @@ in_namespace() {
       mount --bind /tmp "$R/tmp"
       mkdir -p "$R/root/.cache/pip" && mount --bind "$PIPCACHE" "$R/root/.cache/pip"
       cp /etc/resolv.conf "$R/etc/resolv.conf" 2>/dev/null || true
+      # The host names too: Beam job services advertise their endpoints by this host name,
+      # which the workers they start inside the root must resolve (tests/pipeline/test_beam_runners).
+      if [ -f /etc/hosts ] && [ -f "$R/etc/hosts" ]; then
+        mount --bind /etc/hosts "$R/etc/hosts"
+      fi
       # The host trusts what it trusts (a site CA, a TLS-inspecting proxy): so does the root.
       if [ -f /etc/ssl/certs/ca-certificates.crt ] && [ -f "$R/etc/ssl/certs/ca-certificates.crt" ]; then
         mount --bind /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
