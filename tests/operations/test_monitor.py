@@ -60,10 +60,14 @@ def log_traffic(directory: str, rows: list[dict[str, object]], batch: int = 50) 
         if (i // batch) % 2:
             classes = np.tile(np.array([b"0", b"1"], dtype=object), (len(chunk), 1))
             outputs = {"classes": classes, "scores": scores}
-            log.offer("chicago_taxi", 1, "classify", CLASSIFY_METHOD, {"inputs": chunk}, outputs)
+            log.offer_answer(
+                "chicago_taxi", 1, "classify", CLASSIFY_METHOD, {"inputs": chunk}, outputs
+            )
         else:
             outputs = {"probabilities": scores}
-            log.offer("chicago_taxi", 1, "serving_default", None, {"examples": chunk}, outputs)
+            log.offer_answer(
+                "chicago_taxi", 1, "serving_default", None, {"examples": chunk}, outputs
+            )
     log.close()
 
 
