@@ -1,6 +1,7 @@
 """Compiles the pipeline for open-source KFP v2: TFX's KubeflowV2DagRunner, then typed patches."""
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import yaml
@@ -253,51 +254,30 @@ def compile_tfx_pipeline(
     spec = typed.spec
     parameters = spec.root.input_definitions.parameters
     if SOURCE_FINGERPRINT_PARAMETER in parameters:
-        spec_lib.add_parameter_task(
+        _feed_parameter_from_task(
             typed,
+            config,
+            parameter=SOURCE_FINGERPRINT_PARAMETER,
             task=FINGERPRINT_TASK,
-            image=config.image,
             command=spec_lib.FINGERPRINT_COMMAND,
-            args=[
-                "--source-uri",
-                f"{{{{$.inputs.parameters['{SOURCE_URI_PARAMETER}']}}}}",
-                "--output",
-                f"{{{{$.outputs.parameters['{FINGERPRINT_OUTPUT}'].output_file}}}}",
-            ],
+            args=["--source-uri", f"{{{{$.inputs.parameters['{SOURCE_URI_PARAMETER}']}}}}"],
             inputs={SOURCE_URI_PARAMETER: SOURCE_URI_PARAMETER},
             output=FINGERPRINT_OUTPUT,
         )
-        rewired = spec_lib.wire_parameter_from_task(
-            spec,
-            parameter=SOURCE_FINGERPRINT_PARAMETER,
-            producer=FINGERPRINT_TASK,
-            output=FINGERPRINT_OUTPUT,
-        )
-        logging.info("%s now feeds %s", FINGERPRINT_TASK, rewired)
     if SERVED_MODEL_PARAMETER in parameters:
         args = ["--model-dir", config.model_dir]
         for path, mount in written_mounted_paths(config):
             args += ["--writable", f"{path}:{mount}"]
-        spec_lib.add_parameter_task(
+        _feed_parameter_from_task(
             typed,
+            config,
+            parameter=SERVED_MODEL_PARAMETER,
             task=SERVED_MODEL_TASK,
-            image=config.image,
             command=spec_lib.SERVED_MODEL_COMMAND,
-            args=[
-                *args,
-                "--output",
-                f"{{{{$.outputs.parameters['{SERVED_MODEL_OUTPUT}'].output_file}}}}",
-            ],
+            args=args,
             inputs={},
             output=SERVED_MODEL_OUTPUT,
         )
-        rewired = spec_lib.wire_parameter_from_task(
-            spec,
-            parameter=SERVED_MODEL_PARAMETER,
-            producer=SERVED_MODEL_TASK,
-            output=SERVED_MODEL_OUTPUT,
-        )
-        logging.info("%s now feeds %s", SERVED_MODEL_TASK, rewired)
     tasks = spec.root.dag.tasks
     spec_lib.set_caching(spec, [t for t in ALWAYS_RUN_TASKS if t in tasks], enabled=False)
     spec_lib.keep_task_identity(spec)
@@ -387,3 +367,30 @@ def write_spec(docs: spec_lib.PipelineDocs, output_path: str) -> str:
     with open(output_path, "w") as f:
         f.write(spec_lib.render(docs))
     return output_path
+
+
+def _feed_parameter_from_task(
+    typed: spec_lib.TypedSpec,
+    config: KubeflowConfig,
+    *,
+    parameter: str,
+    task: str,
+    command: Sequence[str],
+    args: list[str],
+    inputs: dict[str, str],
+    output: str,
+) -> None:
+    """Adds a cheap container task writing `output` and feeds the pipeline parameter from it."""
+    spec_lib.add_parameter_task(
+        typed,
+        task=task,
+        image=config.image,
+        command=command,
+        args=[*args, "--output", f"{{{{$.outputs.parameters['{output}'].output_file}}}}"],
+        inputs=inputs,
+        output=output,
+    )
+    rewired = spec_lib.wire_parameter_from_task(
+        typed.spec, parameter=parameter, producer=task, output=output
+    )
+    logging.info("%s now feeds %s", task, rewired)
