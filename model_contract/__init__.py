@@ -1,8 +1,10 @@
-"""The TF Serving model-directory contract shared by the Trainer, Pusher, baseline and server.
+"""The TF Serving contract shared by the Trainer, Pusher, baseline, server and monitor.
 
 Standard library only (like `schemas/`): it sits below `components/` and `serving/`, which both
 import it. Filesystem access goes through `FileSystem`, a subset of `tf.io.gfile`'s functions,
-so callers pass `tf.io.gfile` (any filesystem TF can read) or `LocalFileSystem()`.
+so callers pass `tf.io.gfile` (any filesystem TF can read) or `LocalFileSystem()`. Besides the
+model directory (`layout`, `model_dir`, `saved_model`), it holds what a request's examples are
+(`serving_input`: the context merged into each, as TF Serving feeds them).
 """
 
 from model_contract.filesystem import FileSystem, LocalFileSystem, copy_tree

@@ -35,11 +35,12 @@ from google.protobuf import message, text_format
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
-from tensorflow_serving.apis import input_pb2, prediction_log_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 from tfx_bsl.coders import example_coder
 
 from components.drift_gate import drift
 from components.reports import html_report
+from model_contract.serving_input import input_examples
 from operations.monitor_config import MonitorConfig
 
 SERVING_ENVIRONMENT = "SERVING"
@@ -128,23 +129,6 @@ def log_files(logs: str, window_hours: float | None = None, now: float | None = 
     return sorted(files, key=lambda f: (os.path.getmtime(f), f))
 
 
-def _from_input(request_input: input_pb2.Input) -> list[bytes]:
-    kind = request_input.WhichOneof("kind")
-    if kind == "example_list":
-        return [e.SerializeToString() for e in request_input.example_list.examples]
-    if kind == "example_list_with_context":
-        # TF Serving merges the context's features into each example (the example's win).
-        with_context = request_input.example_list_with_context
-        merged = []
-        for example in with_context.examples:
-            full = tf.train.Example()
-            full.CopyFrom(with_context.context)
-            full.MergeFrom(example)
-            merged.append(full.SerializeToString())
-        return merged
-    return []
-
-
 def _all_examples(values: Sequence[bytes]) -> bool:
     """Whether every value is a serialized tf.Example with features (not a raw string input)."""
     try:
@@ -162,9 +146,9 @@ def examples_of(log: prediction_log_pb2.PredictionLog) -> list[bytes]:
     """
     kind = log.WhichOneof("log_type")
     if kind == "classify_log":
-        return _from_input(log.classify_log.request.input)
+        return input_examples(log.classify_log.request.input)
     if kind == "regress_log":
-        return _from_input(log.regress_log.request.input)
+        return input_examples(log.regress_log.request.input)
     if kind == "predict_log":
         found: list[bytes] = []
         for tensor in log.predict_log.request.inputs.values():

@@ -19,6 +19,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from model_contract import MAX_WARMUP_RECORDS, SAVED_MODEL_FILE, WARMUP_FILE
+from model_contract.serving_input import input_examples
 from serving import tensors
 from serving.batching import Arrays, BatchingSettings, BatchQueue
 from serving.errors import (
@@ -407,25 +408,15 @@ def examples_of_input(model_input: object) -> list[bytes]:
       model_input: An `Input` proto with `example_list` or `example_list_with_context`.
 
     Returns:
-      Serialized tf.Examples.
+      Serialized tf.Examples, as TF Serving feeds them (`model_contract.input_examples`).
 
     Raises:
       InvalidArgumentError: If the input holds no examples.
     """
-    kind = model_input.WhichOneof("kind")  # type: ignore[attr-defined]
-    if kind == "example_list":
-        examples = model_input.example_list.examples  # type: ignore[attr-defined]
-        out = [e.SerializeToString() for e in examples]
-    elif kind == "example_list_with_context":
-        lists = model_input.example_list_with_context  # type: ignore[attr-defined]
-        out = []
-        for example in lists.examples:
-            merged = tf.train.Example()
-            merged.CopyFrom(lists.context)
-            merged.MergeFrom(example)
-            out.append(merged.SerializeToString())
-    else:
-        raise InvalidArgumentError("Input is empty: set example_list or example_list_with_context")
+    out = input_examples(model_input)
     if not out:
-        raise InvalidArgumentError("Input has no examples")
+        # servables/tensorflow/util.cc (InputToSerializedExampleTensor): its text, with what to set.
+        raise InvalidArgumentError(
+            "Input is empty: set example_list or example_list_with_context with examples"
+        )
     return out

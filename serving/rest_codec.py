@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from model_contract.serving_input import with_context
 from serving import tensors
 from serving.errors import InvalidArgumentError, NotFoundError, ServingError
 from serving.model import SignatureInfo
@@ -458,9 +459,9 @@ def examples_json(body: dict[str, Any], limits: RequestLimits | None = None) -> 
     """Classify/regress examples, as json_tensor.cc FillClassifyRegressRequestFromJson.
 
     A context's features are merged into every example (an example's own feature wins), as
-    TF Serving's ExampleListWithContext input does.
+    TF Serving's ExampleListWithContext input does (`model_contract.with_context`).
     """
-    context = json_example(body["context"]) if "context" in body else None
+    context = json_example(body["context"]).SerializeToString() if "context" in body else None
     if "examples" not in body:
         # TF Serving says "classify" for regress requests too.
         raise _format_error(
@@ -472,16 +473,8 @@ def examples_json(body: dict[str, Any], limits: RequestLimits | None = None) -> 
     if not examples:
         raise _format_error(body, "'examples' value is an empty array")
     (limits or RequestLimits()).check_examples(len(examples))  # before any is converted
-    out = []
-    for obj in examples:
-        example = json_example(obj)
-        if context is not None:
-            merged = tf.train.Example()
-            merged.CopyFrom(context)
-            merged.MergeFrom(example)
-            example = merged
-        out.append(example.SerializeToString())
-    return out
+    out = [json_example(obj).SerializeToString() for obj in examples]
+    return out if context is None else with_context(context, out)
 
 
 def classify_response(
