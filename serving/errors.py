@@ -29,7 +29,9 @@ class Code(enum.Enum):
     UNAUTHENTICATED = 16
 
 
-# The one place where codes meet transports: gRPC status and TF Serving's HTTP status.
+# The one place where codes meet transports: gRPC status and TF Serving's HTTP status, the latter
+# as tensorflow_serving/model_servers/http_server.cc (ToHTTPStatusCode) maps them (numbers from
+# net_http/public/response_code_enum.h). Tests check observable statuses (test_parity.py).
 _HTTP_STATUS = {
     Code.OK: 200,
     Code.CANCELLED: 499,

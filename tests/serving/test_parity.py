@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.client import ClientSettings, ModelRef, PredictionClient
-from serving.errors import Code, ServingError, http_status
+from serving.errors import Code, ServingError
 from serving.examples import example_to_json
 from serving.server import ModelServer
 from tests.serving.conftest import (
@@ -204,32 +204,6 @@ def test_error_bodies_are_one_error_member(target: Target) -> None:
     # with the HTTP status of http_server.cc ToHTTPStatusCode (NOT_FOUND -> 404).
     status, _ = rest_error(target, "GET", "/v1/models/no_such_model")
     assert status == 404
-
-
-# http_server.cc ToHTTPStatusCode, transcribed (net_http/public/response_code_enum.h numbers).
-_TF_SERVING_HTTP_STATUS = {
-    Code.OK: 200,
-    Code.CANCELLED: 499,
-    Code.UNKNOWN: 500,
-    Code.INVALID_ARGUMENT: 400,
-    Code.DEADLINE_EXCEEDED: 504,
-    Code.NOT_FOUND: 404,
-    Code.ALREADY_EXISTS: 409,
-    Code.PERMISSION_DENIED: 403,
-    Code.RESOURCE_EXHAUSTED: 429,
-    Code.FAILED_PRECONDITION: 400,
-    Code.ABORTED: 409,
-    Code.OUT_OF_RANGE: 400,
-    Code.UNIMPLEMENTED: 501,
-    Code.INTERNAL: 500,
-    Code.UNAVAILABLE: 503,
-    Code.DATA_LOSS: 500,
-    Code.UNAUTHENTICATED: 401,
-}
-
-
-def test_http_status_of_every_code() -> None:
-    assert {code: http_status(code) for code in Code} == _TF_SERVING_HTTP_STATUS
 
 
 # GetModelStatus: get_model_status_impl.cc, http_rest_api_util.cc (ToJsonString),

@@ -7,11 +7,11 @@ task is never served from KFP's cache: its whole point is to look at the data ag
 """
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
 from components.data_prep.source import DataError, fingerprint_source
+from runners.kubeflow.pod.parameters import write_string_output
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,10 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    # No trailing newline: KFP takes the file's text verbatim as the STRING value.
-    with open(args.output, "w") as f:
-        f.write(fingerprint)
+    write_string_output(args.output, fingerprint)
     print(f"{args.source_uri}: {fingerprint}")
     return 0
 

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 import model_contract
+from runners.kubeflow.pod.parameters import write_string_output
 from runners.kubeflow.pod.writable import NotWritableError, check_writable
 
 
@@ -65,10 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"{path}: writable by uid {os.getuid()}")
     identity = served_model_identity(_filesystem(args.model_dir), args.model_dir)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    # No trailing newline: KFP takes the file's text verbatim as the STRING value.
-    with open(args.output, "w") as f:
-        f.write(identity)
+    write_string_output(args.output, identity)
     print(f"{args.model_dir}: {identity}")
     return 0
 
