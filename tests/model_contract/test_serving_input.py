@@ -1,4 +1,4 @@
-"""A request's examples as TF Serving feeds them: the context merged into each, the example winning."""
+"""A request's examples as TF Serving feeds them: the context merged in, the example winning."""
 
 import tensorflow as tf
 from tensorflow_serving.apis import input_pb2

@@ -15,6 +15,7 @@ from operations.summary import RunSummary
 from pipeline import config as config_lib
 from pipeline import pipeline as pipeline_lib
 from serving.tracing import TracingSettings
+from tests.support.production import small_run_config
 from typed_config import ConfigError
 
 
@@ -170,21 +171,13 @@ def traced_run(tmp_path_factory):
 
     provider, exporter = _memory_provider()
     output_dir = str(tmp_path_factory.mktemp("traced"))
-    config = config_lib.build(
-        config_lib.LocalConfig,
-        {
-            "output_dir": output_dir,
-            "serve_after_run": False,
-            "settings": {
-                "max_rows": 300,
-                "train_steps": 5,
-                "eval_steps": 1,
-                "hyperparameters": {"epochs": 1},
-                "evaluation": {"min_auc": 0.0, "min_auc_credit_card": 0.0},
-                # Latency bounds are test_load_test.py's concern, not this run's.
-                "load_test": {"max_p99_ms": 10_000.0},
-            },
-        },
+    config = small_run_config(
+        output_dir,
+        max_rows=300,
+        train_steps=5,
+        eval_steps=1,
+        hyperparameters={"epochs": 1},
+        evaluation={"min_auc": 0.0, "min_auc_credit_card": 0.0},
     )
     run = local_runner.run_local(config, tracer_provider=provider)
     result = summary.summarize_latest_run(config.metadata_path, config.settings.pipeline_name)
