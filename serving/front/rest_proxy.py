@@ -525,6 +525,7 @@ class _Client(asyncio.Protocol):
         self._chunked: _Chunked | None = None
         self._busy = False  # a request is at the backend
         self._closed = False
+        self._eof = False  # the client sent all it will send (it may still read)
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -551,6 +552,12 @@ class _Client(asyncio.Protocol):
             self._transport.pause_reading()
             self._paused = True
 
+    def eof_received(self) -> bool:
+        # A client may shut its sending side after its request (HTTP/1.0 style): answer what
+        # it sent, then close. Without a request to answer, close now.
+        self._eof = True
+        return self._busy or bool(self._buffer)
+
     def close(self) -> None:
         """Closes the connection (the front stops)."""
         if self._transport is not None:
@@ -565,7 +572,10 @@ class _Client(asyncio.Protocol):
         try:
             request = self._read()
             if request is None:
-                self._arm()
+                if self._eof:  # The rest of a request will not come.
+                    self.close()
+                else:
+                    self._arm()
                 return
             if self._timer is not None:
                 self._timer.cancel()
@@ -697,8 +707,8 @@ class _Client(asyncio.Protocol):
         if self._paused:
             self._paused = False
             transport.resume_reading()
-        if self._buffer:
-            self._advance()  # A pipelined request.
+        if self._buffer or self._eof:
+            self._advance()  # A pipelined request, or the end of the client's requests.
         else:
             self._arm()
 

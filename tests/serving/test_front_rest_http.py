@@ -169,6 +169,16 @@ def test_bodies_chunked_or_after_100_continue_reach_the_backend(front: RestFront
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
 
 
+def test_a_client_that_shut_its_sending_side_still_gets_its_answers(front: RestFront) -> None:
+    with socket.create_connection(("127.0.0.1", front.port), timeout=5) as s:
+        s.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert out.count(b"HTTP/1.1 200 OK\r\n") == 2 and b'"path": "/b"' in out
+
+
 def test_answers_chunked_head_and_delimited_by_close_pass_through(front: RestFront) -> None:
     out = exchange(
         front.port,
