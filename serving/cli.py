@@ -8,7 +8,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import schemas
 import typed_config
@@ -28,19 +29,20 @@ from serving.tracing import EXPORTERS
 
 logger = logging.getLogger(__name__)
 EXIT_CONFIG_ERROR = 2
+T = TypeVar("T")
 # The model name of flag mode: the one flag default that is not a settings default
 # (ModelSettings.name has none).
 DEFAULT_MODEL_NAME = "chicago_taxi"
 
 
-def _default(cls: type, name: str) -> object:
+def settings_default(cls: type, name: str) -> object:
     """A settings field's default: the one place each default is written."""
     (field,) = [f for f in dataclasses.fields(cls) if f.name == name]
     return field.default
 
 
-def _shown(cls: type, name: str, scale: float = 1.0) -> str:
-    value = _default(cls, name)
+def shown(cls: type, name: str, scale: float = 1.0) -> str:
+    value = settings_default(cls, name)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and scale != 1.0:
         value = int(value * scale)
     return f"default {value}"
@@ -58,9 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     """
     p = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
     S, B = ServerSettings, BatchingSettings  # noqa: N806
-    p.add_argument("--port", type=int, help=f"gRPC port ({_shown(S, 'grpc_port')})")
+    p.add_argument("--port", type=int, help=f"gRPC port ({shown(S, 'grpc_port')})")
     p.add_argument(
-        "--rest_api_port", type=int, help=f"REST port, -1 = off ({_shown(S, 'rest_port')})"
+        "--rest_api_port", type=int, help=f"REST port, -1 = off ({shown(S, 'rest_port')})"
     )
     p.add_argument(
         "--host",
@@ -77,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         "--schema", default="", help="schema.pbtxt for input validation ('' = curated taxi)"
     )
     p.add_argument("--input_validation", choices=VALIDATION_MODES)
-    p.add_argument("--max_request_bytes", type=int, help=_shown(S, "max_request_bytes"))
-    p.add_argument("--grpc_max_threads", type=int, help=_shown(S, "grpc_max_workers"))
+    p.add_argument("--max_request_bytes", type=int, help=shown(S, "max_request_bytes"))
+    p.add_argument("--grpc_max_threads", type=int, help=shown(S, "grpc_max_workers"))
     p.add_argument(
         "--grpc_max_concurrent_rpcs",
         type=int,
@@ -89,42 +91,42 @@ def _parser() -> argparse.ArgumentParser:
         "--grpc_max_streams_per_connection",
         type=int,
         help="gRPC streams one connection may hold "
-        f"({_shown(S, 'grpc_max_streams_per_connection')})",
+        f"({shown(S, 'grpc_max_streams_per_connection')})",
     )
     p.add_argument(
         "--grpc_max_connection_age_seconds",
         type=float,
-        help=f"GOAWAY after this age ({_shown(S, 'grpc_max_connection_age_s')})",
+        help=f"GOAWAY after this age ({shown(S, 'grpc_max_connection_age_s')})",
     )
     p.add_argument(
         "--grpc_max_connection_age_grace_seconds",
         type=float,
         help="then close, cancelling stalled streams "
-        f"({_shown(S, 'grpc_max_connection_age_grace_s')})",
+        f"({shown(S, 'grpc_max_connection_age_grace_s')})",
     )
     p.add_argument(
         "--grpc_max_connection_idle_seconds",
         type=float,
-        help=f"close idle connections ({_shown(S, 'grpc_max_connection_idle_s')})",
+        help=f"close idle connections ({shown(S, 'grpc_max_connection_idle_s')})",
     )
-    p.add_argument("--max_request_elements", type=int, help=_shown(S, "max_request_elements"))
+    p.add_argument("--max_request_elements", type=int, help=shown(S, "max_request_elements"))
     p.add_argument(
-        "--max_examples_per_request", type=int, help=_shown(S, "max_examples_per_request")
+        "--max_examples_per_request", type=int, help=shown(S, "max_examples_per_request")
     )
-    p.add_argument("--max_num_load_retries", type=int, help=_shown(S, "max_num_load_retries"))
+    p.add_argument("--max_num_load_retries", type=int, help=shown(S, "max_num_load_retries"))
     p.add_argument(
         "--load_retry_interval_micros",
         type=int,
         help="wait before retrying a failed load, doubled after each failed retry "
-        f"({_shown(S, 'load_retry_interval_s', 1e6)})",
+        f"({shown(S, 'load_retry_interval_s', 1e6)})",
     )
     p.add_argument("--enable_batching", action="store_true")
-    p.add_argument("--max_batch_size", type=int, help=_shown(B, "max_batch_size"))
-    p.add_argument("--batch_timeout_micros", type=int, help=_shown(B, "batch_timeout_s", 1e6))
+    p.add_argument("--max_batch_size", type=int, help=shown(B, "max_batch_size"))
+    p.add_argument("--batch_timeout_micros", type=int, help=shown(B, "batch_timeout_s", 1e6))
     p.add_argument(
         "--enable_model_warmup",
         type=_flag_bool,
-        help=f"replay {WARMUP_FILE} before serving a version ({_shown(S, 'warmup')})",
+        help=f"replay {WARMUP_FILE} before serving a version ({shown(S, 'warmup')})",
     )
     p.add_argument(
         "--enable_grpc_healthcheck_service",
@@ -141,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     # (`log_collector_config { filename_prefix }`, `sampling_config { sampling_rate }`); here
     # it is one server-wide setting, named after those fields.
     add_request_log_flags(p)
-    p.add_argument("--drain_seconds", type=float, help=_shown(S, "drain_timeout_s"))
+    p.add_argument("--drain_seconds", type=float, help=shown(S, "drain_timeout_s"))
     p.add_argument("--ssl_cert", help="PEM server certificate (enables TLS on gRPC and REST)")
     p.add_argument("--ssl_key", help="PEM server key")
     p.add_argument("--ssl_client_ca", help="PEM CA for client certificates (mutual TLS)")
@@ -159,7 +161,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _given(**values: object) -> dict[str, object]:
+def configured(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    build: Callable[[argparse.Namespace], T],
+) -> tuple[argparse.Namespace, T] | None:
+    """The start of every serving process: flags parsed, logging set, settings built.
+
+    Returns:
+      The flags and the settings, or None once a config error was logged (exit with
+      `EXIT_CONFIG_ERROR`); TensorFlow is not imported by then, so errors answer at once.
+    """
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level, args.log_format)
+    try:
+        return args, build(args)
+    except typed_config.ConfigError as e:
+        logger.error("config error: %s", e)
+        return None
+
+
+def given(**values: object) -> dict[str, object]:
     """The values whose flags were given: the settings' defaults apply to the others."""
     return {k: v for k, v in values.items() if v is not None}
 
@@ -177,18 +199,18 @@ def add_request_log_flags(p: argparse.ArgumentParser, *, required: bool = False)
         p.add_argument(
             "--request_log_dir", default="", help="log sampled requests here ('' = log off)"
         )
-    p.add_argument("--request_log_sampling_rate", type=float, help=_shown(R, "sampling_rate"))
-    p.add_argument("--request_log_filename_prefix", help=_shown(R, "filename_prefix"))
-    p.add_argument("--request_log_max_file_bytes", type=int, help=_shown(R, "max_file_bytes"))
-    p.add_argument("--request_log_max_total_bytes", type=int, help=_shown(R, "max_total_bytes"))
-    p.add_argument("--request_log_queue_size", type=int, help=_shown(R, "queue_size"))
+    p.add_argument("--request_log_sampling_rate", type=float, help=shown(R, "sampling_rate"))
+    p.add_argument("--request_log_filename_prefix", help=shown(R, "filename_prefix"))
+    p.add_argument("--request_log_max_file_bytes", type=int, help=shown(R, "max_file_bytes"))
+    p.add_argument("--request_log_max_total_bytes", type=int, help=shown(R, "max_total_bytes"))
+    p.add_argument("--request_log_queue_size", type=int, help=shown(R, "queue_size"))
 
 
 def request_log_values(args: argparse.Namespace) -> dict[str, object] | None:
     """The given request-log flags as `RequestLogSettings` values (None: the log is off)."""
     if not args.request_log_dir:
         return None
-    return _given(
+    return given(
         directory=args.request_log_dir,
         sampling_rate=args.request_log_sampling_rate,
         filename_prefix=args.request_log_filename_prefix,
@@ -222,7 +244,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         policy: dict[str, object] = (
             {"kind": SPECIFIC, "versions": args.versions}  # `1,2`: split by the settings
             if args.versions
-            else _given(kind=LATEST, num_versions=args.num_versions)
+            else given(kind=LATEST, num_versions=args.num_versions)
         )
         models.append(
             {"name": args.model_name, "base_path": args.model_base_path, "version_policy": policy}
@@ -240,14 +262,14 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             "client_ca_file": args.ssl_client_ca,
         }
     request_log = request_log_values(args)
-    batching = _given(
+    batching = given(
         max_batch_size=args.max_batch_size,
         batch_timeout_s=_scaled(args.batch_timeout_micros, 1e-6),
     )
     rest_port = args.rest_api_port
     return typed_config.build(
         ServerSettings,
-        _given(
+        given(
             models=models,
             model_config_file=args.model_config_file,
             host=args.host,
@@ -272,7 +294,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             tf_serving_health_names=args.enable_grpc_healthcheck_service,
             drain_timeout_s=args.drain_seconds,
             tls=tls,
-            tracing=_given(
+            tracing=given(
                 exporter=args.trace_exporter,
                 otlp_endpoint=args.otlp_endpoint,
                 service_name=args.trace_service_name,
@@ -294,13 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
       Process exit status.
     """
-    args = _parser().parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
-    try:
-        settings = settings_from_args(args)
-    except typed_config.ConfigError as e:
-        logger.error("config error: %s", e)
+    parsed = configured(_parser(), argv, settings_from_args)
+    if parsed is None:
         return EXIT_CONFIG_ERROR
+    _, settings = parsed
     # Imported once the settings are valid: TensorFlow loads in seconds, --help and config
     # errors answer at once.
     from serving.server import ModelServer

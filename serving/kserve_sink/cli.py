@@ -10,11 +10,10 @@ from collections.abc import Sequence
 
 import typed_config
 from serving import cli as serving_cli
-from serving import logs
 from serving.settings import RequestLogSettings
 
 logger = logging.getLogger(__name__)
-EXIT_CONFIG_ERROR = 2
+EXIT_CONFIG_ERROR = serving_cli.EXIT_CONFIG_ERROR
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,15 +33,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serves until SIGTERM or SIGINT, then writes what is queued."""
-    args = parser().parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
-    try:
-        settings = typed_config.build(
+    parsed = serving_cli.configured(
+        parser(),
+        argv,
+        lambda args: typed_config.build(
             RequestLogSettings, serving_cli.request_log_values(args) or {}
-        )
-    except typed_config.ConfigError as e:
-        logger.error("config error: %s", e)
+        ),
+    )
+    if parsed is None:
         return EXIT_CONFIG_ERROR
+    args, settings = parsed
     from prometheus_client import CollectorRegistry, start_http_server
 
     from serving.front.log import RecordLog
