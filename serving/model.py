@@ -29,6 +29,7 @@ from serving.errors import (
     ServingError,
     error_for_code,
 )
+from serving.tfcall import KeywordCall
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +62,12 @@ class SignatureInfo:
     outputs: dict[str, TensorInfo]
     batchable: bool
 
-    @property
+    @functools.cached_property
     def example_input(self) -> str | None:
-        """The input carrying serialized tf.Examples (`examples` or `inputs`, rank-1 string)."""
+        """The input carrying serialized tf.Examples (`examples` or `inputs`, rank-1 string).
+
+        Cached: every request asks (issue 19), and the signature never changes.
+        """
         for name in EXAMPLE_INPUT_NAMES:
             info = self.inputs.get(name)
             if (
@@ -137,6 +141,8 @@ class ServableVersion:
         self._loaded: object | None = None
         self._functions: dict[str, tf.types.experimental.ConcreteFunction] = {}
         self._fused: dict[str, tf.types.experimental.ConcreteFunction] = {}
+        # Per function (by identity): its flat call (`tfcall`), worked out once at load.
+        self._callers: dict[int, KeywordCall] = {}
         self._dtypes: dict[str, dict[str, tf.DType]] = {}
         self._signatures: dict[str, SignatureInfo] = {}
         self._signature_defs: dict[str, meta_graph_pb2.SignatureDef] = {}
@@ -220,6 +226,9 @@ class ServableVersion:
                 # Not fusable (unusual input specs): requests take the two-call path.
                 logger.warning("Cannot fuse schema validation into %s: %s", self.path, e)
                 self._fused = {}
+        self._callers = {
+            id(fn): KeywordCall(fn) for fn in [*self._functions.values(), *self._fused.values()]
+        }
         if self._batching is not None:
             for key, info in self._signatures.items():
                 if info.batchable:
@@ -353,7 +362,8 @@ class ServableVersion:
         dtypes = self._dtypes[key]
         try:
             feed = {name: tf.constant(value, dtype=dtypes[name]) for name, value in inputs.items()}
-            return fn(**feed)
+            caller = self._callers.get(id(fn))
+            return caller(feed) if caller is not None and caller.fn is fn else fn(**feed)
         except tf.errors.OpError as e:
             raise tf_error(e, f"Signature {key!r} of {self.name} version {self.version}") from None
         except (TypeError, ValueError) as e:
@@ -366,6 +376,7 @@ class ServableVersion:
         self._queues = {}
         self._functions = {}
         self._fused = {}
+        self._callers = {}
         self._loaded = None
 
 
