@@ -213,7 +213,8 @@ class InferenceService:
                 )
             arrays = build(info)
             self.limits.check_elements(sum(int(a.size) for a in arrays.values()))
-            self.limits.check_examples(_batch_size(arrays))
+            examples = _batch_size(arrays)
+            self.limits.check_examples(examples)
             self._check_inputs(info, arrays)
             # servables/tensorflow/predict_util.cc (PreProcessPrediction): its texts.
             for i, name in enumerate(output_filter):
@@ -225,9 +226,12 @@ class InferenceService:
                 if name in output_filter[:i]:
                     raise InvalidArgumentError(f"duplicate output tensor alias: {name}")
             values = self._validate_and_run(servable, info, arrays)
-            self._metrics.examples.labels(
-                servable.name, str(servable.version), _METHOD_LABEL.get(method or "", "Predict")
-            ).inc(_batch_size(arrays))
+            self._metrics.count_examples(
+                servable.name,
+                str(servable.version),
+                _METHOD_LABEL.get(method or "", "Predict"),
+                examples,
+            )
             if output_filter:
                 values = {k: v for k, v in values.items() if k in output_filter}
             if self._request_log is not None:  # Samples and enqueues; never blocks or raises.
@@ -379,13 +383,14 @@ class InferenceService:
         target = Target.of_request(request)
         result = self.run(
             target,
-            self.proto_inputs(dict(request.inputs), self.limits),
+            self.proto_inputs(request.inputs, self.limits),
             list(request.output_filter),
         )
         response = predict_pb2.PredictResponse()
         self._fill_spec(response.model_spec, target, result)
+        outputs = response.outputs
         for name, value in result.values.items():
-            response.outputs[name].CopyFrom(tensors.to_response_proto(value))
+            tensors.fill_response_proto(value, outputs[name])
         return response
 
     def classify_serialized(self, target: Target, serialized: Sequence[bytes]) -> Outputs:
