@@ -271,6 +271,7 @@ def run(
     baseline_source: str | None = None,
     server_args: list[str] | None = None,
     variants: dict[str, list[str]] | None = None,
+    call_layers: bool = False,
 ) -> dict[str, Any]:
     """Builds a model, starts the server(s) in subprocesses, and measures every cell.
 
@@ -364,6 +365,8 @@ def run(
             RestClient(f"http://127.0.0.1:{rest_port}", 60) for _ in range(max(concurrencies))
         ]
         signature = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
+        if call_layers:
+            results["call_layers_us"] = _call_layers(signature)
         model = ModelRef(MODEL)
         for batch in batches:
             examples = _examples(batch)
@@ -540,6 +543,26 @@ def layers() -> dict[str, float]:
     return result
 
 
+def _call_layers(signature: tf.types.experimental.ConcreteFunction) -> dict[str, float]:
+    """The model call on a ready 1-example tensor: `ConcreteFunction.__call__` (what the
+    in-process floor pays) against the flat path the server takes (`serving.tfcall`), and
+    the conversion of the request's array to a tensor that both pay."""
+    from serving.tfcall import KeywordCall
+
+    array = np.array(_examples(1), dtype=object)
+    feed = {"examples": tf.constant(array)}
+    flat = KeywordCall(signature)
+    return {
+        "signature call, keyword (ConcreteFunction.__call__)": _per_call_us(
+            lambda: signature(**feed), 3000
+        ),
+        "signature call, flat (serving.tfcall)": _per_call_us(lambda: flat(feed), 3000),
+        "tf.constant of the request's examples": _per_call_us(
+            lambda: tf.constant(array, dtype=tf.string), 3000
+        ),
+    }
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -658,7 +681,9 @@ def main() -> int:
         os.path.abspath(args.baseline_source) if args.baseline_source else None,
         args.server_arg,
         variants,
+        call_layers=args.layers,
     )
+    layer_costs.update(results.pop("call_layers_us", {}))
     results["layers_us"] = layer_costs
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"serving-{args.input_validation}.json"), "w") as f:
