@@ -31,6 +31,7 @@ from serving import schema, tensors
 from serving.client import ClientSettings, ModelRef, PredictionClient, RestClient
 from serving.errors import ServingError
 from serving.examples import ExampleBuilder
+from serving.model import ServableVersion
 from serving.server import ModelServer
 from serving.settings import InputValidation, ModelSettings, ServerSettings
 from tests.serving.support import fixture
@@ -366,7 +367,8 @@ def run(
         ]
         signature = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
         if call_layers:
-            results["call_layers_us"] = _call_layers(signature)
+            with local.manager.lease(MODEL) as servable:
+                results["call_layers_us"] = _call_layers(signature, servable)
         model = ModelRef(MODEL)
         for batch in batches:
             examples = _examples(batch)
@@ -543,16 +545,26 @@ def layers() -> dict[str, float]:
     return result
 
 
-def _call_layers(signature: tf.types.experimental.ConcreteFunction) -> dict[str, float]:
-    """The model call on a ready 1-example tensor: `ConcreteFunction.__call__` (what the
-    in-process floor pays) against the flat path the server takes (`serving.tfcall`), and
-    the conversion of the request's array to a tensor that both pay."""
+def _call_layers(
+    signature: tf.types.experimental.ConcreteFunction, servable: ServableVersion
+) -> dict[str, float]:
+    """The model call at 1 example: on a ready tensor through `ConcreteFunction.__call__`
+    (what the in-process floor pays) and through the flat path the server takes
+    (`serving.tfcall`); the conversion of the request's array to a tensor, which both pay;
+    and the floor's whole call against the server's (`ServableVersion.run`: the schema
+    detector fused in, flat path, arrays in and out)."""
     from serving.tfcall import KeywordCall
 
     array = np.array(_examples(1), dtype=object)
     feed = {"examples": tf.constant(array)}
     flat = KeywordCall(signature)
     return {
+        "floor: tf.constant + signature call + .numpy()": _per_call_us(
+            lambda: signature(examples=tf.constant(array))["probabilities"].numpy(), 3000
+        ),
+        "server: ServableVersion.run (detector fused, flat call)": _per_call_us(
+            lambda: servable.run("serving_default", {"examples": array}), 3000
+        ),
         "signature call, keyword (ConcreteFunction.__call__)": _per_call_us(
             lambda: signature(**feed), 3000
         ),
