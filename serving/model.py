@@ -311,7 +311,7 @@ class ServableVersion:
         """Signature keys whose call also runs the schema detector (see `run`)."""
         return frozenset(self._fused)
 
-    def run(self, key: str, inputs: Arrays) -> RunResult:
+    def run(self, key: str, inputs: Arrays, detect: bool = True) -> RunResult:
         """Runs a signature once: the one way from a request to the SavedModel.
 
         Signatures taking serialized examples have, when a detector was given, the schema
@@ -325,6 +325,9 @@ class ServableVersion:
         Args:
           key: Signature key.
           inputs: Input alias to array, already checked against the signature.
+          detect: Run the fused detector; False: the plain signature, flags None (the caller
+            checks the examples itself, e.g. a few in Python). Batched signatures always
+            take the batch queue, whose merged calls run the detector.
 
         Returns:
           The outputs, and the detector's flags (one bool per schema feature) or None.
@@ -335,6 +338,8 @@ class ServableVersion:
         """
         queue = self._queues.get(key)
         if queue is None:
+            if not detect:
+                return RunResult(self._call(key, inputs), None)
             outputs, flags = self._call_with_flags(key, inputs)
             return RunResult(outputs, flags)
         batched = queue.submit(inputs)
