@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
+# Requests of at most this many examples run the plain signature and are schema-checked in
+# Python after the call instead of by the detector fused into it. Python check against the
+# detector's share of the fused call, one process, tfx-1.21 / tfx-1.16 (us): 1 example 35 vs
+# 233 / 172 vs 259; 2: 100 vs 287 / 341 vs 395; 4: 200 vs 513 / 615 vs 327; 8: 355 vs 250 /
+# 1313 vs 490.
+PYTHON_CHECK_MAX_EXAMPLES = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,8 +333,8 @@ class InferenceService:
 
         The one path from a request to the SavedModel: `servable.run` is called exactly once.
         Versions loaded with the validator's detector fused into their example signatures
-        return its flags with the outputs for requests of more than the validator's
-        `python_max_batch` examples; otherwise (fewer examples: the plain signature runs, no
+        return its flags with the outputs for requests of more than
+        `PYTHON_CHECK_MAX_EXAMPLES` examples; otherwise (fewer: the plain signature runs, no
         fused detector, or a merged batch whose flags are set: another request's examples may
         be at fault) the examples are checked after the call (small batches in Python, larger
         ones by the detector). Flags
@@ -340,9 +346,9 @@ class InferenceService:
         if validator is None or name is None:
             return servable.run(info.key, arrays).outputs
         examples = arrays[name]
-        # A few examples are checked in Python for less than the detector's share of the fused
-        # call (1 example: 30-90 us against ~155 us, issue 19); more take the fused call.
-        detect = examples.size > validator.python_max_batch
+        # One or two examples are checked in Python for less than the detector's share of the
+        # fused call; from ~4 examples the detector is cheaper (issue 19, docs/serving.md).
+        detect = examples.size > min(validator.python_max_batch, PYTHON_CHECK_MAX_EXAMPLES)
         try:
             result = servable.run(info.key, arrays, detect)
         except ServingError:
