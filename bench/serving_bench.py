@@ -31,6 +31,7 @@ from serving import schema, tensors
 from serving.client import ClientSettings, ModelRef, PredictionClient, RestClient
 from serving.errors import ServingError
 from serving.examples import ExampleBuilder
+from serving.model import ServableVersion
 from serving.server import ModelServer
 from serving.settings import InputValidation, ModelSettings, ServerSettings
 from tests.serving.support import fixture
@@ -47,7 +48,15 @@ _CAP: int = next(
     if f.name == "grpc_max_streams_per_connection"
 )  # type: ignore[assignment]
 STREAMS_PER_CHANNEL = max(1, _CAP // 2)
-PATH_ORDER = {"in-process": 0, "service": 1, "grpc": 2, "grpc-baseline": 3, "rest": 9}
+PATH_ORDER = {
+    "in-process": 0,
+    "service": 1,
+    "empty-grpc": 2,
+    "grpc": 3,
+    "grpc-baseline": 4,
+    "rest": 9,
+}
+EMPTY_GRPC = "empty-grpc"
 
 
 def _free_port() -> int:
@@ -173,9 +182,85 @@ def _start_server(
     return server, grpc_port, rest_port
 
 
+def _start_empty_server(
+    answers: dict[int, bytes], workdir: str
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Starts the `empty-grpc` reference server (`_serve_empty`) with these answers."""
+    port = _free_port()
+    path = os.path.join(workdir, "empty-grpc-answers.json")
+    with open(path, "w") as f:
+        json.dump({str(size): body.hex() for size, body in answers.items()}, f)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.serving_bench", "--empty_server", f"{port}:{path}"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        cwd=ROOT,
+    )
+    return server, port, 0
+
+
+def _serve_empty(spec: str) -> int:
+    """The `empty-grpc` reference: Python gRPC's floor, with no model and no request handling.
+
+    A synchronous `grpc.server` with the model server's thread pool and channel options, and
+    one generic handler for Predict taking and answering bytes: each request (by its size) gets
+    the PredictResponse bytes our server sends for it, so both directions carry the same bytes
+    as the `grpc` path and the client does the same work. The difference between `grpc` and
+    this path is what the model server does beyond gRPC itself (model call included).
+    """
+    from serving.server import grpc_server_options  # the same transport settings
+
+    port, _, path = spec.partition(":")
+    with open(path) as f:
+        answers = {int(size): bytes.fromhex(body) for size, body in json.load(f).items()}
+    settings = ServerSettings(models=(ModelSettings(MODEL, ROOT),))  # only for its defaults
+
+    def predict(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return answers[len(request)]
+
+    handler = grpc.method_handlers_generic_handler(
+        "tensorflow.serving.PredictionService",
+        {"Predict": grpc.unary_unary_rpc_method_handler(predict)},
+    )
+    import concurrent.futures
+
+    server = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=settings.grpc_max_workers),
+        handlers=(handler,),
+        options=grpc_server_options(settings),
+        maximum_concurrent_rpcs=settings.concurrent_rpc_limit,
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+    return 0
+
+
+def _wait_started(server: subprocess.Popen[bytes], address: str, timeout_s: float = 120) -> None:
+    """Waits until `server` accepts connections on `address` (RuntimeError if it exits)."""
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        ready = grpc.channel_ready_future(channel)
+        while True:
+            try:
+                ready.result(timeout=1)
+                return
+            except grpc.FutureTimeoutError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{address}: server not started") from None
+
+
 def _wait_ready(address: str) -> None:
     with PredictionClient(ClientSettings(address, deadline_s=60)) as client:
         client.wait_until_available(ModelRef(MODEL), timeout_s=180)
+
+
+def _predict_request(batch: int) -> bytes:
+    """The serialized PredictRequest of `batch` examples that every gRPC path sends."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["examples"].CopyFrom(tensors.string_tensor(_examples(batch)))
+    return request.SerializeToString()
 
 
 def run(
@@ -187,6 +272,7 @@ def run(
     baseline_source: str | None = None,
     server_args: list[str] | None = None,
     variants: dict[str, list[str]] | None = None,
+    call_layers: bool = False,
 ) -> dict[str, Any]:
     """Builds a model, starts the server(s) in subprocesses, and measures every cell.
 
@@ -196,6 +282,8 @@ def run(
       service: this checkout's request handling in this process, without transport:
         PredictRequest bytes -> InferenceService.predict (same validation as the server)
         -> response bytes.
+      empty-grpc: the same request bytes to a Python gRPC server that answers with the
+        response bytes at once (`_serve_empty`): the transport's own floor.
       grpc: Predict to the server subprocess over one channel; requests are serialized once,
         responses are parsed and their outputs converted to arrays (as `.numpy()` does).
       grpc-baseline: the same, to a server run from `baseline_source` (another checkout)
@@ -242,9 +330,22 @@ def run(
     try:
         local.start()
         local.manager.wait_until_available(MODEL, 1, 180)
+        requests = {batch: _predict_request(batch) for batch in batches}
+        servers[EMPTY_GRPC] = _start_empty_server(
+            {
+                len(raw): local.service.predict(
+                    predict_pb2.PredictRequest.FromString(raw)
+                ).SerializeToString()
+                for raw in requests.values()
+            },
+            workdir,
+        )
         stubs: dict[str, list[Callable[..., Any]]] = {}
         for name, (_, grpc_port, _) in servers.items():
-            _wait_ready(f"127.0.0.1:{grpc_port}")
+            if name == EMPTY_GRPC:
+                _wait_started(servers[name][0], f"127.0.0.1:{grpc_port}")
+            else:
+                _wait_ready(f"127.0.0.1:{grpc_port}")
             # One channel per STREAMS_PER_CHANNEL client threads: the server refuses streams
             # beyond `grpc_max_streams_per_connection` on one connection.
             stubs[name] = []
@@ -265,15 +366,14 @@ def run(
             RestClient(f"http://127.0.0.1:{rest_port}", 60) for _ in range(max(concurrencies))
         ]
         signature = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
+        if call_layers:
+            with local.manager.lease(MODEL) as servable:
+                results["call_layers_us"] = _call_layers(signature, servable)
         model = ModelRef(MODEL)
         for batch in batches:
             examples = _examples(batch)
             tensor_in = np.array(examples, dtype=object)
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = MODEL
-            request.model_spec.signature_name = "serving_default"
-            request.inputs["examples"].CopyFrom(tensors.string_tensor(examples))
-            raw = request.SerializeToString()
+            raw = requests[batch]
 
             def in_process(_: int, x: np.ndarray = tensor_in) -> None:
                 signature(examples=tf.constant(x))["probabilities"].numpy()
@@ -445,6 +545,36 @@ def layers() -> dict[str, float]:
     return result
 
 
+def _call_layers(
+    signature: tf.types.experimental.ConcreteFunction, servable: ServableVersion
+) -> dict[str, float]:
+    """The model call at 1 example: on a ready tensor through `ConcreteFunction.__call__`
+    (what the in-process floor pays) and through the flat path the server takes
+    (`serving.tfcall`); the conversion of the request's array to a tensor, which both pay;
+    and the floor's whole call against the server's (`ServableVersion.run`: the schema
+    detector fused in, flat path, arrays in and out)."""
+    from serving.tfcall import KeywordCall
+
+    array = np.array(_examples(1), dtype=object)
+    feed = {"examples": tf.constant(array)}
+    flat = KeywordCall(signature)
+    return {
+        "floor: tf.constant + signature call + .numpy()": _per_call_us(
+            lambda: signature(examples=tf.constant(array))["probabilities"].numpy(), 3000
+        ),
+        "server: ServableVersion.run (detector fused, flat call)": _per_call_us(
+            lambda: servable.run("serving_default", {"examples": array}), 3000
+        ),
+        "signature call, keyword (ConcreteFunction.__call__)": _per_call_us(
+            lambda: signature(**feed), 3000
+        ),
+        "signature call, flat (serving.tfcall)": _per_call_us(lambda: flat(feed), 3000),
+        "tf.constant of the request's examples": _per_call_us(
+            lambda: tf.constant(array, dtype=tf.string), 3000
+        ),
+    }
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -477,6 +607,13 @@ def table(results: dict[str, Any]) -> str:
 
     notes = []
     floor1 = cell("in-process", 1, 1)
+    empty1 = cell(EMPTY_GRPC, 1, 1)
+    if empty1 and floor1:
+        notes.append(
+            f"- {EMPTY_GRPC} (Python gRPC alone, same bytes) p50 at 1 example, concurrency 1: "
+            f"{empty1['p50_ms']:.2f} ms: the transport alone takes that much of the +1 ms "
+            "allowed over the in-process call"
+        )
     grpc_paths = sorted({c["path"] for c in cells if c["path"].startswith("grpc")})
     for path in grpc_paths:
         g = cell(path, 1, 1)
@@ -485,6 +622,12 @@ def table(results: dict[str, Any]) -> str:
             notes.append(
                 f"- {path} p50 at 1 example, concurrency 1: {gap:+.2f} ms vs in-process "
                 f"(target <= +1 ms): {'met' if gap <= 1 else 'NOT met'}"
+                + (
+                    f"; minus the transport ({EMPTY_GRPC}): "
+                    f"{g['p50_ms'] - empty1['p50_ms'] - floor1['p50_ms']:+.2f} ms vs in-process"
+                    if empty1
+                    else ""
+                )
             )
         for conc in sorted({c["concurrency"] for c in cells}):
             g, f = cell(path, 100, conc), cell("in-process", 100, conc)
@@ -532,7 +675,10 @@ def main() -> int:
         "--layers", action="store_true", help="also time each per-request layer in-process"
     )
     p.add_argument("--out", default="out/bench")
+    p.add_argument("--empty_server", default="", help=argparse.SUPPRESS)  # PORT:ANSWERS (internal)
     args = p.parse_args()
+    if args.empty_server:
+        return _serve_empty(args.empty_server)
     variants = {}
     for item in args.variant:
         name, _, flags = item.partition("=")
@@ -547,7 +693,9 @@ def main() -> int:
         os.path.abspath(args.baseline_source) if args.baseline_source else None,
         args.server_arg,
         variants,
+        call_layers=args.layers,
     )
+    layer_costs.update(results.pop("call_layers_us", {}))
     results["layers_us"] = layer_costs
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"serving-{args.input_validation}.json"), "w") as f:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -38,21 +39,23 @@ class _Handler:
     ) -> Resp:
         spec = getattr(request, "model_spec", None)
         call = Call("grpc", method, spec.name if spec is not None else "")
-
-        def handle(call: Call) -> Resp:
-            response = fn()
-            answered = getattr(response, "model_spec", None)
-            if answered is not None and answered.HasField("version"):
-                call.version = str(answered.version.value)
-            return response
-
         try:
             # The drain counts the call until gRPC has sent the answer (the callback runs when
             # the call ends), so that shutdown does not close connections under responses.
-            return self._scope.run(call, handle, context.add_callback)
+            return self._scope.run(call, functools.partial(_handle, fn), context.add_callback)
         except ServingError as e:
             context.abort(grpc_status(e.code), e.message)
             raise  # unreachable: abort raises
+
+
+def _handle(fn: Callable[[], Resp], call: Call) -> Resp:
+    """Runs a handler and records the version that answered (a module function, not a
+    closure made per request)."""
+    response = fn()
+    answered = getattr(response, "model_spec", None)
+    if answered is not None and answered.HasField("version"):
+        call.version = str(answered.version.value)
+    return response
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, _Handler):

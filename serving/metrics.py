@@ -48,6 +48,7 @@ class ServingMetrics:
         self.registry = CollectorRegistry()
         self._models: frozenset[str] = frozenset()
         self._children: dict[tuple[str, ...], tuple[Counter, Histogram]] = {}
+        self._example_children: dict[tuple[str, str, str], Counter] = {}
         self.requests = Counter(
             "serving_requests",
             "Requests by model, version, method, protocol and status code.",
@@ -111,6 +112,7 @@ class ServingMetrics:
         """The configured model names: the only `model` label values requests may add."""
         self._models = frozenset(names)
         self._children = {}  # a removed model's requests are <unknown> from now on
+        self._example_children = {}
 
     def model_label(self, name: str) -> str:
         """`name` when configured, else UNKNOWN_MODEL (safely encoded either way)."""
@@ -136,6 +138,14 @@ class ServingMetrics:
                 self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_examples(self, model: str, version: str, method: str, count: int) -> None:
+        """Adds `count` answered examples (`model` is a served one: the label is its name)."""
+        key = (model, version, method)
+        child = self._example_children.get(key)
+        if child is None:  # `labels()` per request costs a lock and a tuple (see `observe`)
+            child = self._example_children[key] = self.examples.labels(model, version, method)
+        child.inc(count)
 
     def exposition(self) -> bytes:
         """Returns the metrics in Prometheus text format."""

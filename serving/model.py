@@ -30,6 +30,7 @@ from serving.errors import (
     ServingError,
     error_for_code,
 )
+from serving.tfcall import KeywordCall
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,12 @@ class SignatureInfo:
     outputs: dict[str, TensorInfo]
     batchable: bool
 
-    @property
+    @functools.cached_property
     def example_input(self) -> str | None:
-        """The input carrying serialized tf.Examples (`examples` or `inputs`, rank-1 string)."""
+        """The input carrying serialized tf.Examples (`examples` or `inputs`, rank-1 string).
+
+        Cached: every request asks (issue 19), and the signature never changes.
+        """
         for name in EXAMPLE_INPUT_NAMES:
             info = self.inputs.get(name)
             if (
@@ -138,6 +142,8 @@ class ServableVersion:
         self._loaded: object | None = None
         self._functions: dict[str, tf.types.experimental.ConcreteFunction] = {}
         self._fused: dict[str, tf.types.experimental.ConcreteFunction] = {}
+        # Per function (by identity): its flat call (`tfcall`), worked out once at load.
+        self._callers: dict[int, KeywordCall] = {}
         self._dtypes: dict[str, dict[str, tf.DType]] = {}
         self._signatures: dict[str, SignatureInfo] = {}
         self._signature_defs: dict[str, meta_graph_pb2.SignatureDef] = {}
@@ -221,6 +227,9 @@ class ServableVersion:
                 # Not fusable (unusual input specs): requests take the two-call path.
                 logger.warning("Cannot fuse schema validation into %s: %s", self.path, e)
                 self._fused = {}
+        self._callers = {
+            id(fn): KeywordCall(fn) for fn in [*self._functions.values(), *self._fused.values()]
+        }
         if self._batching is not None:
             for key, info in self._signatures.items():
                 if info.batchable:
@@ -303,7 +312,7 @@ class ServableVersion:
         """Signature keys whose call also runs the schema detector (see `run`)."""
         return frozenset(self._fused)
 
-    def run(self, key: str, inputs: Arrays) -> RunResult:
+    def run(self, key: str, inputs: Arrays, detect: bool = True) -> RunResult:
         """Runs a signature once: the one way from a request to the SavedModel.
 
         Signatures taking serialized examples have, when a detector was given, the schema
@@ -317,6 +326,9 @@ class ServableVersion:
         Args:
           key: Signature key.
           inputs: Input alias to array, already checked against the signature.
+          detect: Run the fused detector; False: the plain signature, flags None (the caller
+            checks the examples itself, e.g. a few in Python). Batched signatures always
+            take the batch queue, whose merged calls run the detector.
 
         Returns:
           The outputs, and the detector's flags (one bool per schema feature) or None.
@@ -327,6 +339,8 @@ class ServableVersion:
         """
         queue = self._queues.get(key)
         if queue is None:
+            if not detect:
+                return RunResult(self._call(key, inputs), None)
             outputs, flags = self._call_with_flags(key, inputs)
             return RunResult(outputs, flags)
         batched = queue.submit(inputs)
@@ -354,7 +368,8 @@ class ServableVersion:
         dtypes = self._dtypes[key]
         try:
             feed = {name: tf.constant(value, dtype=dtypes[name]) for name, value in inputs.items()}
-            return fn(**feed)
+            caller = self._callers.get(id(fn))
+            return caller(feed) if caller is not None and caller.fn is fn else fn(**feed)
         except tf.errors.OpError as e:
             raise tf_error(e, f"Signature {key!r} of {self.name} version {self.version}") from None
         except (TypeError, ValueError) as e:
@@ -367,6 +382,7 @@ class ServableVersion:
         self._queues = {}
         self._functions = {}
         self._fused = {}
+        self._callers = {}
         self._loaded = None
 
 

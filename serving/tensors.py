@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -157,7 +158,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     try:
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)  # exact (numpy's int64 product wraps); 1 for a scalar
         if proto.dtype == types_pb2.DT_STRING:
             # Into an object array element by element: numpy's bytes (`S`) dtype, which a
             # plain list or `np.full` of bytes goes through, drops trailing NUL bytes.
@@ -195,20 +196,28 @@ def to_response_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     Returns:
       The TensorProto, values in the dtype's repeated field (`float_val`, `string_val`, ...).
     """
+    proto = tensor_pb2.TensorProto()
+    fill_response_proto(array, proto)
+    return proto
+
+
+def fill_response_proto(array: np.ndarray, proto: tensor_pb2.TensorProto) -> None:
+    """Writes `to_response_proto(array)` into an empty `proto` (e.g. a response's output,
+    which saves building a separate message and copying it in)."""
     array = np.asarray(array)
     typed = _RESPONSE_FIELDS.get(array.dtype.newbyteorder("="))
     if typed is None:
-        return to_tensor_proto(array)  # strings (string_val) and anything unusual
+        proto.CopyFrom(to_tensor_proto(array))  # strings (string_val) and anything unusual
+        return
     dtype, field = typed
-    proto = tensor_pb2.TensorProto(dtype=dtype)
-    proto.tensor_shape.dim.extend(
-        tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape
-    )
+    proto.dtype = dtype
+    dims = proto.tensor_shape.dim
+    for size in array.shape:
+        dims.add(size=size)
     flat = array.ravel()
     if dtype == types_pb2.DT_HALF:
         flat = flat.astype(np.float16).view(np.uint16)  # native order, then the bit patterns
     getattr(proto, field).extend(flat.tolist())
-    return proto
 
 
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:

@@ -41,6 +41,11 @@ class ExampleValidator:
         self._detector = _build_detector(self._features) if self._features else None
 
     @property
+    def python_max_batch(self) -> int:
+        """Batches up to this size are checked in Python only (cheaper than the detector)."""
+        return self._python_max_batch
+
+    @property
     def features(self) -> tuple[FeatureSpec, ...]:
         """The features checked."""
         return self._features
