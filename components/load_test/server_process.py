@@ -14,6 +14,7 @@ stubs):
 
 import contextlib
 import ctypes
+import gc
 import os
 import shutil
 import signal
@@ -275,6 +276,20 @@ class ServerProcess:
         self.stop()
 
 
+def return_freed_memory() -> None:
+    """Gives the heap that earlier steps freed back to the OS before a server process starts.
+
+    The step runs in the pipeline's process after TFT, Keras and TFMA: their freed memory stays
+    in glibc's heaps (one arena per thread that allocated) and counts in the process's RSS
+    while the server process adds its own, the run's peak. `malloc_trim(0)` releases the free
+    pages of every arena; elsewhere than glibc there is nothing to call.
+    """
+    gc.collect()
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 @contextlib.contextmanager
 def serve(
     model_name: str,
@@ -308,6 +323,7 @@ def serve(
     Raises:
       ServerStartError, LoadTimeoutError: See `ServerProcess.wait_until_available`.
     """
+    return_freed_memory()
     for attempt in range(1, attempts + 1):
         server = ServerProcess(
             model_name,
