@@ -337,8 +337,8 @@ class InferenceService:
         `PYTHON_CHECK_MAX_EXAMPLES` examples; otherwise (fewer: the plain signature runs, no
         fused detector, or a merged batch whose flags are set: another request's examples may
         be at fault) the examples are checked after the call (small batches in Python, larger
-        ones by the detector). Flags
-        are explained in Python, naming input, example and feature, then enforced or logged.
+        ones by the detector). Flags are explained in Python, naming input, example and
+        feature, then enforced or logged.
         A TF error from the call (e.g. unparseable or wrongly typed examples) is explained
         the same way when the schema check finds the cause, else answered as TF reported it.
         """

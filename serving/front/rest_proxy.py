@@ -199,6 +199,23 @@ def _content_length(fields: list[Field]) -> int | None:
     return int(next(iter(values)))
 
 
+def _keep_alive(http10: bool, fields: list[Field]) -> bool:
+    """Whether the connection stays open after this message (RFC 9112 section 9.3)."""
+    connection = _values(fields, b"connection")
+    return b"keep-alive" in connection if http10 else b"close" not in connection
+
+
+def _error_answer(code: int, reason: str, error: str) -> tuple[list[bytes], bytes]:
+    """The head (without its end) and body of the front's own JSON error answer."""
+    body = json.dumps({"error": error}).encode()
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (
+        code,
+        reason.encode(),
+        len(body),
+    )
+    return [head], body
+
+
 def _forwarded_fields(fields: list[Field], drop: frozenset[bytes]) -> list[bytes]:
     """The field lines that go on to the next hop: not hop-by-hop, nor named by Connection."""
     named = _values(fields, b"connection")
@@ -415,15 +432,13 @@ class _Backend(asyncio.Protocol):
             if 100 <= code < 200:
                 continue  # An interim answer (e.g. 100 Continue): the final one follows.
             fields = _fields(lines[1:])
-            connection = _values(fields, b"connection")
-            http10 = status[1] == b"1" and status[2] == b"0"
-            self._keep_alive = b"keep-alive" in connection if http10 else b"close" not in connection
+            self._keep_alive = _keep_alive(status[1] == b"1" and status[2] == b"0", fields)
             self._answer = Answer(code, status[4] or b"", fields, b"")
             self._length, self._chunked = None, None
             if self._head_request or code in (204, 304):
                 self._length = 0
-            elif _values(fields, b"transfer-encoding"):
-                if _values(fields, b"transfer-encoding")[-1] != b"chunked":
+            elif codings := _values(fields, b"transfer-encoding"):
+                if codings[-1] != b"chunked":
                     self._keep_alive = False  # Read until the connection closes.
                 else:
                     self._chunked = _Chunked(self._pool.max_body_bytes)
@@ -611,9 +626,7 @@ class _Client(asyncio.Protocol):
             del buffer[:start]
             fields = _fields(lines[1:])
             http10 = line[4] == b"0"
-            connection = _values(fields, b"connection")
-            keep_alive = b"keep-alive" in connection if http10 else b"close" not in connection
-            head = Request(line[1], line[2], fields, b"", keep_alive, http10)
+            head = Request(line[1], line[2], fields, b"", _keep_alive(http10, fields), http10)
             self._framing(head)
             self._head = head
             if (
@@ -669,11 +682,7 @@ class _Client(asyncio.Protocol):
 
     def fail(self, request: Request, code: int, reason: str, error: str) -> None:
         """Answers with the front's own JSON error; then reads the next request."""
-        body = json.dumps({"error": error}).encode()
-        parts = [
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            % (code, reason.encode(), len(body))
-        ]
+        parts, body = _error_answer(code, reason, error)
         if request.method == b"HEAD":
             body = b""
         self._write(parts, body, request.keep_alive, request.http10)
@@ -681,11 +690,7 @@ class _Client(asyncio.Protocol):
     def _refuse(self, code: int, reason: str, error: str) -> None:
         """Answers a request that cannot be read, and closes (its framing is lost)."""
         self._head = None
-        body = json.dumps({"error": error}).encode()
-        parts = [
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            % (code, reason.encode(), len(body))
-        ]
+        parts, body = _error_answer(code, reason, error)
         self._write(parts, body, False, False)
 
     def _write(self, parts: list[bytes], body: bytes, keep_alive: bool, http10: bool) -> None:
