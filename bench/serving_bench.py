@@ -8,6 +8,7 @@ load comes from client threads in this one.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -221,8 +222,6 @@ def _serve_empty(spec: str) -> int:
         "tensorflow.serving.PredictionService",
         {"Predict": grpc.unary_unary_rpc_method_handler(predict)},
     )
-    import concurrent.futures
-
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=settings.grpc_max_workers),
         handlers=(handler,),
@@ -254,12 +253,12 @@ def _wait_ready(address: str) -> None:
         client.wait_until_available(ModelRef(MODEL), timeout_s=180)
 
 
-def _predict_request(batch: int) -> bytes:
-    """The serialized PredictRequest of `batch` examples that every gRPC path sends."""
+def _predict_request(examples: list[bytes]) -> bytes:
+    """The serialized PredictRequest of these examples that every gRPC path sends."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
     request.model_spec.signature_name = "serving_default"
-    request.inputs["examples"].CopyFrom(tensors.string_tensor(_examples(batch)))
+    request.inputs["examples"].CopyFrom(tensors.string_tensor(examples))
     return request.SerializeToString()
 
 
@@ -330,7 +329,8 @@ def run(
     try:
         local.start()
         local.manager.wait_until_available(MODEL, 1, 180)
-        requests = {batch: _predict_request(batch) for batch in batches}
+        examples_of = {batch: _examples(batch) for batch in batches}
+        requests = {batch: _predict_request(examples_of[batch]) for batch in batches}
         servers[EMPTY_GRPC] = _start_empty_server(
             {
                 len(raw): local.service.predict(
@@ -371,7 +371,7 @@ def run(
                 results["call_layers_us"] = _call_layers(signature, servable)
         model = ModelRef(MODEL)
         for batch in batches:
-            examples = _examples(batch)
+            examples = examples_of[batch]
             tensor_in = np.array(examples, dtype=object)
             raw = requests[batch]
 
